@@ -1,0 +1,50 @@
+# medic — the README's two commands are `make demo` and `make test`.
+GO        ?= go
+PKGS      := ./...
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
+             -X github.com/prometheus/common/version.Revision=$(REVISION) \
+             -X github.com/prometheus/common/version.Branch=main
+BIN       := bin/medic
+FUZZTIME  ?= 20s
+
+.PHONY: all deps build test unit fuzz-short fuzz bench demo lint vet fmt-check rules-test clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/medic
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Every test, e2e included, after installing what is missing.
+test: deps build vet fmt-check
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(MAKE) fuzz-short
+	$(MAKE) rules-test
+
+rules-test:
+	@if [ -d deploy/prometheus ]; then promtool check rules deploy/prometheus/*-rules.yml && promtool test rules deploy/prometheus/tests/*.yml; fi
+
+fuzz-short:
+	$(GO) test ./hcl -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=5m
+
+bench: deps build
+	@scripts/bench.sh
+
+demo: build
+	$(BIN) demo
+
+clean:
+	rm -rf bin

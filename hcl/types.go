@@ -1,0 +1,193 @@
+// Package hcl owns medic's runbook language: the schema of the agent,
+// runbook and pool blocks, decoding with diagnostics that name file, line and
+// column, late evaluation of conditions against alert, agent and usage, and
+// canonical formatting.
+//
+// Every other package consumes the decoded *Config; none of them parses HCL.
+package hcl
+
+import (
+	"regexp"
+	"time"
+
+	hcl2 "github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/alertmanager/pkg/labels"
+)
+
+// Default thresholds of DESIGN.md §1.1.
+const (
+	DefaultMemoryThreshold = 0.80
+	DefaultCPUThreshold    = 0.80
+	DefaultDiskThreshold   = 0.99
+
+	DefaultProbeTimeout     = 2 * time.Second
+	DefaultProbeInterval    = 10 * time.Second
+	DefaultCauseTimeout     = 30 * time.Second
+	DefaultVerifyAttempts   = 3
+	DefaultVerifyInterval   = 2 * time.Second
+	DefaultBudgetRestarts   = 3
+	DefaultBudgetWindow     = time.Hour
+	DefaultEscalateTimeout  = 10 * time.Second
+	DefaultCheckInterval    = 2 * time.Second
+	DefaultHeartbeatTimeout = 15 * time.Second
+)
+
+// Config is everything loaded from one file or directory of *.hcl files, in
+// load order (files sorted by name, blocks in source order).
+type Config struct {
+	Agents   []*Agent
+	Runbooks []*Runbook
+	Pools    []*Pool
+
+	// Sources maps each loaded file name to its bytes so that diagnostics can
+	// print source snippets.
+	Sources map[string][]byte
+}
+
+// Agent is one `agent "NAME"` block.
+type Agent struct {
+	Name string
+	// Node restricts the agent to one node; empty means every node that
+	// loads the file.
+	Node string
+
+	// Command is set for agents medic node supervises itself.
+	Command []string
+	// Pidfile, Start and Stop are set for externally supervised agents.
+	Pidfile string
+	Start   []string
+	Stop    []string
+
+	Workdir string
+	Env     map[string]string
+
+	Heartbeat  *Heartbeat // nil: not guarded by heartbeats
+	Probe      *Probe     // nil: no functional probe (liveness only)
+	Thresholds Thresholds
+
+	// Watchdog lets medic node start the agent's runbook itself when a
+	// supervised child exits or a heartbeat goes overdue. Defaults to true
+	// for command agents and false for pidfile agents.
+	Watchdog bool
+
+	DeclRange hcl2.Range
+}
+
+// Supervised reports whether medic node starts the agent as its own child.
+func (a *Agent) Supervised() bool { return len(a.Command) > 0 }
+
+// Heartbeat is the `heartbeat {}` block of an agent.
+type Heartbeat struct {
+	Timeout time.Duration
+}
+
+// Probe kinds.
+const (
+	ProbeHTTP = "http"
+	ProbeTCP  = "tcp"
+	ProbeExec = "exec"
+)
+
+// Probe is the `probe "KIND" {}` block of an agent.
+type Probe struct {
+	Kind     string // ProbeHTTP, ProbeTCP or ProbeExec
+	URL      string // http
+	Address  string // tcp, host:port
+	Command  []string
+	Timeout  time.Duration
+	Interval time.Duration
+	// ExpectStatus is the exact status an http probe wants; 0 means any 2xx.
+	ExpectStatus int
+	// ExpectBody, when set, must match the http response body.
+	ExpectBody *regexp.Regexp
+}
+
+// Thresholds are the usage ratios above which a cause is suspected.
+type Thresholds struct {
+	Memory float64
+	CPU    float64
+	Disk   float64
+}
+
+// Runbook is one `runbook "NAME"` block.
+type Runbook struct {
+	Name string
+	// Match holds label equality conditions (all must hold).
+	Match map[string]string
+	// Matchers holds Alertmanager-syntax matchers (all must hold).
+	Matchers labels.Matchers
+	// AgentExpr selects the target agent; nil means alert.labels.agent.
+	AgentExpr hcl2.Expression
+
+	Causes   []*Cause
+	Verify   Verify
+	Escalate *Escalate // nil: no escalation target (outcome is still "escalated")
+	Budget   Budget
+	// Switchover, when set, makes the runbook switch a pool away from the
+	// target agent instead of running the recovery lifecycle.
+	Switchover *Switchover
+
+	DeclRange hcl2.Range
+}
+
+// Cause is one `cause "NAME"` block: a condition and its repair script.
+type Cause struct {
+	Name      string
+	When      hcl2.Expression
+	Repair    []string // argv; empty means "no repair, restart only"
+	Timeout   time.Duration
+	DeclRange hcl2.Range
+}
+
+// Verify is the `verify {}` block.
+type Verify struct {
+	Attempts int
+	Interval time.Duration
+}
+
+// Escalate is the `escalate {}` block.
+type Escalate struct {
+	Webhook string
+	Command []string
+	Timeout time.Duration
+}
+
+// Budget is the `budget {}` block: at most Restarts restarts within Window.
+type Budget struct {
+	Restarts int
+	Window   time.Duration
+}
+
+// Switchover is the `switchover {}` block of a runbook.
+type Switchover struct {
+	// Pool evaluates to the pool name; nil means alert.labels.pool.
+	Pool hcl2.Expression
+}
+
+// Pool is one `pool "NAME"` block.
+type Pool struct {
+	Name          string
+	Agents        []string
+	CheckInterval time.Duration
+	// DeviceURL is a template over `device`; use DeviceURLFor.
+	DeviceURL hcl2.Expression
+	DeclRange hcl2.Range
+}
+
+// Alert is the part of an Alertmanager alert that runbooks see as `alert`.
+type Alert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Status      string            `json:"status"` // "firing" or "resolved"
+	StartsAt    time.Time         `json:"startsAt"`
+	Fingerprint string            `json:"fingerprint,omitempty"`
+}
+
+// Usage holds the ratios sampled at diagnosis time, seen as `usage`.
+type Usage struct {
+	Memory     float64 `json:"memory"`
+	CPU        float64 `json:"cpu"`
+	Disk       float64 `json:"disk"`
+	HostMemory float64 `json:"host_memory"`
+	HostCPU    float64 `json:"host_cpu"`
+}

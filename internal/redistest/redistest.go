@@ -1,0 +1,221 @@
+// Package redistest starts real redis-server processes for tests: a
+// standalone server on a free loopback port (optionally with AOF, restartable
+// on the same port and data directory) and a 3-master Redis Cluster.
+//
+// Tests that claim to test the queue or dedup must use this, never a mock.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is one redis-server process owned by a test.
+type Server struct {
+	t    testing.TB
+	Port int
+	Dir  string
+	args []string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+}
+
+// Options tune Start.
+type Options struct {
+	// AOF turns on appendonly with appendfsync always, so that data
+	// survives Restart.
+	AOF bool
+	// Extra are more redis-server arguments.
+	Extra []string
+}
+
+// Binary returns the redis-server path or fails the test with the command
+// that installs it (make deps installs it; tests never skip for it).
+func Binary(t testing.TB) string {
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found: run `make deps` (apt-get install -y redis-server)")
+	}
+	return p
+}
+
+// FreePort returns a free loopback TCP port.
+func FreePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Start starts a redis-server on a free loopback port and stops it when the
+// test ends.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	s := &Server{t: t, Port: FreePort(t), Dir: t.TempDir()}
+	s.args = []string{
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port),
+		"--dir", s.Dir, "--save", "", "--protected-mode", "no",
+		"--daemonize", "no", "--logfile", filepath.Join(s.Dir, "redis.log"),
+	}
+	if o.AOF {
+		s.args = append(s.args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		s.args = append(s.args, "--appendonly", "no")
+	}
+	s.args = append(s.args, o.Extra...)
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	cmd := exec.Command(Binary(s.t), s.args...)
+	cmd.Dir = s.Dir
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	s.mu.Lock()
+	s.cmd = cmd
+	s.mu.Unlock()
+	waitPing(s.t, s.Addr(), 10*time.Second, filepath.Join(s.Dir, "redis.log"))
+}
+
+func waitPing(t testing.TB, addr string, d time.Duration, logfile string) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(d)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logfile)
+			t.Fatalf("redis-server on %s did not answer: %v\n%s", addr, err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Addr is host:port.
+func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+
+// URL is the redis:// URL medic's --redis.url takes.
+func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+
+// Client returns a go-redis client closed at the end of the test.
+func (s *Server) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Kill SIGKILLs the server (no shutdown save).
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+}
+
+// Stop kills the server; safe to call twice.
+func (s *Server) Stop() { s.Kill() }
+
+// Restart kills the server and starts it again on the same port and data
+// directory; with AOF on, acknowledged writes survive.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	s.start()
+}
+
+// Cluster is a 3-master Redis Cluster on loopback.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// StartCluster starts three cluster-enabled servers and joins them with
+// `redis-cli --cluster create`.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatalf("redis-cli not found: run `make deps` (apt-get install -y redis-tools)")
+	}
+	c := &Cluster{}
+	var addrs []string
+	for i := 0; i < 3; i++ {
+		n := Start(t, Options{Extra: []string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "5000",
+		}})
+		c.Nodes = append(c.Nodes, n)
+		addrs = append(addrs, n.Addr())
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	out, err := exec.Command(cli, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	// Wait until every node reports the cluster as ok.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range c.Nodes {
+		for {
+			out, _ := exec.Command(cli, "-p", strconv.Itoa(n.Port), "cluster", "info").Output()
+			if strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster did not become ok: %s", out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// Addrs are the seed addresses of the cluster.
+func (c *Cluster) Addrs() []string {
+	var a []string
+	for _, n := range c.Nodes {
+		a = append(a, n.Addr())
+	}
+	return a
+}
+
+// URL is the --redis.url for the cluster (see redisx.New).
+func (c *Cluster) URL() string {
+	u := "redis+cluster://" + c.Nodes[0].Addr() + "?"
+	for i, n := range c.Nodes[1:] {
+		if i > 0 {
+			u += "&"
+		}
+		u += "addr=" + n.Addr()
+	}
+	return u
+}

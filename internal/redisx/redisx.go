@@ -1,0 +1,68 @@
+// Package redisx builds the Redis client every medic process uses from one
+// --redis.url, covering standalone, Sentinel and Cluster, and provides the
+// embedded in-memory store `medic serve` and `medic demo` fall back to.
+package redisx
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// New returns a UniversalClient for a URL:
+//
+//	redis://[user:pass@]host:port[/db]           standalone
+//	rediss://...                                 standalone over TLS
+//	redis+cluster://host:port?addr=host2:port2   Redis Cluster (seed list)
+//	redis+sentinel://host:port?master=NAME&addr=host2:port2  Sentinel
+func New(rawURL string) (redis.UniversalClient, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis.url %q: %w", rawURL, err)
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "unix":
+		o, err := redis.ParseURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("--redis.url %q: %w", rawURL, err)
+		}
+		return redis.NewClient(o), nil
+	case "redis+cluster", "rediss+cluster":
+		cu := *u
+		cu.Scheme = strings.TrimSuffix(u.Scheme, "+cluster")
+		o, err := redis.ParseClusterURL(cu.String())
+		if err != nil {
+			return nil, fmt.Errorf("--redis.url %q: %w", rawURL, err)
+		}
+		return redis.NewClusterClient(o), nil
+	case "redis+sentinel":
+		q := u.Query()
+		master := q.Get("master")
+		if master == "" {
+			return nil, fmt.Errorf("--redis.url %q: sentinel URL needs ?master=NAME", rawURL)
+		}
+		addrs := append([]string{u.Host}, q["addr"]...)
+		o := &redis.FailoverOptions{MasterName: master, SentinelAddrs: addrs}
+		if u.User != nil {
+			o.Username = u.User.Username()
+			o.Password, _ = u.User.Password()
+		}
+		return redis.NewFailoverClient(o), nil
+	default:
+		return nil, fmt.Errorf("--redis.url %q: unknown scheme %q (want redis, rediss, redis+cluster or redis+sentinel)", rawURL, u.Scheme)
+	}
+}
+
+// Embedded starts an in-process, in-memory Redis-compatible store
+// (miniredis). Its state is lost when the process exits. close stops it.
+func Embedded() (client redis.UniversalClient, url string, close func(), err error) {
+	m := miniredis.NewMiniRedis()
+	if err := m.Start(); err != nil {
+		return nil, "", nil, fmt.Errorf("start embedded store: %w", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	return c, "redis://" + m.Addr(), func() { c.Close(); m.Close() }, nil
+}

@@ -1,0 +1,71 @@
+// Package runbooks owns the remediation engine: the recovery lifecycle of
+// DESIGN.md §1.1 (liveness → probe → diagnosis → repair → restart → verify →
+// escalate), the run records it produces, the per-agent lease, the restart
+// budget, and the ready-made runbooks under library/.
+package runbooks
+
+import (
+	"time"
+
+	"github.com/medicops/medic/hcl"
+)
+
+// Outcomes of a run. They are the `outcome` label of
+// medic_remediations_total, so the set is closed.
+const (
+	OutcomeHealthy    = "healthy"    // alive and probe passes: nothing touched
+	OutcomeRecovered  = "recovered"  // verify passed after restart/repair
+	OutcomeEscalated  = "escalated"  // still broken, or budget exhausted; humans told
+	OutcomeSwitched   = "switched"   // a switchover runbook moved the pool
+	OutcomeUnroutable = "unroutable" // no node could be found for the alert
+	OutcomeExpired    = "expired"    // job reached the node past its deadline
+	OutcomeCancelled  = "cancelled"  // resolved before the job started
+	OutcomeSkipped    = "skipped"    // another run holds the agent's lease, or agent not on this node
+	OutcomeFailed     = "failed"     // medic itself failed (bad config, internal error)
+)
+
+// Triggers say what started a run.
+const (
+	TriggerAlert    = "alert"
+	TriggerWatchdog = "watchdog"
+	TriggerManual   = "manual"
+)
+
+// MaxStepOutput caps the output kept per step.
+const MaxStepOutput = 64 << 10
+
+// Step is one action of a run.
+type Step struct {
+	Name     string    `json:"name"` // liveness, probe, diagnose, repair:CAUSE, restart, verify, escalate, switchover
+	Started  time.Time `json:"started"`
+	Duration float64   `json:"duration_seconds"`
+	// ExitCode is set for steps that ran a process.
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// Output is the step's combined output, capped at MaxStepOutput.
+	Output string `json:"output,omitempty"`
+	// Detail is a short human summary ("pid 4242 alive", "memory 0.91 > 0.80").
+	Detail string `json:"detail,omitempty"`
+	OK     bool   `json:"ok"`
+}
+
+// RunRecord is what one run did and why. It is stored by the bridge and
+// printed by `medic run`.
+type RunRecord struct {
+	ID          string            `json:"id"`
+	Runbook     string            `json:"runbook"`
+	Agent       string            `json:"agent"`
+	Node        string            `json:"node"`
+	Trigger     string            `json:"trigger"`
+	Fingerprint string            `json:"fingerprint,omitempty"`
+	StartsAt    time.Time         `json:"starts_at,omitzero"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Causes      []string          `json:"causes,omitempty"`
+	Usage       *hcl.Usage        `json:"usage,omitempty"`
+	Steps       []Step            `json:"steps"`
+	Outcome     string            `json:"outcome"`
+	Error       string            `json:"error,omitempty"`
+	Started     time.Time         `json:"started"`
+	Finished    time.Time         `json:"finished"`
+	Duration    float64           `json:"duration_seconds"`
+}

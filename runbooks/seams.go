@@ -1,0 +1,36 @@
+package runbooks
+
+import (
+	"context"
+	"time"
+
+	"github.com/medicops/medic/hcl"
+)
+
+// Agents is what the engine needs from the node that runs an agent. The
+// node's supervisor (package exporter) implements it.
+type Agents interface {
+	// Alive reports whether the agent's process exists, checked by PID and
+	// process start time so a reused PID never counts as alive.
+	Alive(ctx context.Context, agent string) (alive bool, detail string, err error)
+	// Probe runs the agent's functional probe now. An agent with a
+	// heartbeat that is registered and overdue fails its probe.
+	Probe(ctx context.Context, agent string) (ok bool, detail string, err error)
+	// Usage samples the agent's usage ratios now.
+	Usage(ctx context.Context, agent string) (hcl.Usage, error)
+	// Restart stops the agent if it runs (whole process group) and starts it.
+	Restart(ctx context.Context, agent string) error
+}
+
+// Locker gives one run per agent at a time across processes (the lease
+// medic:lease:NODE:AGENT in Redis, or an in-process map for `medic run`).
+type Locker interface {
+	// TryLock takes the lease for key for ttl. ok is false when another
+	// holder has it. release gives it back.
+	TryLock(ctx context.Context, key string, ttl time.Duration) (release func(), ok bool, err error)
+}
+
+// Switcher switches a pool away from an agent (package queue implements it).
+type Switcher interface {
+	Switchover(ctx context.Context, pool, fromAgent string) (detail string, err error)
+}
