@@ -34,3 +34,26 @@ type Locker interface {
 type Switcher interface {
 	Switchover(ctx context.Context, pool, fromAgent string) (detail string, err error)
 }
+
+// Request asks the engine to run one runbook for one agent on this node.
+// The engine (engine.go) serves it with
+//
+//	func (e *Engine) Run(ctx context.Context, req Request) *RunRecord
+//
+// and callers that only need that (the bridge's job consumer, the node's
+// watchdog) depend on the Runner interface.
+type Request struct {
+	// ID is the run id; empty lets the engine make one.
+	ID string `json:"id,omitempty"`
+	// Runbook names the runbook; empty means the first that matches Alert.
+	Runbook string `json:"runbook,omitempty"`
+	// Agent names the target; empty means the runbook's agent expression.
+	Agent   string    `json:"agent,omitempty"`
+	Alert   hcl.Alert `json:"alert"`
+	Trigger string    `json:"trigger"`
+}
+
+// Runner runs a request to completion and always returns a record.
+type Runner interface {
+	Run(ctx context.Context, req Request) *RunRecord
+}

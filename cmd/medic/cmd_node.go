@@ -12,7 +12,4 @@ func init() {
 	register("node", "(not implemented yet)", func(cmd *kingpin.CmdClause) action {
 		return func(context.Context, *slog.Logger) error { return errors.New("node: not implemented yet") }
 	})
-	register("run", "(not implemented yet)", func(cmd *kingpin.CmdClause) action {
-		return func(context.Context, *slog.Logger) error { return errors.New("run: not implemented yet") }
-	})
 }
