@@ -1,13 +1,8 @@
 package hcl
 
 import (
-	"errors"
-
 	hcl2 "github.com/hashicorp/hcl/v2"
 )
-
-// errNotYet marks API the loader work has not filled in yet.
-var errNotYet = errors.New("hcl: not implemented yet")
 
 // Source is one named HCL input, for loading from memory (tests, fuzzing).
 type Source struct {
@@ -19,12 +14,17 @@ type Source struct {
 // name) and decodes and validates them as one configuration. The returned
 // config is nil when diags has errors.
 func Load(path string) (*Config, hcl2.Diagnostics) {
-	return nil, hcl2.Diagnostics{{Severity: hcl2.DiagError, Summary: errNotYet.Error()}}
+	srcs, diags := readSources(path)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	cfg, more := loadSources(srcs)
+	return cfg, append(diags, more...)
 }
 
 // LoadSources is Load over in-memory sources, in the given order.
 func LoadSources(srcs []Source) (*Config, hcl2.Diagnostics) {
-	return nil, hcl2.Diagnostics{{Severity: hcl2.DiagError, Summary: errNotYet.Error()}}
+	return loadSources(srcs)
 }
 
 // Agent returns the agent called name, or nil.
@@ -59,42 +59,24 @@ func (c *Config) AgentsForNode(node string) []*Agent {
 	return out
 }
 
-// Match returns the first runbook (in load order) that matches the alert's
-// labels, and for every runbook before it a reason why it did not match.
-func (c *Config) Match(alert Alert) (rb *Runbook, skipped []string) {
-	return nil, nil
-}
 
-// Matches reports whether the runbook's match and matchers all hold for the
-// labels; when not, reason names the first condition that failed.
-func (r *Runbook) Matches(labels map[string]string) (ok bool, reason string) {
-	return false, errNotYet.Error()
-}
-
-// TargetAgent evaluates the runbook's agent expression (default
-// alert.labels.agent) for the alert.
-func (r *Runbook) TargetAgent(alert Alert) (string, error) {
-	return "", errNotYet
-}
-
-// PoolName evaluates the switchover's pool expression (default
-// alert.labels.pool) for the alert.
-func (s *Switchover) PoolName(alert Alert) (string, error) {
-	return "", errNotYet
-}
-
-// EvalContext builds the context conditions are evaluated in: `alert`,
-// `agent` (may be nil) and `usage`, plus the side-effect-free functions.
-func EvalContext(alert Alert, agent *Agent, usage Usage) *hcl2.EvalContext {
-	return &hcl2.EvalContext{}
-}
-
-// Eval evaluates the cause's `when` condition to a bool.
-func (c *Cause) Eval(ctx *hcl2.EvalContext) (bool, hcl2.Diagnostics) {
-	return false, hcl2.Diagnostics{{Severity: hcl2.DiagError, Summary: errNotYet.Error()}}
-}
-
-// DeviceURLFor renders the pool's device_url template for one device.
-func (p *Pool) DeviceURLFor(device string) (string, error) {
-	return "", errNotYet
+// LoadPaths loads several files and directories as one configuration, in
+// the order given (each directory's files sorted by name), as
+// `medic validate a.hcl dir/` does.
+func LoadPaths(paths ...string) (*Config, hcl2.Diagnostics) {
+	var (
+		srcs  []Source
+		diags hcl2.Diagnostics
+	)
+	for _, p := range paths {
+		s, d := readSources(p)
+		srcs = append(srcs, s...)
+		diags = append(diags, d...)
+	}
+	cfg, more := loadSources(srcs)
+	diags = append(diags, more...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return cfg, diags
 }

@@ -128,6 +128,10 @@ type Runbook struct {
 	Switchover *Switchover
 
 	DeclRange hcl2.Range
+
+	// conds are the match conditions precompiled by the loader.
+	conds    []matchCond
+	compiled bool
 }
 
 // Cause is one `cause "NAME"` block: a condition and its repair script.
@@ -172,6 +176,8 @@ type Pool struct {
 	// DeviceURL is a template over `device`; use DeviceURLFor.
 	DeviceURL hcl2.Expression
 	DeclRange hcl2.Range
+
+	agentsExpr hcl2.Expression // for positions of agent references
 }
 
 // Alert is the part of an Alertmanager alert that runbooks see as `alert`.

@@ -1,0 +1,523 @@
+package hcl
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	hcl2 "github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/prometheus/common/model"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// The schemas are the whole language: hclsyntax rejects anything not named
+// here with "Unsupported argument" / "Unsupported block type" and a "Did you
+// mean" suggestion.
+var (
+	rootSchema = &hcl2.BodySchema{Blocks: []hcl2.BlockHeaderSchema{
+		{Type: "agent", LabelNames: []string{"name"}},
+		{Type: "runbook", LabelNames: []string{"name"}},
+		{Type: "pool", LabelNames: []string{"name"}},
+	}}
+
+	agentSchema = &hcl2.BodySchema{
+		Attributes: []hcl2.AttributeSchema{
+			{Name: "node"}, {Name: "command"}, {Name: "pidfile"}, {Name: "start"}, {Name: "stop"},
+			{Name: "workdir"}, {Name: "env"}, {Name: "watchdog"},
+		},
+		Blocks: []hcl2.BlockHeaderSchema{
+			{Type: "heartbeat"},
+			{Type: "probe", LabelNames: []string{"kind"}},
+			{Type: "thresholds"},
+		},
+	}
+	heartbeatSchema = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "timeout"}}}
+	probeSchemas    = map[string]*hcl2.BodySchema{
+		ProbeHTTP: {Attributes: []hcl2.AttributeSchema{{Name: "url", Required: true}, {Name: "timeout"}, {Name: "interval"}, {Name: "expect_status"}, {Name: "expect_body"}}},
+		ProbeTCP:  {Attributes: []hcl2.AttributeSchema{{Name: "address", Required: true}, {Name: "timeout"}, {Name: "interval"}}},
+		ProbeExec: {Attributes: []hcl2.AttributeSchema{{Name: "command", Required: true}, {Name: "timeout"}, {Name: "interval"}}},
+	}
+	thresholdsSchema = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "memory"}, {Name: "cpu"}, {Name: "disk"}}}
+
+	runbookSchema = &hcl2.BodySchema{
+		Attributes: []hcl2.AttributeSchema{{Name: "matchers"}, {Name: "agent"}},
+		Blocks: []hcl2.BlockHeaderSchema{
+			{Type: "match"},
+			{Type: "cause", LabelNames: []string{"name"}},
+			{Type: "verify"},
+			{Type: "escalate"},
+			{Type: "budget"},
+			{Type: "switchover"},
+		},
+	}
+	causeSchema      = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "when", Required: true}, {Name: "repair"}, {Name: "timeout"}}}
+	verifySchema     = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "attempts"}, {Name: "interval"}}}
+	escalateSchema   = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "webhook"}, {Name: "command"}, {Name: "timeout"}}}
+	budgetSchema     = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "restarts"}, {Name: "window"}}}
+	switchoverSchema = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "pool"}}}
+
+	poolSchema = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{
+		{Name: "agents", Required: true}, {Name: "check_interval"}, {Name: "device_url", Required: true},
+	}}
+)
+
+// validName keeps names usable in Redis keys (no ':' or hash-tag braces),
+// metric labels, environment variables and file names.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func checkName(block *hcl2.Block) hcl2.Diagnostics {
+	if len(block.Labels) == 0 || validName.MatchString(block.Labels[0]) {
+		return nil
+	}
+	return hcl2.Diagnostics{{
+		Severity: hcl2.DiagError,
+		Summary:  fmt.Sprintf("Invalid %s name", block.Type),
+		Detail:   fmt.Sprintf("%q is not a valid %s name: use letters, digits, '_', '.' and '-', starting with a letter or digit.", block.Labels[0], block.Type),
+		Subject:  block.LabelRanges[0].Ptr(),
+		Context:  block.DefRange.Ptr(),
+	}}
+}
+
+// decodeAttr decodes attrs[name] into *dst when it is present, appending the
+// diagnostics; it reports whether the attribute was present.
+func decodeAttr[T any](diags *hcl2.Diagnostics, attrs hcl2.Attributes, name string, dst *T, fn func(*hcl2.Attribute) (T, hcl2.Diagnostics)) bool {
+	attr, ok := attrs[name]
+	if !ok {
+		return false
+	}
+	v, d := fn(attr)
+	*diags = append(*diags, d...)
+	if !d.HasErrors() {
+		*dst = v
+	}
+	return true
+}
+
+// singleBlocks returns the blocks of a type that may appear at most once,
+// reporting every extra one.
+func singleBlock(diags *hcl2.Diagnostics, blocks hcl2.Blocks, typ string) *hcl2.Block {
+	var first *hcl2.Block
+	for _, b := range blocks {
+		if b.Type != typ {
+			continue
+		}
+		if first == nil {
+			first = b
+			continue
+		}
+		*diags = append(*diags, &hcl2.Diagnostic{
+			Severity: hcl2.DiagError,
+			Summary:  fmt.Sprintf("Duplicate %s block", typ),
+			Detail:   fmt.Sprintf("Only one %s block is allowed here; the first is at %s.", typ, posString(first.DefRange)),
+			Subject:  b.DefRange.Ptr(),
+		})
+	}
+	return first
+}
+
+func posString(r hcl2.Range) string {
+	return fmt.Sprintf("%s:%d,%d", r.Filename, r.Start.Line, r.Start.Column)
+}
+
+func decodeAgent(block *hcl2.Block) (*Agent, hcl2.Diagnostics) {
+	diags := checkName(block)
+	content, d := block.Body.Content(agentSchema)
+	diags = append(diags, d...)
+	a := &Agent{Name: block.Labels[0], DeclRange: block.DefRange, Thresholds: DefaultThresholds()}
+	attrs := content.Attributes
+
+	decodeAttr(&diags, attrs, "node", &a.Node, decodeString)
+	hasCommand := decodeAttr(&diags, attrs, "command", &a.Command, decodeArgv)
+	hasPidfile := decodeAttr(&diags, attrs, "pidfile", &a.Pidfile, decodeString)
+	hasStart := decodeAttr(&diags, attrs, "start", &a.Start, decodeArgv)
+	decodeAttr(&diags, attrs, "stop", &a.Stop, decodeArgv)
+	decodeAttr(&diags, attrs, "workdir", &a.Workdir, decodeString)
+	decodeAttr(&diags, attrs, "env", &a.Env, decodeStringMap)
+	hasWatchdog := decodeAttr(&diags, attrs, "watchdog", &a.Watchdog, decodeBool)
+
+	switch {
+	case hasCommand && hasPidfile:
+		diags = append(diags, attrDiag(attrs["pidfile"], "Conflicting arguments",
+			fmt.Sprintf("Agent %q has both command (medic node supervises it) and pidfile (an external supervisor does); set one of them.", a.Name)))
+	case hasCommand:
+		for _, n := range []string{"start", "stop"} {
+			if attr, ok := attrs[n]; ok {
+				diags = append(diags, attrDiag(attr, "Conflicting arguments",
+					fmt.Sprintf("%s belongs to pidfile agents; agent %q is started by medic node from its command.", n, a.Name)))
+			}
+		}
+	case hasPidfile:
+		if !hasStart {
+			diags = append(diags, attrDiag(attrs["pidfile"], "Missing start command",
+				fmt.Sprintf("Agent %q names a pidfile, so medic needs start = [...] to restart it.", a.Name)))
+		}
+		if a.Pidfile != "" && !path.IsAbs(a.Pidfile) {
+			diags = append(diags, attrDiag(attrs["pidfile"], "Relative path", "pidfile must be an absolute path."))
+		}
+	default:
+		diags = append(diags, &hcl2.Diagnostic{
+			Severity: hcl2.DiagError,
+			Summary:  "Missing command or pidfile",
+			Detail:   fmt.Sprintf("Agent %q needs either command = [...] (medic node supervises it) or pidfile and start (an external supervisor does).", a.Name),
+			Subject:  block.DefRange.Ptr(),
+		})
+	}
+	if !hasWatchdog {
+		a.Watchdog = hasCommand
+	}
+	if attr, ok := attrs["workdir"]; ok && a.Workdir != "" && !path.IsAbs(a.Workdir) {
+		diags = append(diags, attrDiag(attr, "Relative path", "workdir must be an absolute path; its file system's disk ratio is measured."))
+	}
+	if attr, ok := attrs["env"]; ok {
+		keys := make([]string, 0, len(a.Env))
+		for k := range a.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if !envName.MatchString(k) {
+				diags = append(diags, attrDiag(attr, "Invalid environment variable name",
+					fmt.Sprintf("%q is not a valid environment variable name: use letters, digits and '_', not starting with a digit.", k)))
+			}
+		}
+	}
+
+	if b := singleBlock(&diags, content.Blocks, "heartbeat"); b != nil {
+		hb, d := decodeHeartbeat(b)
+		diags = append(diags, d...)
+		a.Heartbeat = hb
+	}
+	if b := singleBlock(&diags, content.Blocks, "probe"); b != nil {
+		p, d := decodeProbe(b)
+		diags = append(diags, d...)
+		a.Probe = p
+	}
+	if b := singleBlock(&diags, content.Blocks, "thresholds"); b != nil {
+		diags = append(diags, decodeThresholds(b, &a.Thresholds)...)
+	}
+	return a, diags
+}
+
+func decodeHeartbeat(block *hcl2.Block) (*Heartbeat, hcl2.Diagnostics) {
+	content, diags := block.Body.Content(heartbeatSchema)
+	hb := &Heartbeat{Timeout: DefaultHeartbeatTimeout}
+	decodeAttr(&diags, content.Attributes, "timeout", &hb.Timeout, decodeDuration)
+	return hb, diags
+}
+
+func decodeProbe(block *hcl2.Block) (*Probe, hcl2.Diagnostics) {
+	kind := block.Labels[0]
+	schema, ok := probeSchemas[kind]
+	if !ok {
+		kinds := []string{ProbeExec, ProbeHTTP, ProbeTCP}
+		detail := fmt.Sprintf("%q is not a probe kind; use one of %s.", kind, englishList(kinds))
+		if s := suggest(kind, kinds); s != "" {
+			detail = fmt.Sprintf("%q is not a probe kind. Did you mean %q?", kind, s)
+		}
+		return nil, hcl2.Diagnostics{{
+			Severity: hcl2.DiagError,
+			Summary:  "Unsupported probe kind",
+			Detail:   detail,
+			Subject:  block.LabelRanges[0].Ptr(),
+			Context:  block.DefRange.Ptr(),
+		}}
+	}
+	content, diags := block.Body.Content(schema)
+	p := &Probe{Kind: kind, Timeout: DefaultProbeTimeout, Interval: DefaultProbeInterval}
+	attrs := content.Attributes
+	if decodeAttr(&diags, attrs, "url", &p.URL, decodeString) {
+		if err := checkHTTPURL(p.URL); err != nil {
+			diags = append(diags, attrDiag(attrs["url"], "Invalid URL", err.Error()))
+		}
+	}
+	if decodeAttr(&diags, attrs, "address", &p.Address, decodeString) {
+		if _, port, err := net.SplitHostPort(p.Address); err != nil || port == "" {
+			diags = append(diags, attrDiag(attrs["address"], "Invalid address",
+				fmt.Sprintf("%q is not host:port, e.g. \"127.0.0.1:8081\".", p.Address)))
+		}
+	}
+	decodeAttr(&diags, attrs, "command", &p.Command, decodeArgv)
+	decodeAttr(&diags, attrs, "timeout", &p.Timeout, decodeDuration)
+	decodeAttr(&diags, attrs, "interval", &p.Interval, decodeDuration)
+	decodeAttr(&diags, attrs, "expect_status", &p.ExpectStatus, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
+		return decodeInt(attr, 100, 599)
+	})
+	if attr, ok := attrs["expect_body"]; ok {
+		if s, d := decodeString(attr); d.HasErrors() {
+			diags = append(diags, d...)
+		} else if re, err := regexp.Compile(s); err != nil {
+			diags = append(diags, attrDiag(attr, "Invalid regular expression", fmt.Sprintf("expect_body: %v.", err)))
+		} else {
+			p.ExpectBody = re
+		}
+	}
+	if attr, ok := attrs["timeout"]; ok && p.Timeout > p.Interval {
+		diags = append(diags, &hcl2.Diagnostic{
+			Severity: hcl2.DiagWarning,
+			Summary:  "Probe timeout exceeds its interval",
+			Detail:   fmt.Sprintf("The probe may run for %s but starts every %s; probes will overlap.", p.Timeout, p.Interval),
+			Subject:  attr.Expr.Range().Ptr(),
+		})
+	}
+	return p, diags
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v.", s, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q must be an absolute http:// or https:// URL.", s)
+	}
+	return nil
+}
+
+func decodeThresholds(block *hcl2.Block, t *Thresholds) hcl2.Diagnostics {
+	content, diags := block.Body.Content(thresholdsSchema)
+	decodeAttr(&diags, content.Attributes, "memory", &t.Memory, decodeRatio)
+	decodeAttr(&diags, content.Attributes, "cpu", &t.CPU, decodeRatio)
+	decodeAttr(&diags, content.Attributes, "disk", &t.Disk, decodeRatio)
+	return diags
+}
+
+func decodeRunbook(block *hcl2.Block) (*Runbook, hcl2.Diagnostics) {
+	diags := checkName(block)
+	content, d := block.Body.Content(runbookSchema)
+	diags = append(diags, d...)
+	rb := &Runbook{
+		Name:      block.Labels[0],
+		Verify:    Verify{Attempts: DefaultVerifyAttempts, Interval: DefaultVerifyInterval},
+		Budget:    Budget{Restarts: DefaultBudgetRestarts, Window: DefaultBudgetWindow},
+		DeclRange: block.DefRange,
+	}
+	attrs := content.Attributes
+
+	if b := singleBlock(&diags, content.Blocks, "match"); b != nil {
+		m, d := decodeMatch(b)
+		diags = append(diags, d...)
+		rb.Match = m
+	}
+	if attr, ok := attrs["matchers"]; ok {
+		ms, d := decodeMatchers(attr)
+		diags = append(diags, d...)
+		rb.Matchers = ms
+	}
+	if attr, ok := attrs["agent"]; ok {
+		diags = append(diags, scopeAlert.checkExpr(attr.Expr, cty.String, "agent")...)
+		rb.AgentExpr = attr.Expr
+	}
+	if _, hasMatchers := attrs["matchers"]; !hasMatchers && len(rb.Match) == 0 {
+		diags = append(diags, &hcl2.Diagnostic{
+			Severity: hcl2.DiagWarning,
+			Summary:  "Runbook matches every alert",
+			Detail:   fmt.Sprintf("Runbook %q has no match block and no matchers, so it takes every alert that no earlier runbook took.", rb.Name),
+			Subject:  block.DefRange.Ptr(),
+		})
+	}
+
+	causes := map[string]hcl2.Range{}
+	for _, b := range content.Blocks {
+		if b.Type != "cause" {
+			continue
+		}
+		c, d := decodeCause(b)
+		diags = append(diags, d...)
+		if first, dup := causes[c.Name]; dup {
+			diags = append(diags, &hcl2.Diagnostic{
+				Severity: hcl2.DiagError,
+				Summary:  fmt.Sprintf("Duplicate cause %q", c.Name),
+				Detail:   fmt.Sprintf("Runbook %q already has a cause %q, first defined at %s.", rb.Name, c.Name, posString(first)),
+				Subject:  b.LabelRanges[0].Ptr(),
+				Context:  b.DefRange.Ptr(),
+			})
+			continue
+		}
+		causes[c.Name] = b.DefRange
+		rb.Causes = append(rb.Causes, c)
+	}
+	if b := singleBlock(&diags, content.Blocks, "verify"); b != nil {
+		diags = append(diags, decodeVerify(b, &rb.Verify)...)
+	}
+	if b := singleBlock(&diags, content.Blocks, "escalate"); b != nil {
+		e, d := decodeEscalate(b)
+		diags = append(diags, d...)
+		rb.Escalate = e
+	}
+	if b := singleBlock(&diags, content.Blocks, "budget"); b != nil {
+		diags = append(diags, decodeBudget(b, &rb.Budget)...)
+	}
+	if b := singleBlock(&diags, content.Blocks, "switchover"); b != nil {
+		s, d := decodeSwitchover(b)
+		diags = append(diags, d...)
+		rb.Switchover = s
+		for _, cb := range content.Blocks {
+			if cb.Type == "cause" {
+				diags = append(diags, &hcl2.Diagnostic{
+					Severity: hcl2.DiagError,
+					Summary:  "Cause in a switchover runbook",
+					Detail:   fmt.Sprintf("Runbook %q switches its pool away from the agent and never diagnoses it; move the causes to a recovery runbook.", rb.Name),
+					Subject:  cb.DefRange.Ptr(),
+				})
+			}
+		}
+	}
+	rb.compile()
+	return rb, diags
+}
+
+func decodeMatch(block *hcl2.Block) (map[string]string, hcl2.Diagnostics) {
+	attrs, diags := block.Body.JustAttributes()
+	out := make(map[string]string, len(attrs))
+	for name, attr := range attrs {
+		if !model.LegacyValidation.IsValidLabelName(name) {
+			diags = append(diags, &hcl2.Diagnostic{
+				Severity: hcl2.DiagError,
+				Summary:  "Invalid label name",
+				Detail:   fmt.Sprintf("%q is not a Prometheus label name (letters, digits and '_'); use matchers = [...] for other names.", name),
+				Subject:  attr.NameRange.Ptr(),
+			})
+			continue
+		}
+		v, d := decodeString(attr)
+		diags = append(diags, d...)
+		if !d.HasErrors() {
+			out[name] = v
+		}
+	}
+	return out, diags
+}
+
+func decodeMatchers(attr *hcl2.Attribute) (labels.Matchers, hcl2.Diagnostics) {
+	list, diags := decodeStringList(attr)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	elems, _ := hcl2.ExprList(attr.Expr)
+	var out labels.Matchers
+	for i, s := range list {
+		subject := attr.Expr.Range()
+		if len(elems) == len(list) {
+			subject = elems[i].Range()
+		}
+		ms, warn, err := parseMatchers(s)
+		if err != nil {
+			diags = append(diags, &hcl2.Diagnostic{
+				Severity: hcl2.DiagError,
+				Summary:  "Invalid matcher",
+				Detail:   fmt.Sprintf("%q is not an Alertmanager matcher (e.g. alertname=~\"Medic.*\"): %v.", s, err),
+				Subject:  subject.Ptr(),
+				Context:  attr.Range.Ptr(),
+			})
+			continue
+		}
+		if warn != "" {
+			diags = append(diags, &hcl2.Diagnostic{
+				Severity: hcl2.DiagWarning,
+				Summary:  "Matcher uses the classic syntax",
+				Detail:   warn,
+				Subject:  subject.Ptr(),
+			})
+		}
+		out = append(out, ms...)
+	}
+	return out, diags
+}
+
+func decodeCause(block *hcl2.Block) (*Cause, hcl2.Diagnostics) {
+	content, diags := block.Body.Content(causeSchema)
+	c := &Cause{Name: block.Labels[0], Timeout: DefaultCauseTimeout, DeclRange: block.DefRange}
+	if attr, ok := content.Attributes["when"]; ok {
+		diags = append(diags, scopeCondition.checkExpr(attr.Expr, cty.Bool, "when")...)
+		c.When = attr.Expr
+	}
+	decodeAttr(&diags, content.Attributes, "repair", &c.Repair, decodeArgv)
+	decodeAttr(&diags, content.Attributes, "timeout", &c.Timeout, decodeDuration)
+	return c, diags
+}
+
+func decodeVerify(block *hcl2.Block, v *Verify) hcl2.Diagnostics {
+	content, diags := block.Body.Content(verifySchema)
+	decodeAttr(&diags, content.Attributes, "attempts", &v.Attempts, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
+		return decodeInt(attr, 1, 1000)
+	})
+	decodeAttr(&diags, content.Attributes, "interval", &v.Interval, decodeDuration)
+	return diags
+}
+
+func decodeEscalate(block *hcl2.Block) (*Escalate, hcl2.Diagnostics) {
+	content, diags := block.Body.Content(escalateSchema)
+	e := &Escalate{Timeout: DefaultEscalateTimeout}
+	attrs := content.Attributes
+	hasWebhook := decodeAttr(&diags, attrs, "webhook", &e.Webhook, decodeString)
+	if hasWebhook && e.Webhook != "" {
+		if err := checkHTTPURL(e.Webhook); err != nil {
+			diags = append(diags, attrDiag(attrs["webhook"], "Invalid URL", err.Error()))
+		}
+	}
+	hasCommand := decodeAttr(&diags, attrs, "command", &e.Command, decodeArgv)
+	decodeAttr(&diags, attrs, "timeout", &e.Timeout, decodeDuration)
+	if !hasWebhook && !hasCommand {
+		diags = append(diags, &hcl2.Diagnostic{
+			Severity: hcl2.DiagError,
+			Summary:  "Escalation without a target",
+			Detail:   "An escalate block needs webhook = \"https://...\" and/or command = [...]; remove the block to escalate by outcome only.",
+			Subject:  block.DefRange.Ptr(),
+		})
+	}
+	return e, diags
+}
+
+func decodeBudget(block *hcl2.Block, b *Budget) hcl2.Diagnostics {
+	content, diags := block.Body.Content(budgetSchema)
+	decodeAttr(&diags, content.Attributes, "restarts", &b.Restarts, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
+		return decodeInt(attr, 0, 1000000)
+	})
+	decodeAttr(&diags, content.Attributes, "window", &b.Window, decodeDuration)
+	return diags
+}
+
+func decodeSwitchover(block *hcl2.Block) (*Switchover, hcl2.Diagnostics) {
+	content, diags := block.Body.Content(switchoverSchema)
+	s := &Switchover{}
+	if attr, ok := content.Attributes["pool"]; ok {
+		diags = append(diags, scopeAlert.checkExpr(attr.Expr, cty.String, "pool")...)
+		s.Pool = attr.Expr
+	}
+	return s, diags
+}
+
+func decodePool(block *hcl2.Block) (*Pool, hcl2.Diagnostics) {
+	diags := checkName(block)
+	content, d := block.Body.Content(poolSchema)
+	diags = append(diags, d...)
+	p := &Pool{Name: block.Labels[0], CheckInterval: DefaultCheckInterval, DeclRange: block.DefRange}
+	attrs := content.Attributes
+	if attr, ok := attrs["agents"]; ok {
+		p.agentsExpr = attr.Expr
+	}
+	if decodeAttr(&diags, attrs, "agents", &p.Agents, decodeStringList) && len(p.Agents) == 0 {
+		diags = append(diags, attrDiag(attrs["agents"], "Pool without agents", fmt.Sprintf("Pool %q needs at least one agent to deliver its configs.", p.Name)))
+	}
+	decodeAttr(&diags, attrs, "check_interval", &p.CheckInterval, decodeDuration)
+	if attr, ok := attrs["device_url"]; ok {
+		d := scopeDevice.checkExpr(attr.Expr, cty.String, "device_url")
+		diags = append(diags, d...)
+		p.DeviceURL = attr.Expr
+		if !d.HasErrors() {
+			if u, err := p.DeviceURLFor("device-1"); err != nil {
+				diags = append(diags, attrDiag(attr, "Invalid device_url", err.Error()))
+			} else if err := checkHTTPURL(u); err != nil {
+				diags = append(diags, attrDiag(attr, "Invalid device_url", strings.Replace(err.Error(), "must be", "must render to", 1)))
+			}
+		}
+	}
+	return p, diags
+}
