@@ -1,0 +1,61 @@
+// Package bridge owns the path from Alertmanager to a node: the webhook
+// receiver (authentication, bounded and tolerant decoding, per-alert fan
+// out), episode deduplication, routing of jobs to per-node Redis streams,
+// the node-side job consumer, and the run record store with its HTTP API.
+//
+// Every write that must not be lost or repeated is one Lua script on keys
+// that share a hash tag, so the package works unchanged on Redis Cluster.
+package bridge
+
+import (
+	"strconv"
+	"time"
+)
+
+// DefaultPrefix is the key prefix of DESIGN.md §7.
+const DefaultPrefix = "medic:"
+
+// Keys names every Redis key the bridge and the consumer use.
+//
+// DESIGN.md §7 names the idempotency key medic:dedup:FP:STARTS. For a
+// routable alert the key lives in the node's hash slot instead,
+// medic:{node:NAME}:dedup:FP:STARTS, so that the dedup SET NX and the XADD
+// onto medic:{node:NAME}:jobs are one atomic script on Redis Cluster too.
+// Routing is a pure function of the alert and the config, so every bridge
+// replica computes the same key for the same episode. Unroutable alerts,
+// which have no node, use the DESIGN name as is.
+type Keys struct {
+	Prefix string
+}
+
+func (k Keys) prefix() string {
+	if k.Prefix == "" {
+		return DefaultPrefix
+	}
+	return k.Prefix
+}
+
+// nodeTag is the hash tag that keeps one node's keys in one slot.
+func (k Keys) nodeTag(node string) string { return k.prefix() + "{node:" + node + "}:" }
+
+// Jobs is a node's job stream.
+func (k Keys) Jobs(node string) string { return k.nodeTag(node) + "jobs" }
+
+// Dedup is the idempotency key of one alert episode routed to node.
+func (k Keys) Dedup(node, fingerprint string, startsAt time.Time) string {
+	return k.nodeTag(node) + "dedup:" + fingerprint + ":" + episode(startsAt)
+}
+
+// DedupUnroutable is the idempotency key of an episode no node could be
+// found for.
+func (k Keys) DedupUnroutable(fingerprint string, startsAt time.Time) string {
+	return k.prefix() + "dedup:" + fingerprint + ":" + episode(startsAt)
+}
+
+// Run is where one run record is stored.
+func (k Keys) Run(id string) string { return k.prefix() + "run:" + id }
+
+// RunIndex is the sorted set (score: start time in ms) of run ids.
+func (k Keys) RunIndex() string { return k.prefix() + "runs" }
+
+func episode(startsAt time.Time) string { return strconv.FormatInt(startsAt.UnixMilli(), 10) }
