@@ -59,11 +59,23 @@ func (c *Config) AgentsForNode(node string) []*Agent {
 	return out
 }
 
-
 // LoadPaths loads several files and directories as one configuration, in
 // the order given (each directory's files sorted by name), as
 // `medic validate a.hcl dir/` does.
 func LoadPaths(paths ...string) (*Config, hcl2.Diagnostics) {
+	srcs, diags := ReadSources(paths...)
+	cfg, more := loadSources(srcs)
+	diags = append(diags, more...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return cfg, diags
+}
+
+// ReadSources reads files and directories (their *.hcl files, sorted by
+// name) in the order given, for callers that want the bytes even when
+// loading fails, such as `medic validate` printing snippets.
+func ReadSources(paths ...string) ([]Source, hcl2.Diagnostics) {
 	var (
 		srcs  []Source
 		diags hcl2.Diagnostics
@@ -73,10 +85,5 @@ func LoadPaths(paths ...string) (*Config, hcl2.Diagnostics) {
 		srcs = append(srcs, s...)
 		diags = append(diags, d...)
 	}
-	cfg, more := loadSources(srcs)
-	diags = append(diags, more...)
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	return cfg, diags
+	return srcs, diags
 }

@@ -17,13 +17,13 @@ import (
 func readSources(p string) ([]Source, hcl2.Diagnostics) {
 	fi, err := os.Stat(p)
 	if err != nil {
-		return nil, hcl2.Diagnostics{{Severity: hcl2.DiagError, Summary: "Cannot read configuration", Detail: err.Error()}}
+		return nil, hcl2.Diagnostics{fileDiag(p, "Cannot read configuration", err.Error())}
 	}
 	files := []string{p}
 	if fi.IsDir() {
 		entries, err := os.ReadDir(p)
 		if err != nil {
-			return nil, hcl2.Diagnostics{{Severity: hcl2.DiagError, Summary: "Cannot read configuration", Detail: err.Error()}}
+			return nil, hcl2.Diagnostics{fileDiag(p, "Cannot read configuration", err.Error())}
 		}
 		files = files[:0]
 		for _, e := range entries {
@@ -33,7 +33,7 @@ func readSources(p string) ([]Source, hcl2.Diagnostics) {
 		}
 		sort.Strings(files)
 		if len(files) == 0 {
-			return nil, hcl2.Diagnostics{{Severity: hcl2.DiagError, Summary: "No configuration files", Detail: fmt.Sprintf("Directory %s holds no *.hcl files.", p)}}
+			return nil, hcl2.Diagnostics{fileDiag(p, "No configuration files", fmt.Sprintf("Directory %s holds no *.hcl files.", p))}
 		}
 	}
 	var (
@@ -43,7 +43,7 @@ func readSources(p string) ([]Source, hcl2.Diagnostics) {
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			diags = append(diags, &hcl2.Diagnostic{Severity: hcl2.DiagError, Summary: "Cannot read configuration", Detail: err.Error()})
+			diags = append(diags, fileDiag(f, "Cannot read configuration", err.Error()))
 			continue
 		}
 		srcs = append(srcs, Source{Name: f, Bytes: b})
@@ -199,4 +199,11 @@ func staticString(expr hcl2.Expression) (string, bool) {
 		return "", false
 	}
 	return s.AsString(), true
+}
+
+// fileDiag is an error about a whole file, positioned at its start so that
+// it still prints as file:1:1.
+func fileDiag(name, summary, detail string) *hcl2.Diagnostic {
+	return &hcl2.Diagnostic{Severity: hcl2.DiagError, Summary: summary, Detail: detail,
+		Subject: &hcl2.Range{Filename: name, Start: hcl2.InitialPos, End: hcl2.InitialPos}}
 }

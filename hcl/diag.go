@@ -1,0 +1,141 @@
+package hcl
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	hcl2 "github.com/hashicorp/hcl/v2"
+)
+
+// DiagnosticJSON is one diagnostic as `medic validate --format=json` prints
+// it, for editors and CI.
+type DiagnosticJSON struct {
+	File      string `json:"file"`
+	Line      int    `json:"line"`
+	Column    int    `json:"column"`
+	EndLine   int    `json:"end_line"`
+	EndColumn int    `json:"end_column"`
+	Severity  string `json:"severity"`
+	Summary   string `json:"summary"`
+	Detail    string `json:"detail"`
+}
+
+func severity(d *hcl2.Diagnostic) string {
+	if d.Severity == hcl2.DiagWarning {
+		return "warning"
+	}
+	return "error"
+}
+
+// DiagnosticsJSON converts diagnostics to their JSON form; the list is never
+// nil so that a clean run prints [].
+func DiagnosticsJSON(diags hcl2.Diagnostics) []DiagnosticJSON {
+	out := make([]DiagnosticJSON, 0, len(diags))
+	for _, d := range diags {
+		j := DiagnosticJSON{Severity: severity(d), Summary: d.Summary, Detail: d.Detail}
+		if d.Subject != nil {
+			j.File = d.Subject.Filename
+			j.Line, j.Column = d.Subject.Start.Line, d.Subject.Start.Column
+			j.EndLine, j.EndColumn = d.Subject.End.Line, d.Subject.End.Column
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// DiagnosticLine is the first line of a diagnostic:
+// `file:line:col: error|warning: summary`.
+func DiagnosticLine(d *hcl2.Diagnostic) string {
+	if d.Subject == nil {
+		return fmt.Sprintf("medic: %s: %s", severity(d), d.Summary)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, severity(d), d.Summary)
+}
+
+// WriteDiagnostics writes each diagnostic as its DiagnosticLine, the detail
+// indented below it, then the source lines of its subject with the range
+// marked:
+//
+//	a.hcl:3:15: error: Unknown attribute
+//	  usage has no attribute "mem". Did you mean "memory"?
+//	    3 |     when = usage.mem > 0.5
+//	      |                  ^~~
+func WriteDiagnostics(w io.Writer, diags hcl2.Diagnostics, sources map[string][]byte) error {
+	var buf bytes.Buffer
+	for _, d := range diags {
+		buf.WriteString(DiagnosticLine(d))
+		buf.WriteByte('\n')
+		if d.Detail != "" {
+			for _, line := range strings.Split(d.Detail, "\n") {
+				buf.WriteString("  ")
+				buf.WriteString(line)
+				buf.WriteByte('\n')
+			}
+		}
+		if d.Subject != nil {
+			writeSnippet(&buf, *d.Subject, sources[d.Subject.Filename])
+		}
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// maxSnippetLines bounds the snippet of a diagnostic that spans a whole
+// block.
+const maxSnippetLines = 3
+
+func writeSnippet(buf *bytes.Buffer, r hcl2.Range, src []byte) {
+	if len(src) == 0 || r.Start.Line < 1 || r.Start.Byte < 0 || r.Start.Byte > len(src) {
+		return
+	}
+	end := r.End.Byte
+	if end < r.Start.Byte || end > len(src) {
+		end = r.Start.Byte
+	}
+	lineStart := bytes.LastIndexByte(src[:r.Start.Byte], '\n') + 1
+	width := len(fmt.Sprint(r.Start.Line + maxSnippetLines))
+	line := r.Start.Line
+	pos := lineStart
+	for n := 0; n < maxSnippetLines && pos <= len(src); n++ {
+		lineEnd := bytes.IndexByte(src[pos:], '\n')
+		if lineEnd < 0 {
+			lineEnd = len(src)
+		} else {
+			lineEnd += pos
+		}
+		text := strings.TrimRight(string(src[pos:lineEnd]), "\r")
+		fmt.Fprintf(buf, "  %*d | %s\n", width, line, text)
+		// Mark the part of the range on this line.
+		from, to := pos, lineEnd
+		if n == 0 {
+			from = r.Start.Byte
+		}
+		if end < to {
+			to = end
+		}
+		if from > to {
+			from = to
+		}
+		var mark strings.Builder
+		for _, c := range string(src[pos:from]) {
+			if c == '\t' {
+				mark.WriteByte('\t')
+			} else {
+				mark.WriteByte(' ')
+			}
+		}
+		mark.WriteByte('^')
+		if k := utf8.RuneCount(src[from:to]); k > 1 {
+			mark.WriteString(strings.Repeat("~", k-1))
+		}
+		fmt.Fprintf(buf, "  %*s | %s\n", width, "", mark.String())
+		if end <= lineEnd {
+			break
+		}
+		pos = lineEnd + 1
+		line++
+	}
+}

@@ -1,0 +1,317 @@
+package hcl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	hcl2 "github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/common/model"
+)
+
+// webhookMessage is the Alertmanager webhook payload (version 4). It has the
+// JSON shape of alertmanager's notify/webhook.Message, which embeds
+// template.Data; that package itself is not imported because it pulls the
+// whole notifier (and its tracing dependencies) into every medic binary.
+// Unknown fields are ignored: Alertmanager adds fields in minor releases.
+type webhookMessage struct {
+	*template.Data
+	Version         string `json:"version"`
+	GroupKey        string `json:"groupKey"`
+	TruncatedAlerts uint64 `json:"truncatedAlerts"`
+}
+
+// ParseWebhook decodes an Alertmanager webhook payload into the alerts
+// runbooks see. Each alert keeps its own status: a group may mix firing and
+// resolved alerts.
+func ParseWebhook(payload []byte) ([]Alert, error) {
+	var msg webhookMessage
+	if err := json.Unmarshal(payload, &msg); err != nil {
+		return nil, fmt.Errorf("not an Alertmanager webhook payload: %w", err)
+	}
+	if msg.Data == nil || msg.Alerts == nil {
+		return nil, errors.New(`not an Alertmanager webhook payload: no "alerts" list`)
+	}
+	alerts := make([]Alert, 0, len(msg.Alerts))
+	for _, a := range msg.Alerts {
+		alerts = append(alerts, Alert{
+			Labels:      map[string]string(a.Labels),
+			Annotations: map[string]string(a.Annotations),
+			Status:      a.Status,
+			StartsAt:    a.StartsAt,
+			Fingerprint: a.Fingerprint,
+		})
+	}
+	return alerts, nil
+}
+
+// Unroutable is the node of an alert whose target agent has no node: the
+// alert has no `node` label and the agent no node attribute.
+const Unroutable = "unroutable"
+
+// NodeFor says which node acts on an alert for the named agent: the alert's
+// `node` label, else the agent's node attribute, else Unroutable. from
+// explains where the answer came from.
+func (c *Config) NodeFor(alert Alert, agent string) (node, from string) {
+	if n := alert.Labels["node"]; n != "" {
+		return n, "the alert's node label"
+	}
+	if a := c.Agent(agent); a != nil && a.Node != "" {
+		return a.Node, fmt.Sprintf("agent %q's node attribute", agent)
+	}
+	return Unroutable, fmt.Sprintf("no node label and agent %q has no node attribute", agent)
+}
+
+// SourceText returns the source bytes a range covers, e.g. a condition as
+// its author wrote it.
+func (c *Config) SourceText(r hcl2.Range) string {
+	src := c.Sources[r.Filename]
+	if r.Start.Byte < 0 || r.End.Byte > len(src) || r.Start.Byte > r.End.Byte {
+		return ""
+	}
+	return string(src[r.Start.Byte:r.End.Byte])
+}
+
+// AlertPlan is what medic would do for one alert.
+type AlertPlan struct {
+	Alert Alert
+	// Ignored, when set, says why nothing runs; the fields below are then
+	// only partly set.
+	Ignored string
+	// Skipped explains every runbook before the matching one.
+	Skipped []string
+	Runbook *Runbook
+	Agent   string
+	Node    string
+	// NodeFrom says where Node came from.
+	NodeFrom string
+	// Steps are the lifecycle steps, in order, as text.
+	Steps []string
+	// Budget is the restart budget, as text.
+	Budget string
+}
+
+// Plan says, for every alert, which runbook would run, for which agent on
+// which node, and its steps. It has no side effects: nothing is sampled,
+// probed, run or sent.
+func (c *Config) Plan(alerts []Alert) []AlertPlan {
+	plans := make([]AlertPlan, 0, len(alerts))
+	for _, a := range alerts {
+		plans = append(plans, c.planAlert(a))
+	}
+	return plans
+}
+
+func (c *Config) planAlert(alert Alert) AlertPlan {
+	p := AlertPlan{Alert: alert}
+	rb, skipped := c.Match(alert)
+	p.Skipped = skipped
+	if alert.Status == "resolved" {
+		p.Ignored = "resolved: medic acts on firing alerts only"
+		return p
+	}
+	if rb == nil {
+		p.Ignored = "no runbook matches"
+		return p
+	}
+	p.Runbook = rb
+	agentName, err := rb.TargetAgent(alert)
+	if err != nil {
+		p.Ignored = fmt.Sprintf("runbook %q names no agent: %v", rb.Name, err)
+		return p
+	}
+	p.Agent = agentName
+	agent := c.Agent(agentName)
+	if agent == nil {
+		p.Ignored = fmt.Sprintf("agent %q is not defined in the loaded configuration", agentName)
+		return p
+	}
+	if rb.Switchover != nil {
+		c.planSwitchover(&p, rb, agent)
+		return p
+	}
+	p.Node, p.NodeFrom = c.NodeFor(alert, agentName)
+	c.planRecovery(&p, rb, agent)
+	return p
+}
+
+func (c *Config) planSwitchover(p *AlertPlan, rb *Runbook, agent *Agent) {
+	p.Node, p.NodeFrom = "-", "the bridge's pool coordinator switches the pool"
+	poolName, err := rb.Switchover.PoolName(p.Alert)
+	if err != nil {
+		p.Ignored = fmt.Sprintf("runbook %q names no pool: %v", rb.Name, err)
+		return
+	}
+	pool := c.Pool(poolName)
+	if pool == nil {
+		p.Ignored = fmt.Sprintf("pool %q is not defined in the loaded configuration", poolName)
+		return
+	}
+	p.Steps = append(p.Steps, fmt.Sprintf("switchover  pool %s (agents %s): set lock, choose a healthy agent other than %s, move its undelivered messages in order, drain the buffer, clear lock",
+		pool.Name, strings.Join(pool.Agents, ", "), agent.Name))
+	p.Steps = append(p.Steps, "escalate    if no healthy agent is left: "+escalateText(rb.Escalate))
+}
+
+func (c *Config) planRecovery(p *AlertPlan, rb *Runbook, a *Agent) {
+	restart := "restart     medic node restarts its child: " + argvText(a.Command)
+	if !a.Supervised() {
+		restart = "restart     " + argvText(a.Start)
+		if len(a.Stop) > 0 {
+			restart = "restart     stop " + argvText(a.Stop) + ", then start " + argvText(a.Start)
+		}
+	}
+	identity := "medic node's own child"
+	if !a.Supervised() {
+		identity = "pidfile " + a.Pidfile
+	}
+	step := func(format string, args ...any) {
+		p.Steps = append(p.Steps, fmt.Sprintf(format, args...))
+	}
+	step("liveness    check %s's process (%s, PID and start time); dead → restart", a.Name, identity)
+	if a.Probe != nil {
+		step("probe       %s; passes → outcome \"healthy\", nothing else runs", probeText(a.Probe))
+	} else {
+		step("probe       none configured: liveness is the only health signal")
+	}
+	disk := "the root file system"
+	if a.Workdir != "" {
+		disk = a.Workdir
+	}
+	if len(rb.Causes) == 0 {
+		step("diagnose    no causes: restart alone")
+	} else {
+		lines := []string{fmt.Sprintf("diagnose    sample usage (memory, cpu, disk of %s; thresholds memory %s, cpu %s, disk %s) and test each cause:",
+			disk, ratio(a.Thresholds.Memory), ratio(a.Thresholds.CPU), ratio(a.Thresholds.Disk))}
+		for _, cause := range rb.Causes {
+			repair := "no repair (restart only)"
+			if len(cause.Repair) > 0 {
+				repair = fmt.Sprintf("repair %s (timeout %s)", argvText(cause.Repair), dur(cause.Timeout))
+			}
+			lines = append(lines, fmt.Sprintf("cause %s: when %s → %s", cause.Name, c.SourceText(cause.When.Range()), repair))
+		}
+		p.Steps = append(p.Steps, strings.Join(lines, "\n"))
+		step("repair      run the repair of every cause that holds (none holds → restart alone)")
+	}
+	p.Steps = append(p.Steps, restart)
+	if a.Probe != nil {
+		step("verify      probe up to %d times, %s apart; passes → outcome \"recovered\"", rb.Verify.Attempts, dur(rb.Verify.Interval))
+	} else {
+		step("verify      liveness up to %d times, %s apart; alive → outcome \"recovered\"", rb.Verify.Attempts, dur(rb.Verify.Interval))
+	}
+	step("escalate    still failing → %s; outcome \"escalated\"", escalateText(rb.Escalate))
+	p.Budget = fmt.Sprintf("at most %d restarts of %s per %s; beyond that escalate without restarting", rb.Budget.Restarts, a.Name, dur(rb.Budget.Window))
+}
+
+func probeText(p *Probe) string {
+	var target string
+	switch p.Kind {
+	case ProbeHTTP:
+		target = "GET " + p.URL
+		if p.ExpectStatus != 0 {
+			target += fmt.Sprintf(" expecting %d", p.ExpectStatus)
+		}
+		if p.ExpectBody != nil {
+			target += fmt.Sprintf(" and a body matching %q", p.ExpectBody.String())
+		}
+	case ProbeTCP:
+		target = "connect " + p.Address
+	case ProbeExec:
+		target = "run " + argvText(p.Command)
+	}
+	return fmt.Sprintf("%s %s (timeout %s)", p.Kind, target, dur(p.Timeout))
+}
+
+func escalateText(e *Escalate) string {
+	if e == nil {
+		return "no escalation target configured"
+	}
+	var targets []string
+	if e.Webhook != "" {
+		targets = append(targets, "POST "+e.Webhook)
+	}
+	if len(e.Command) > 0 {
+		targets = append(targets, "run "+argvText(e.Command))
+	}
+	return fmt.Sprintf("%s (timeout %s)", strings.Join(targets, " and "), dur(e.Timeout))
+}
+
+// argvText shows an argv list the way HCL spells it, so that nobody reads it
+// as a shell command.
+func argvText(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = strconv.Quote(a)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func ratio(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }
+
+// alertText names an alert the way Prometheus prints a series.
+func alertText(a Alert) string {
+	keys := make([]string, 0, len(a.Labels))
+	for k := range a.Labels {
+		if k != "alertname" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	pairs := make([]string, len(keys))
+	for i, k := range keys {
+		pairs[i] = fmt.Sprintf("%s=%q", k, a.Labels[k])
+	}
+	return a.Labels["alertname"] + "{" + strings.Join(pairs, ", ") + "}"
+}
+
+// WritePlan prints plans for people.
+func WritePlan(w io.Writer, plans []AlertPlan) error {
+	var b strings.Builder
+	for i, p := range plans {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "alert %d: %s\n", i+1, alertText(p.Alert))
+		status := p.Alert.Status
+		if !p.Alert.StartsAt.IsZero() {
+			status += " since " + p.Alert.StartsAt.UTC().Format(time.RFC3339)
+		}
+		if p.Alert.Fingerprint != "" {
+			status += ", fingerprint " + p.Alert.Fingerprint
+		}
+		fmt.Fprintf(&b, "  status:   %s\n", status)
+		if p.Runbook != nil {
+			fmt.Fprintf(&b, "  runbook:  %s (%s)\n", p.Runbook.Name, posString(p.Runbook.DeclRange))
+		}
+		for _, s := range p.Skipped {
+			fmt.Fprintf(&b, "  skipped:  %s\n", s)
+		}
+		if p.Ignored != "" {
+			fmt.Fprintf(&b, "  ignored:  %s\n", p.Ignored)
+			continue
+		}
+		fmt.Fprintf(&b, "  agent:    %s\n", p.Agent)
+		fmt.Fprintf(&b, "  node:     %s (%s)\n", p.Node, p.NodeFrom)
+		b.WriteString("  steps:\n")
+		for n, s := range p.Steps {
+			lines := strings.Split(s, "\n")
+			fmt.Fprintf(&b, "    %d. %s\n", n+1, lines[0])
+			for _, l := range lines[1:] {
+				fmt.Fprintf(&b, "%s%s\n", strings.Repeat(" ", len("    1. diagnose    ")), l)
+			}
+		}
+		if p.Budget != "" {
+			fmt.Fprintf(&b, "  budget:   %s\n", p.Budget)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// dur prints a duration the way it is written in HCL: "1h", not "1h0m0s".
+func dur(d time.Duration) string { return model.Duration(d).String() }
