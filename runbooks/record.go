@@ -64,8 +64,11 @@ type RunRecord struct {
 	Usage       *hcl.Usage        `json:"usage,omitempty"`
 	Steps       []Step            `json:"steps"`
 	Outcome     string            `json:"outcome"`
-	Error       string            `json:"error,omitempty"`
-	Started     time.Time         `json:"started"`
-	Finished    time.Time         `json:"finished"`
-	Duration    float64           `json:"duration_seconds"`
+	// Reason says in a sentence why the run ended with its outcome
+	// ("restart budget exhausted: 3 in 1h", "another run holds the lease …").
+	Reason   string    `json:"reason,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Duration float64   `json:"duration_seconds"`
 }

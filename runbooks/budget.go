@@ -1,0 +1,103 @@
+package runbooks
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/medicops/medic/hcl"
+)
+
+// budgets is the restart budget and backoff state of every agent of one
+// engine, in memory: a node restarts only its own agents, so the state
+// lives where the restarts happen and dies with the process (a restarted
+// node starts with a fresh budget, which errs on the side of repairing).
+type budgets struct {
+	base, max, reset time.Duration
+
+	mu     sync.Mutex
+	agents map[string]*agentBudget
+}
+
+type agentBudget struct {
+	restarts []time.Time // restarts in the longest window seen, oldest first
+	streak   int         // restarts in the current crash-loop streak
+	last     time.Time
+}
+
+func newBudgets(base, max, reset time.Duration) *budgets {
+	return &budgets{base: base, max: max, reset: reset, agents: map[string]*agentBudget{}}
+}
+
+func (b *budgets) get(agent string) *agentBudget {
+	a := b.agents[agent]
+	if a == nil {
+		a = &agentBudget{}
+		b.agents[agent] = a
+	}
+	return a
+}
+
+// reserve decides whether agent may restart now: exhausted is a reason
+// when the budget is spent; otherwise wait is the backoff to sleep first.
+func (b *budgets) reserve(agent string, budget hcl.Budget, now time.Time) (wait time.Duration, exhausted string) {
+	limit, window := budget.Restarts, budget.Window
+	if limit <= 0 {
+		limit = hcl.DefaultBudgetRestarts
+	}
+	if window <= 0 {
+		window = hcl.DefaultBudgetWindow
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a := b.get(agent)
+	n := 0
+	for _, t := range a.restarts {
+		if now.Sub(t) < window {
+			n++
+		}
+	}
+	if n >= limit {
+		return 0, fmt.Sprintf("restart budget exhausted: %d in %s", n, shortDuration(window))
+	}
+	if b.base < 0 || a.last.IsZero() || now.Sub(a.last) >= b.reset {
+		a.streak = 0
+	}
+	if a.streak > 0 {
+		d := b.base << (a.streak - 1)
+		if d > b.max || d <= 0 {
+			d = b.max
+		}
+		wait = a.last.Add(d).Sub(now)
+	}
+	return max(wait, 0), ""
+}
+
+// record counts a restart made at t.
+func (b *budgets) record(agent string, t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a := b.get(agent)
+	a.streak++
+	a.last = t
+	// Keep a bounded history: the largest budget anyone configures is far
+	// below this, and older entries fall out of every window.
+	a.restarts = append(a.restarts, t)
+	if len(a.restarts) > 1024 {
+		a.restarts = a.restarts[len(a.restarts)-1024:]
+	}
+}
+
+// shortDuration prints 1h, 30m, 1h30m, 90s rather than 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+

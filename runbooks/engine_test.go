@@ -1,0 +1,562 @@
+package runbooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/medicops/medic/hcl"
+)
+
+// fakeClock advances only when the engine sleeps, so budget and backoff
+// tests take no wall time.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	slept  []time.Duration
+	onWake func()
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.slept = append(c.slept, d)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *fakeClock) Slept() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.slept...)
+}
+
+// fakeAgents is an in-memory agent whose state the test sets; a restart
+// makes it alive and (unless stillBroken) healthy.
+type fakeAgents struct {
+	mu          sync.Mutex
+	alive       bool
+	probeOK     bool
+	usage       hcl.Usage
+	stillBroken bool
+	restartErr  error
+	calls       []string
+}
+
+var _ Agents = (*fakeAgents)(nil)
+
+func (f *fakeAgents) Alive(_ context.Context, agent string) (bool, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "alive")
+	if f.alive {
+		return true, "pid 42 alive", nil
+	}
+	return false, "no process", nil
+}
+
+func (f *fakeAgents) Probe(_ context.Context, agent string) (bool, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "probe")
+	if f.probeOK {
+		return true, "200 OK", nil
+	}
+	return false, "connection refused", errors.New("dial tcp: connection refused")
+}
+
+func (f *fakeAgents) Usage(_ context.Context, agent string) (hcl.Usage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "usage")
+	return f.usage, nil
+}
+
+func (f *fakeAgents) Restart(_ context.Context, agent string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "restart")
+	if f.restartErr != nil {
+		return f.restartErr
+	}
+	f.alive = true
+	f.probeOK = !f.stillBroken
+	f.usage = hcl.Usage{}
+	return nil
+}
+
+func (f *fakeAgents) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+// loadConfig loads HCL text, failing the test on any diagnostic.
+func loadConfig(t testing.TB, src string) *hcl.Config {
+	t.Helper()
+	cfg, diags := hcl.LoadSources([]hcl.Source{{Name: "test.hcl", Bytes: []byte(src)}})
+	if diags.HasErrors() {
+		t.Fatalf("config: %s", diags.Error())
+	}
+	return cfg
+}
+
+// writeScript writes an executable shell script into dir.
+func writeScript(t testing.TB, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func stepNames(rec *RunRecord) []string {
+	var out []string
+	for _, s := range rec.Steps {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+func alertFor(agent, alertname string) hcl.Alert {
+	return hcl.Alert{
+		Labels:      map[string]string{"alertname": alertname, "agent": agent, "node": "web-01", "severity": "page"},
+		Status:      "firing",
+		StartsAt:    time.Date(2026, 11, 22, 0, 59, 0, 0, time.UTC),
+		Fingerprint: "abc123",
+	}
+}
+
+// recoveryConfig has one agent and the recovery runbook; repair scripts
+// write what they saw into out.
+func recoveryConfig(t testing.TB, dir, webhook string) string {
+	t.Helper()
+	mem := writeScript(t, dir, "memory.sh", `echo "cause=$MEDIC_CAUSE agent=$MEDIC_AGENT node=$MEDIC_NODE run=$MEDIC_RUN_ID sev=$MEDIC_LABEL_SEVERITY" > "`+dir+`/memory.out"
+echo repaired memory
+`)
+	cpu := writeScript(t, dir, "cpu.sh", `echo cpu > "`+dir+`/cpu.out"`+"\n")
+	esc := ""
+	if webhook != "" {
+		esc = fmt.Sprintf("escalate {\n    webhook = %q\n    timeout = \"5s\"\n  }", webhook)
+	}
+	return fmt.Sprintf(`
+agent "ops" {
+  node    = "web-01"
+  pidfile = "%[1]s/ops.pid"
+  start   = ["true"]
+  stop    = ["true"]
+  workdir = "%[1]s"
+  probe "tcp" {
+    address = "127.0.0.1:1"
+  }
+}
+
+agent "elsewhere" {
+  node    = "web-02"
+  pidfile = "%[1]s/x.pid"
+  start   = ["true"]
+  stop    = ["true"]
+}
+
+runbook "agent-recovery" {
+  match { alertname = "MedicAgentDown" }
+  cause "memory" {
+    when    = usage.memory > agent.thresholds.memory
+    repair  = ["%[2]s"]
+    timeout = "5s"
+  }
+  cause "cpu" {
+    when   = usage.cpu > agent.thresholds.cpu
+    repair = ["%[3]s"]
+  }
+  verify {
+    attempts = 3
+    interval = "2s"
+  }
+  budget {
+    restarts = 3
+    window   = "1h"
+  }
+  %[4]s
+}
+`, dir, mem, cpu, esc)
+}
+
+type webhookSink struct {
+	mu    sync.Mutex
+	got   []Escalation
+	agent []string
+	srv   *httptest.Server
+}
+
+func newWebhookSink(t testing.TB) *webhookSink {
+	w := &webhookSink{}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var e Escalation
+		if err := json.Unmarshal(body, &e); err != nil {
+			http.Error(rw, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.mu.Lock()
+		w.got = append(w.got, e)
+		w.agent = append(w.agent, r.Header.Get("User-Agent"))
+		w.mu.Unlock()
+		rw.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+func (w *webhookSink) Got() []Escalation {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Escalation(nil), w.got...)
+}
+
+func TestLifecycle(t *testing.T) {
+	tests := []struct {
+		name      string
+		agents    *fakeAgents
+		outcome   string
+		steps     []string
+		causes    []string
+		calls     []string
+		files     []string // repair outputs that must exist
+		noFiles   []string // and must not
+		escalated bool
+	}{
+		{
+			name:    "dead agent is restarted and verified",
+			agents:  &fakeAgents{alive: false},
+			outcome: OutcomeRecovered,
+			steps:   []string{"liveness", "restart", "verify 1/3"},
+			calls:   []string{"alive", "restart", "probe"},
+			noFiles: []string{"memory.out", "cpu.out"},
+		},
+		{
+			name:    "alive and probe passes: healthy, nothing touched",
+			agents:  &fakeAgents{alive: true, probeOK: true, usage: hcl.Usage{Memory: 0.95}},
+			outcome: OutcomeHealthy,
+			steps:   []string{"liveness", "probe"},
+			calls:   []string{"alive", "probe"},
+			noFiles: []string{"memory.out", "cpu.out"},
+		},
+		{
+			name:    "probe fails with memory high: repair, restart, verify",
+			agents:  &fakeAgents{alive: true, usage: hcl.Usage{Memory: 0.91, CPU: 0.1, Disk: 0.5}},
+			outcome: OutcomeRecovered,
+			steps:   []string{"liveness", "probe", "diagnose", "repair:memory", "restart", "verify 1/3"},
+			causes:  []string{"memory"},
+			calls:   []string{"alive", "probe", "usage", "restart", "probe"},
+			files:   []string{"memory.out"},
+			noFiles: []string{"cpu.out"},
+		},
+		{
+			name:    "two causes both repaired in runbook order",
+			agents:  &fakeAgents{alive: true, usage: hcl.Usage{Memory: 0.91, CPU: 0.95}},
+			outcome: OutcomeRecovered,
+			steps:   []string{"liveness", "probe", "diagnose", "repair:memory", "repair:cpu", "restart", "verify 1/3"},
+			causes:  []string{"memory", "cpu"},
+			calls:   []string{"alive", "probe", "usage", "restart", "probe"},
+			files:   []string{"memory.out", "cpu.out"},
+		},
+		{
+			name:    "probe fails, no cause matched: restart alone",
+			agents:  &fakeAgents{alive: true, usage: hcl.Usage{Memory: 0.2, CPU: 0.1, Disk: 0.3}},
+			outcome: OutcomeRecovered,
+			steps:   []string{"liveness", "probe", "diagnose", "restart", "verify 1/3"},
+			calls:   []string{"alive", "probe", "usage", "restart", "probe"},
+			noFiles: []string{"memory.out", "cpu.out"},
+		},
+		{
+			name:      "still failing after verify: escalated",
+			agents:    &fakeAgents{alive: true, stillBroken: true},
+			outcome:   OutcomeEscalated,
+			steps:     []string{"liveness", "probe", "diagnose", "restart", "verify 1/3", "verify 2/3", "verify 3/3", "escalate"},
+			calls:     []string{"alive", "probe", "usage", "restart", "probe", "probe", "probe"},
+			escalated: true,
+		},
+		{
+			name:      "restart fails: escalated",
+			agents:    &fakeAgents{alive: false, restartErr: errors.New("start: exit status 1")},
+			outcome:   OutcomeEscalated,
+			steps:     []string{"liveness", "restart", "escalate"},
+			calls:     []string{"alive", "restart"},
+			escalated: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sink := newWebhookSink(t)
+			cfg := loadConfig(t, recoveryConfig(t, dir, sink.srv.URL+"/hook"))
+			clock := newFakeClock()
+			agents := tt.agents
+			reg := prometheus.NewPedanticRegistry()
+			e := New(Options{
+				Config: func() *hcl.Config { return cfg }, Node: "web-01", Agents: agents,
+				Registerer: reg, Now: clock.Now, Sleep: clock.Sleep,
+			})
+			rec := e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")})
+			if rec.Outcome != tt.outcome {
+				t.Fatalf("outcome %q (%s), want %q; steps %v", rec.Outcome, rec.Reason, tt.outcome, stepNames(rec))
+			}
+			if diff := cmp.Diff(tt.steps, stepNames(rec)); diff != "" {
+				t.Errorf("steps (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.causes, rec.Causes); diff != "" {
+				t.Errorf("causes (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.calls, agents.Calls()); diff != "" {
+				t.Errorf("agent calls (-want +got):\n%s", diff)
+			}
+			if rec.Runbook != "agent-recovery" || rec.Agent != "ops" || rec.Node != "web-01" || rec.ID == "" {
+				t.Errorf("record identity: %+v", rec)
+			}
+			for _, f := range tt.files {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("repair output %s: %v", f, err)
+				}
+			}
+			for _, f := range tt.noFiles {
+				if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+					t.Errorf("%s exists: a repair ran that should not have", f)
+				}
+			}
+			if got := len(sink.Got()); (got > 0) != tt.escalated {
+				t.Errorf("webhook received %d escalations, escalated=%v", got, tt.escalated)
+			}
+			if got := testutil.ToFloat64(e.metrics.runs.WithLabelValues("agent-recovery", tt.outcome)); got != 1 {
+				t.Errorf("medic_remediations_total{outcome=%q} = %v", tt.outcome, got)
+			}
+			if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+				t.Errorf("lint: %v %v", problems, err)
+			}
+		})
+	}
+}
+
+func TestRepairSeesLabelsAndRunAsEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	cfg := loadConfig(t, recoveryConfig(t, dir, ""))
+	agents := &fakeAgents{alive: true, usage: hcl.Usage{Memory: 0.99}}
+	clock := newFakeClock()
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "web-01", Agents: agents, Now: clock.Now, Sleep: clock.Sleep})
+	rec := e.Run(context.Background(), Request{ID: "run-1", Alert: alertFor("ops", "MedicAgentDown")})
+	if rec.Outcome != OutcomeRecovered {
+		t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "memory.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "cause=memory agent=ops node=web-01 run=run-1 sev=page\n"
+	if string(got) != want {
+		t.Errorf("repair saw %q, want %q", got, want)
+	}
+	rep := rec.Steps[3]
+	if rep.Name != "repair:memory" || rep.ExitCode == nil || *rep.ExitCode != 0 || rep.Output != "repaired memory\n" || !rep.OK {
+		t.Errorf("repair step %+v", rep)
+	}
+	if rec.Usage == nil || rec.Usage.Memory != 0.99 {
+		t.Errorf("usage not recorded: %+v", rec.Usage)
+	}
+}
+
+func TestSkipped(t *testing.T) {
+	dir := t.TempDir()
+	cfg := loadConfig(t, recoveryConfig(t, dir, ""))
+	tests := []struct {
+		name, runbook, agent, alertname, outcome, reason string
+	}{
+		{"agent on another node", "", "elsewhere", "MedicAgentDown", OutcomeSkipped, `agent "elsewhere" does not run on node "web-01"`},
+		{"unknown agent", "", "ghost", "MedicAgentDown", OutcomeSkipped, `no agent called "ghost" is configured`},
+		{"no runbook matches", "", "ops", "SomethingElse", OutcomeSkipped, "no runbook matches the alert"},
+		{"unknown runbook", "nope", "ops", "MedicAgentDown", OutcomeFailed, `no runbook called "nope"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			agents := &fakeAgents{}
+			e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "web-01", Agents: agents})
+			rec := e.Run(context.Background(), Request{Runbook: tt.runbook, Alert: alertFor(tt.agent, tt.alertname)})
+			if rec.Outcome != tt.outcome || !strings.Contains(rec.Reason, tt.reason) {
+				t.Errorf("got %s %q, want %s %q", rec.Outcome, rec.Reason, tt.outcome, tt.reason)
+			}
+			if len(agents.Calls()) != 0 {
+				t.Errorf("agent touched: %v", agents.Calls())
+			}
+		})
+	}
+}
+
+func TestLeaseHeldSkips(t *testing.T) {
+	dir := t.TempDir()
+	cfg := loadConfig(t, recoveryConfig(t, dir, ""))
+	locker := NewMemoryLocker()
+	release, ok, _ := locker.TryLock(context.Background(), LeaseKey("web-01", "ops"), time.Minute)
+	if !ok {
+		t.Fatal("first lock failed")
+	}
+	agents := &fakeAgents{}
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "web-01", Agents: agents, Locker: locker})
+	rec := e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")})
+	if rec.Outcome != OutcomeSkipped || !strings.Contains(rec.Reason, "another run holds the lease") {
+		t.Fatalf("got %s %q", rec.Outcome, rec.Reason)
+	}
+	if len(agents.Calls()) != 0 {
+		t.Errorf("agent touched while another run holds the lease: %v", agents.Calls())
+	}
+	release()
+	rec = e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")})
+	if rec.Outcome != OutcomeRecovered {
+		t.Fatalf("after release: %s %q", rec.Outcome, rec.Reason)
+	}
+}
+
+func TestWatchdogUsesBuiltInRunbook(t *testing.T) {
+	cfg := loadConfig(t, `
+agent "sup" {
+  command = ["sleep", "100"]
+}
+`)
+	clock := newFakeClock()
+	agents := &fakeAgents{}
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "any", Agents: agents, Now: clock.Now, Sleep: clock.Sleep})
+	rec := e.Run(context.Background(), Request{Agent: "sup", Trigger: TriggerWatchdog,
+		Alert: hcl.Alert{Labels: map[string]string{"alertname": "MedicWatchdog", "agent": "sup"}, Status: "firing"}})
+	if rec.Outcome != OutcomeRecovered || rec.Runbook != WatchdogRunbook || rec.Trigger != TriggerWatchdog {
+		t.Fatalf("got %s %q runbook %q", rec.Outcome, rec.Reason, rec.Runbook)
+	}
+	// No probe: verify is liveness.
+	if diff := cmp.Diff([]string{"liveness", "restart", "verify 1/3"}, stepNames(rec)); diff != "" {
+		t.Error(diff)
+	}
+	if diff := cmp.Diff([]string{"alive", "restart", "alive"}, agents.Calls()); diff != "" {
+		t.Error(diff)
+	}
+}
+
+func TestBudgetAndBackoff(t *testing.T) {
+	dir := t.TempDir()
+	sink := newWebhookSink(t)
+	cfg := loadConfig(t, recoveryConfig(t, dir, sink.srv.URL))
+	clock := newFakeClock()
+	agents := &fakeAgents{}
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "web-01", Agents: agents, Now: clock.Now, Sleep: clock.Sleep})
+	crash := func() *RunRecord {
+		agents.mu.Lock()
+		agents.alive = false
+		agents.mu.Unlock()
+		return e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")})
+	}
+	// Three crashes, one second apart: the budget allows three restarts
+	// in an hour; the 2nd waits 1s after the 1st, the 3rd 2s after the 2nd.
+	for i := 1; i <= 3; i++ {
+		if rec := crash(); rec.Outcome != OutcomeRecovered {
+			t.Fatalf("crash %d: %s %q", i, rec.Outcome, rec.Reason)
+		}
+		clock.Advance(100 * time.Millisecond)
+	}
+	if diff := cmp.Diff([]time.Duration{900 * time.Millisecond, 1900 * time.Millisecond}, clock.Slept()); diff != "" {
+		t.Errorf("backoff sleeps (-want +got):\n%s", diff)
+	}
+	rec := crash()
+	if rec.Outcome != OutcomeEscalated || rec.Reason != "restart budget exhausted: 3 in 1h" {
+		t.Fatalf("4th crash: %s %q", rec.Outcome, rec.Reason)
+	}
+	if diff := cmp.Diff([]string{"liveness", "budget", "escalate"}, stepNames(rec)); diff != "" {
+		t.Error(diff)
+	}
+	if n := strings.Count(strings.Join(agents.Calls(), " "), "restart"); n != 3 {
+		t.Errorf("%d restarts, want 3", n)
+	}
+	got := sink.Got()
+	if len(got) != 1 || got[0].Reason != "restart budget exhausted: 3 in 1h" || got[0].Run.Outcome != OutcomeEscalated ||
+		got[0].Run.ID != rec.ID || got[0].Alert.Labels["agent"] != "ops" || sink.agent[0] != "medic" {
+		t.Errorf("webhook got %+v", got)
+	}
+	// An hour later the window is empty again, and the streak has reset:
+	// no backoff.
+	clock.Advance(time.Hour)
+	before := len(clock.Slept())
+	if rec := crash(); rec.Outcome != OutcomeRecovered {
+		t.Fatalf("after the window: %s %q", rec.Outcome, rec.Reason)
+	}
+	if len(clock.Slept()) != before {
+		t.Errorf("backoff after a healthy hour: %v", clock.Slept()[before:])
+	}
+}
+
+func TestBackoffSchedule(t *testing.T) {
+	b := newBudgets(time.Second, 8*time.Second, 10*time.Minute)
+	budget := hcl.Budget{Restarts: 100, Window: time.Hour}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var waits []time.Duration
+	for range 7 {
+		wait, exhausted := b.reserve("a", budget, now)
+		if exhausted != "" {
+			t.Fatal(exhausted)
+		}
+		waits = append(waits, wait)
+		now = now.Add(wait)
+		b.record("a", now)
+	}
+	want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second, 8 * time.Second}
+	if diff := cmp.Diff(want, waits); diff != "" {
+		t.Errorf("waits (-want +got):\n%s", diff)
+	}
+	// Ten quiet minutes end the streak.
+	now = now.Add(10 * time.Minute)
+	if wait, _ := b.reserve("a", budget, now); wait != 0 {
+		t.Errorf("wait after a healthy period: %s", wait)
+	}
+	// A restart spaced wider than its backoff does not wait either.
+	b.record("a", now)
+	now = now.Add(5 * time.Second)
+	if wait, _ := b.reserve("a", budget, now); wait != 0 {
+		t.Errorf("wait when spaced out: %s", wait)
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Hour: "1h", 30 * time.Minute: "30m", 90 * time.Second: "1m30s", 90 * time.Minute: "1h30m", 2*time.Hour + 5*time.Second: "2h0m5s"} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
