@@ -560,3 +560,292 @@ func TestShortDuration(t *testing.T) {
 		}
 	}
 }
+
+// processGone reports whether pid no longer exists (or is a zombie waiting
+// for init to reap it), polling for up to d.
+func processGone(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRepairTimeoutKillsWholeGroup(t *testing.T) {
+	dir := t.TempDir()
+	// The script backgrounds a grandchild that would outlive it, records its
+	// pid and then hangs; medic must kill both when the timeout hits.
+	hang := writeScript(t, dir, "hang.sh", `sleep 300 &
+echo $! > "`+dir+`/grandchild.pid"
+echo started
+sleep 300
+`)
+	cfg := loadConfig(t, fmt.Sprintf(`
+agent "ops" {
+  pidfile = "%[1]s/ops.pid"
+  start   = ["true"]
+  probe "tcp" {
+    address = "127.0.0.1:1"
+  }
+}
+runbook "r" {
+  match { alertname = "MedicAgentDown" }
+  cause "always" {
+    when    = true
+    repair  = ["%[2]s"]
+    timeout = "500ms"
+  }
+}
+`, dir, hang))
+	agents := &fakeAgents{alive: true}
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: agents, KillGrace: -1})
+	start := time.Now()
+	rec := e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("run took %s: the timeout did not stop the script", took)
+	}
+	if rec.Outcome != OutcomeRecovered {
+		t.Fatalf("outcome %s %q", rec.Outcome, rec.Reason)
+	}
+	rep := rec.Steps[3]
+	if rep.Name != "repair:always" || rep.OK || !strings.Contains(rep.Detail, "timed out after 500ms") || rep.Output != "started\n" {
+		t.Errorf("repair step %+v", rep)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "grandchild.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 0 {
+		t.Fatalf("grandchild pid %q", b)
+	}
+	if !processGone(pid, 2*time.Second) {
+		t.Errorf("grandchild %d survived the repair timeout", pid)
+	}
+	// The restart still happened: a failed repair does not stop recovery.
+	if diff := cmp.Diff([]string{"alive", "probe", "usage", "restart", "probe"}, agents.Calls()); diff != "" {
+		t.Error(diff)
+	}
+}
+
+// Label values are data: a shell metacharacter in one reaches the script
+// verbatim in MEDIC_LABEL_*, and nothing runs it.
+func TestHostileLabelsRunNothing(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "x")
+	if err := os.Mkdir(victim, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pwned := filepath.Join(dir, "pwned")
+	_, tmpPwnedBefore := os.Stat("/tmp/pwned")
+	// The script uses every label the way a careless script would: inside
+	// a quoted string. It still does not evaluate it.
+	record := writeScript(t, dir, "record.sh", `printf '%s\n' "$MEDIC_LABEL_EVIL" "$MEDIC_LABEL_RM" "$MEDIC_LABEL_LOCAL" "$MEDIC_LABEL_WEIRD_NAME_" > "`+dir+`/labels.out"
+`)
+	cfg := loadConfig(t, fmt.Sprintf(`
+agent "ops" {
+  pidfile = "%[1]s/ops.pid"
+  start   = ["true"]
+  probe "tcp" {
+    address = "127.0.0.1:1"
+  }
+}
+runbook "r" {
+  match { alertname = "MedicAgentDown" }
+  cause "always" {
+    when   = true
+    repair = ["%[2]s"]
+  }
+  escalate {
+    command = ["%[2]s"]
+  }
+}
+`, dir, record))
+	labels := map[string]string{
+		"alertname":   "MedicAgentDown",
+		"agent":       "ops",
+		"evil":        "$(touch /tmp/pwned)",
+		"rm":          "; rm -rf " + victim,
+		"local":       "`touch " + pwned + "` && touch " + pwned,
+		"weird-name!": "$(touch " + pwned + ")",
+	}
+	agents := &fakeAgents{alive: true, stillBroken: true}
+	clock := newFakeClock()
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: agents, Now: clock.Now, Sleep: clock.Sleep})
+	rec := e.Run(context.Background(), Request{Alert: hcl.Alert{Labels: labels, Status: "firing"}})
+	if rec.Outcome != OutcomeEscalated {
+		t.Fatalf("outcome %s %q", rec.Outcome, rec.Reason)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "labels.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := labels["evil"] + "\n" + labels["rm"] + "\n" + labels["local"] + "\n" + labels["weird-name!"] + "\n"
+	if string(got) != want {
+		t.Errorf("script saw\n%s\nwant\n%s", got, want)
+	}
+	if _, err := os.Stat(victim); err != nil {
+		t.Errorf("%s was removed: %v", victim, err)
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Errorf("%s was created", pwned)
+	}
+	if _, err := os.Stat("/tmp/pwned"); err == nil && tmpPwnedBefore != nil {
+		t.Errorf("/tmp/pwned was created")
+	}
+}
+
+func TestEscalationCommandReadsRecord(t *testing.T) {
+	dir := t.TempDir()
+	esc := writeScript(t, dir, "page.sh", `cat > "`+dir+`/stdin.json"
+echo "agent=$MEDIC_AGENT run=$MEDIC_RUN_ID" > "`+dir+`/env.out"
+exit 3
+`)
+	sink := newWebhookSink(t)
+	cfg := loadConfig(t, fmt.Sprintf(`
+agent "ops" {
+  pidfile = "%[1]s/ops.pid"
+  start   = ["true"]
+}
+runbook "r" {
+  match { alertname = "MedicAgentDown" }
+  verify {
+    attempts = 2
+    interval = "1s"
+  }
+  escalate {
+    webhook = "%[3]s"
+    command = ["%[2]s"]
+  }
+}
+`, dir, esc, sink.srv.URL))
+	agents := &fakeAgents{restartErr: errors.New("boom")}
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: agents})
+	rec := e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")})
+	if rec.Outcome != OutcomeEscalated || rec.Reason != "restart failed: boom" {
+		t.Fatalf("outcome %s %q", rec.Outcome, rec.Reason)
+	}
+	if diff := cmp.Diff([]string{"liveness", "restart", "escalate", "escalate"}, stepNames(rec)); diff != "" {
+		t.Fatal(diff)
+	}
+	web, cmdStep := rec.Steps[2], rec.Steps[3]
+	if !web.OK || !strings.Contains(web.Detail, "202") {
+		t.Errorf("webhook step %+v", web)
+	}
+	if cmdStep.OK || cmdStep.ExitCode == nil || *cmdStep.ExitCode != 3 {
+		t.Errorf("command step %+v", cmdStep)
+	}
+	var got Escalation
+	b, err := os.ReadFile(filepath.Join(dir, "stdin.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("stdin is not the escalation JSON: %v\n%s", err, b)
+	}
+	if got.Run.ID != rec.ID || got.Run.Outcome != OutcomeEscalated || got.Reason != "restart failed: boom" || got.Alert.Fingerprint != "abc123" {
+		t.Errorf("escalation %+v", got)
+	}
+	env, _ := os.ReadFile(filepath.Join(dir, "env.out"))
+	if string(env) != "agent=ops run="+rec.ID+"\n" {
+		t.Errorf("env %q", env)
+	}
+	if len(sink.Got()) != 1 {
+		t.Errorf("webhook got %d", len(sink.Got()))
+	}
+}
+
+func TestEscalationWebhookFailureIsRecorded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "nope", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	cfg := loadConfig(t, fmt.Sprintf(`
+agent "ops" {
+  pidfile = "/nonexistent.pid"
+  start   = ["true"]
+}
+runbook "r" {
+  match { alertname = "MedicAgentDown" }
+  escalate { webhook = "%s" }
+}
+`, srv.URL))
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: &fakeAgents{restartErr: errors.New("boom")}})
+	rec := e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")})
+	last := rec.Steps[len(rec.Steps)-1]
+	if rec.Outcome != OutcomeEscalated || last.Name != "escalate" || last.OK || last.Error != "webhook answered 500" || last.Output != "nope" {
+		t.Errorf("outcome %s, step %+v", rec.Outcome, last)
+	}
+}
+
+type fakeSwitcher struct {
+	pool, from string
+	err        error
+}
+
+func (f *fakeSwitcher) Switchover(_ context.Context, pool, from string) (string, error) {
+	f.pool, f.from = pool, from
+	return "moved 3 messages to cfg-2", f.err
+}
+
+func TestSwitchover(t *testing.T) {
+	cfg := loadConfig(t, `
+agent "cfg-1" {
+  node    = "elsewhere"
+  pidfile = "/nonexistent.pid"
+  start   = ["true"]
+}
+pool "switches" {
+  agents     = ["cfg-1"]
+  device_url = "http://${device}/api"
+}
+runbook "pool-switchover" {
+  match { alertname = "MedicPoolAgentDown" }
+  switchover { pool = alert.labels.pool }
+}
+`)
+	alert := hcl.Alert{Labels: map[string]string{"alertname": "MedicPoolAgentDown", "agent": "cfg-1", "pool": "switches"}, Status: "firing"}
+	for _, tt := range []struct {
+		name    string
+		sw      *fakeSwitcher
+		outcome string
+	}{
+		{"switched", &fakeSwitcher{}, OutcomeSwitched},
+		{"switch fails: escalated", &fakeSwitcher{err: errors.New("no healthy agent")}, OutcomeEscalated},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			agents := &fakeAgents{}
+			e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: agents, Switcher: tt.sw})
+			rec := e.Run(context.Background(), Request{Alert: alert})
+			if rec.Outcome != tt.outcome {
+				t.Fatalf("outcome %s %q", rec.Outcome, rec.Reason)
+			}
+			if tt.sw.pool != "switches" || tt.sw.from != "cfg-1" {
+				t.Errorf("switchover(%q, %q)", tt.sw.pool, tt.sw.from)
+			}
+			if len(agents.Calls()) != 0 {
+				t.Errorf("a switchover touched the local agent: %v", agents.Calls())
+			}
+		})
+	}
+}
+
+func TestRunIDsSortByTime(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 1, 2, 3, 4_000_000, time.UTC)
+	a, b := NewRunID(t0), NewRunID(t0.Add(time.Millisecond))
+	if !(a < b) || a == NewRunID(t0) {
+		t.Errorf("ids %s %s", a, b)
+	}
+	if !strings.HasPrefix(a, "20261122T010203004-") {
+		t.Errorf("id %s", a)
+	}
+}
