@@ -100,4 +100,3 @@ func shortDuration(d time.Duration) string {
 	}
 	return s
 }
-
