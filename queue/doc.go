@@ -1,0 +1,16 @@
+// Package queue owns medic's ordered config dispatch (DESIGN.md §1.3, §7): a
+// platform publishes device configurations into a pool, exactly one active
+// agent of the pool delivers them to each device in per-device sequence
+// order, and a leased coordinator switches the pool to a healthy agent when
+// the active one fails — losing nothing, reordering nothing, and fencing the
+// replaced agent by an epoch so it can deliver nothing more.
+//
+// Everything lives in Redis under one hash tag per pool ({pool:NAME}) and
+// every multi-key step is a single Lua script, so the same code runs on a
+// standalone server, Sentinel or Redis Cluster.
+//
+// The pieces: Publisher (producers), Consumer (the reference agent behind
+// `medic agent`), Coordinator (health checks and the switchover state
+// machine, run by the bridge), NewAPI (the bridge's pool endpoints) and
+// package devicetest (a strict device for tests).
+package queue

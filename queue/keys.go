@@ -1,0 +1,92 @@
+package queue
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is the key prefix of DESIGN.md §7.
+const DefaultPrefix = "medic:"
+
+// Group is the consumer group every agent stream is read through; the
+// consumer name is the agent ID.
+const Group = "medic"
+
+// Keys names one pool's Redis keys. All of them carry the hash tag
+// {pool:NAME}, so they live in one Redis Cluster slot and every script may
+// touch any of them, including an agent stream whose name it derives from
+// the control hash.
+type Keys struct {
+	prefix string
+	pool   string
+}
+
+// NewKeys returns the key names of pool under prefix ("" means
+// DefaultPrefix). It fails for names that would break the hash tag.
+func NewKeys(prefix, pool string) (Keys, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if err := ValidPoolName(pool); err != nil {
+		return Keys{}, err
+	}
+	return Keys{prefix: prefix, pool: pool}, nil
+}
+
+// ValidPoolName reports whether a pool name can be used in keys.
+func ValidPoolName(pool string) error {
+	if pool == "" {
+		return fmt.Errorf("empty pool name")
+	}
+	if strings.ContainsAny(pool, "{}\x00 \t\r\n") {
+		return fmt.Errorf("pool name %q: braces, spaces and control characters are not allowed", pool)
+	}
+	return nil
+}
+
+// validAgentID reports whether an agent ID can be used in keys and in the
+// space-separated registry values.
+func validAgentID(id string) error {
+	if id == "" {
+		return fmt.Errorf("empty agent ID")
+	}
+	if strings.ContainsAny(id, "{} \t\r\n\x00") {
+		return fmt.Errorf("agent ID %q: braces, spaces and control characters are not allowed", id)
+	}
+	return nil
+}
+
+// Pool is the pool name.
+func (k Keys) Pool() string { return k.pool }
+
+func (k Keys) base() string { return k.prefix + "{pool:" + k.pool + "}:" }
+
+// Ctl is the control hash: agent, stream, status, host, lock, epoch, phase,
+// target, from, from_stream, started_ms, since_ms, reason, switchovers.
+func (k Keys) Ctl() string { return k.base() + "ctl" }
+
+// In is the per-agent input stream.
+func (k Keys) In(agent string) string { return k.InPrefix() + agent }
+
+// InPrefix is In without the agent ID; scripts append the ID themselves.
+func (k Keys) InPrefix() string { return k.base() + "in:" }
+
+// Buf is the buffer stream producers write to while the pool is locked or
+// has no active agent.
+func (k Keys) Buf() string { return k.base() + "buf" }
+
+// Seq is the hash device → last assigned sequence number.
+func (k Keys) Seq() string { return k.base() + "seq" }
+
+// Ack is the hash device → highest sequence number the device confirmed.
+func (k Keys) Ack() string { return k.base() + "ack" }
+
+// Agents is the registry hash agent → "LAST_MS TIMEOUT_MS HOST", written by
+// heartbeats with the Redis server's clock.
+func (k Keys) Agents() string { return k.base() + "agents" }
+
+// Lease is the coordinator lease (a token with a TTL).
+func (k Keys) Lease() string { return k.base() + "coord" }
+
+// Idem is a producer idempotency record ("ID SEQ" with a TTL).
+func (k Keys) Idem(key string) string { return k.base() + "idem:" + key }

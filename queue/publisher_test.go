@@ -1,0 +1,93 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestPublishAssignsSequencesAndBuffersWithoutAgent(t *testing.T) {
+	_, client := standalone(t, false)
+	h := newHarness(t, client, "", "p1")
+	ctx := context.Background()
+	type step struct {
+		device, key string
+		wantSeq     int64
+		wantDup     bool
+	}
+	steps := []step{
+		{"a", "", 1, false},
+		{"a", "", 2, false},
+		{"b", "kb1", 1, false},
+		{"b", "kb1", 1, true}, // producer retry
+		{"a", "ka3", 3, false},
+		{"b", "", 2, false},
+	}
+	var ids = map[string]string{}
+	for i, s := range steps {
+		res, err := h.pub.Publish(ctx, "p1", s.device, []byte(`{"n":1}`), s.key)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if res.Seq != s.wantSeq || res.Duplicate != s.wantDup {
+			t.Errorf("step %d: got seq %d dup %v, want %d %v", i, res.Seq, res.Duplicate, s.wantSeq, s.wantDup)
+		}
+		if s.key != "" {
+			if prev, ok := ids[s.key]; ok && prev != res.ID {
+				t.Errorf("step %d: retry got id %s, first publish %s", i, res.ID, prev)
+			}
+			ids[s.key] = res.ID
+		}
+	}
+	// No agent registered: everything waits in the buffer, nothing lost.
+	st := h.status()
+	if diff := cmp.Diff(Status{Pool: "p1", Status: "waiting", Buffer: 5, Agents: []AgentStatus{}}, st); diff != "" {
+		t.Errorf("status (-want +got):\n%s", diff)
+	}
+
+	for _, bad := range []struct {
+		pool, device string
+		payload      string
+	}{
+		{"p1", "", `{}`},
+		{"p1", "a", `not json`},
+		{"p{1}", "a", `{}`},
+		{"", "a", `{}`},
+	} {
+		if _, err := h.pub.Publish(ctx, bad.pool, bad.device, []byte(bad.payload), ""); !errors.Is(err, ErrBadInput) {
+			t.Errorf("Publish(%q,%q,%q) = %v, want ErrBadInput", bad.pool, bad.device, bad.payload, err)
+		}
+	}
+}
+
+func TestPublishActivatesHealthyAgentWhenBufferEmpty(t *testing.T) {
+	_, client := standalone(t, false)
+	h := newHarness(t, client, "", "p2")
+	ctx := context.Background()
+	// A registered but expired agent is not chosen.
+	if err := heartbeatScript.Run(ctx, client, []string{h.keys.Agents()}, "old", 1, "h").Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	for _, id := range []string{"b", "a"} {
+		if err := heartbeatScript.Run(ctx, client, []string{h.keys.Agents()}, id, 60000, "host-"+id).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.pub.Publish(ctx, "p2", "d", []byte(`1`), ""); err != nil {
+		t.Fatal(err)
+	}
+	st := h.status()
+	got := []any{st.Agent, st.Host, st.Epoch, st.Lock, st.Backlog, st.Buffer, st.Status}
+	want := []any{"a", "host-a", int64(1), false, int64(1), int64(0), "active"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("status (-want +got):\n%s", diff)
+	}
+	n, _ := client.XLen(ctx, h.keys.In("a")).Result()
+	if n != 1 {
+		t.Errorf("stream of a has %d entries, want 1", n)
+	}
+}
