@@ -1,0 +1,627 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ConsumerOptions configure a Consumer (one agent of one pool).
+type ConsumerOptions struct {
+	Client redis.UniversalClient
+	// Prefix of every key; "" means DefaultPrefix.
+	Prefix string
+	Pool   string
+	Agent  string
+	// Host is shown in the pool's status; default os.Hostname.
+	Host string
+	// DeviceURL returns the URL configs for a device are POSTed to (the
+	// pool's device_url template).
+	DeviceURL func(device string) (string, error)
+	// HTTPClient defaults to a keep-alive client with RequestTimeout.
+	HTTPClient     *http.Client
+	RequestTimeout time.Duration // default 10s
+
+	// HeartbeatInterval (default 500ms) and HeartbeatTimeout (default four
+	// intervals): the coordinator treats the agent as gone once its last
+	// heartbeat is older than the timeout.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+
+	// Batch is the XREADGROUP COUNT (default 200); MaxBuffered bounds the
+	// configs read but not yet done (default 20000).
+	Batch       int
+	MaxBuffered int
+	// RetryMin and RetryMax bound the delivery retry backoff (default
+	// 50ms..5s).
+	RetryMin, RetryMax time.Duration
+	// PollInterval is how often the agent re-reads the control hash while
+	// off duty and while on duty (to notice it was replaced); default 100ms.
+	PollInterval time.Duration
+
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// Consumer is the reference agent: it heartbeats into the pool registry
+// and, while it is the pool's active agent (or switchover target), delivers
+// the configs of its stream to the devices — one request in flight per
+// device, devices in parallel, each device strictly in sequence order.
+type Consumer struct {
+	o ConsumerOptions
+	k Keys
+
+	// hooks are fault-injection points for this package's tests.
+	hooks consumerHooks
+}
+
+type consumerHooks struct {
+	beforePush   func(device string, seq int64)
+	afterReply   func(device string, seq int64)
+	afterAck     func(device string, seq int64)
+	skipHB       func() bool // true: skip this heartbeat (a paused agent)
+	noDeregister bool        // a "crashed" agent leaves its registration behind
+}
+
+// freshFor is how long a fence check (from the acknowledgement of a device's
+// previous config) may be reused for the device's next push. The device's
+// epoch check is what rejects a push that raced a switchover; this only
+// saves a round trip when configs of a device follow each other closely.
+const freshFor = 5 * time.Millisecond
+
+// NewConsumer validates the options and fills in defaults.
+func NewConsumer(o ConsumerOptions) (*Consumer, error) {
+	k, err := NewKeys(o.Prefix, o.Pool)
+	if err != nil {
+		return nil, err
+	}
+	if err := validAgentID(o.Agent); err != nil {
+		return nil, err
+	}
+	if o.Client == nil || o.DeviceURL == nil {
+		return nil, errors.New("consumer needs a Redis client and a DeviceURL function")
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	o.Host = strings.Map(func(r rune) rune {
+		if r < ' ' {
+			return -1
+		}
+		return r
+	}, o.Host)
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{
+			Timeout: o.RequestTimeout,
+			Transport: &http.Transport{
+				Proxy:               http.ProxyFromEnvironment,
+				DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConns:        1024,
+				MaxIdleConnsPerHost: 256,
+				IdleConnTimeout:     90 * time.Second,
+			},
+		}
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = 500 * time.Millisecond
+	}
+	if o.HeartbeatTimeout <= 0 {
+		o.HeartbeatTimeout = 4 * o.HeartbeatInterval
+	}
+	if o.Batch <= 0 {
+		o.Batch = 200
+	}
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = 20000
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = 50 * time.Millisecond
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = 5 * time.Second
+		if o.RetryMax < o.RetryMin {
+			o.RetryMax = o.RetryMin
+		}
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Logger = o.Logger.With("pool", o.Pool, "agent", o.Agent)
+	o.Metrics.initPool(o.Pool)
+	return &Consumer{o: o, k: k}, nil
+}
+
+// Run heartbeats and delivers until ctx ends. On return the agent has
+// removed itself from the registry, so the coordinator switches the pool
+// away at its next check; configs read but not delivered stay pending in the
+// stream and move with it.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.heartbeat(ctx)
+	hbCtx, hbStop := context.WithCancel(context.Background())
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		c.heartbeatLoop(hbCtx, ctx)
+	}()
+	defer func() {
+		hbStop()
+		<-hbDone
+		if !c.hooks.noDeregister {
+			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := c.o.Client.HDel(dctx, c.k.Agents(), c.o.Agent).Err(); err != nil {
+				c.o.Logger.Warn("deregister", "err", err)
+			}
+		}
+	}()
+	var lastErr string
+	for ctx.Err() == nil {
+		duty, epoch, err := c.duty(ctx)
+		if err != nil {
+			if ctx.Err() == nil && err.Error() != lastErr {
+				c.o.Logger.Warn("read pool control", "err", err)
+				lastErr = err.Error()
+			}
+			sleep(ctx, c.o.PollInterval)
+			continue
+		}
+		lastErr = ""
+		if !duty {
+			sleep(ctx, c.o.PollInterval)
+			continue
+		}
+		c.runEpoch(ctx, epoch)
+	}
+	return nil
+}
+
+func (c *Consumer) heartbeatLoop(ctx, runCtx context.Context) {
+	t := time.NewTicker(c.o.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-runCtx.Done():
+			return
+		case <-t.C:
+			c.heartbeat(ctx)
+		}
+	}
+}
+
+func (c *Consumer) heartbeat(ctx context.Context) {
+	if c.hooks.skipHB != nil && c.hooks.skipHB() {
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, c.o.HeartbeatInterval+time.Second)
+	defer cancel()
+	err := heartbeatScript.Run(hctx, c.o.Client, []string{c.k.Agents()},
+		c.o.Agent, c.o.HeartbeatTimeout.Milliseconds(), c.o.Host).Err()
+	if err != nil && ctx.Err() == nil {
+		c.o.Logger.Debug("heartbeat", "err", err)
+	}
+}
+
+// duty reads whether the agent is on duty and the current epoch.
+func (c *Consumer) duty(ctx context.Context) (bool, int64, error) {
+	v, err := c.o.Client.HMGet(ctx, c.k.Ctl(), "epoch", "lock", "agent", "target").Result()
+	if err != nil {
+		return false, 0, err
+	}
+	epoch, _ := strconv.ParseInt(asString(v[0]), 10, 64)
+	locked := asString(v[1]) == "1"
+	onDuty := (!locked && asString(v[2]) == c.o.Agent) || (locked && asString(v[3]) == c.o.Agent)
+	return onDuty, epoch, nil
+}
+
+// entry is one config read from the stream.
+type entry struct {
+	id      string
+	device  string
+	seq     int64
+	payload []byte
+}
+
+func parseEntry(m redis.XMessage) (entry, error) {
+	e := entry{id: m.ID, device: asString(m.Values["device"])}
+	e.seq, _ = strconv.ParseInt(asString(m.Values["seq"]), 10, 64)
+	e.payload = []byte(asString(m.Values["payload"]))
+	if e.device == "" || e.seq <= 0 {
+		return e, fmt.Errorf("malformed entry %s: %v", m.ID, m.Values)
+	}
+	return e, nil
+}
+
+// epochRun is the agent's work during one epoch on duty. When the epoch
+// ends (the agent was replaced, or a new epoch made it active again) every
+// in-memory config is dropped and the next epoch starts over from the
+// stream's pending entries.
+type epochRun struct {
+	c      *Consumer
+	epoch  int64
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	queues   map[string]*deviceQueue
+	buffered int
+	space    chan struct{}
+	wg       sync.WaitGroup
+}
+
+type deviceQueue struct {
+	entries []entry
+	// last fence check, reusable for freshFor when it says on duty
+	checked   time.Time
+	checkDuty bool
+	ack       int64
+}
+
+func (c *Consumer) runEpoch(ctx context.Context, epoch int64) {
+	ectx, cancel := context.WithCancel(ctx)
+	r := &epochRun{c: c, epoch: epoch, ctx: ectx, cancel: cancel,
+		queues: map[string]*deviceQueue{}, space: make(chan struct{}, 1)}
+	log := c.o.Logger.With("epoch", epoch)
+	log.Info("on duty")
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		r.watch()
+	}()
+	err := r.read()
+	cancel()
+	r.wg.Wait()
+	<-watchDone
+	if ctx.Err() == nil {
+		log.Info("off duty", "reason", err)
+	}
+}
+
+// watch ends the epoch as soon as the control hash says so, so that a
+// replaced agent stops even while it waits for input.
+func (r *epochRun) watch() {
+	t := time.NewTicker(r.c.o.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+			duty, epoch, err := r.c.duty(r.ctx)
+			if err == nil && (!duty || epoch != r.epoch) {
+				r.cancel()
+				return
+			}
+		}
+	}
+}
+
+// read feeds the device queues: the agent's own pending entries first
+// (delivered to it before but never acknowledged), then new ones.
+func (r *epochRun) read() error {
+	c := r.c
+	stream := c.k.In(c.o.Agent)
+	if err := r.ensureGroup(stream); err != nil {
+		return err
+	}
+	lastID := "0"
+	var lastErr string
+	for r.ctx.Err() == nil {
+		if !r.waitSpace() {
+			break
+		}
+		args := &redis.XReadGroupArgs{
+			Group: Group, Consumer: c.o.Agent, Streams: []string{stream, lastID},
+			Count: int64(c.o.Batch), Block: -1,
+		}
+		if lastID == ">" {
+			args.Block = 500 * time.Millisecond
+		}
+		res, err := c.o.Client.XReadGroup(r.ctx, args).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue
+		case err != nil && strings.HasPrefix(err.Error(), "NOGROUP"):
+			if err := r.ensureGroup(stream); err != nil {
+				return err
+			}
+			lastID = "0"
+			continue
+		case err != nil:
+			if r.ctx.Err() != nil {
+				break
+			}
+			if err.Error() != lastErr {
+				c.o.Logger.Warn("read stream", "err", err)
+				lastErr = err.Error()
+			}
+			sleep(r.ctx, c.o.PollInterval)
+			continue
+		}
+		lastErr = ""
+		var msgs []redis.XMessage
+		if len(res) > 0 {
+			msgs = res[0].Messages
+		}
+		if lastID != ">" {
+			if len(msgs) == 0 {
+				lastID = ">"
+				continue
+			}
+			lastID = msgs[len(msgs)-1].ID
+		}
+		for _, m := range msgs {
+			if m.Values == nil {
+				// A pending entry deleted after delivery (moved away by a
+				// switchover): nothing to do here.
+				c.o.Client.XAck(r.ctx, stream, Group, m.ID)
+				continue
+			}
+			e, err := parseEntry(m)
+			if err != nil {
+				c.o.Logger.Error("dropping malformed entry", "err", err)
+				c.o.Client.XAck(r.ctx, stream, Group, m.ID)
+				c.o.Client.XDel(r.ctx, stream, m.ID)
+				continue
+			}
+			r.add(e)
+		}
+	}
+	return context.Cause(r.ctx)
+}
+
+func (r *epochRun) ensureGroup(stream string) error {
+	for r.ctx.Err() == nil {
+		err := r.c.o.Client.XGroupCreateMkStream(r.ctx, stream, Group, "0").Err()
+		if err == nil || strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			return nil
+		}
+		r.c.o.Logger.Warn("create consumer group", "err", err)
+		sleep(r.ctx, r.c.o.PollInterval)
+	}
+	return r.ctx.Err()
+}
+
+func (r *epochRun) waitSpace() bool {
+	for {
+		r.mu.Lock()
+		ok := r.buffered < r.c.o.MaxBuffered
+		r.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-r.ctx.Done():
+			return false
+		case <-r.space:
+		case <-time.After(r.c.o.PollInterval):
+			// Keep the consumer visibly alive to the coordinator's idle
+			// check: re-reading the first pending entry changes nothing.
+			r.c.o.Client.XReadGroup(r.ctx, &redis.XReadGroupArgs{
+				Group: Group, Consumer: r.c.o.Agent, Block: -1, Count: 1,
+				Streams: []string{r.c.k.In(r.c.o.Agent), "0"},
+			})
+		}
+	}
+}
+
+func (r *epochRun) add(e entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queues[e.device]
+	start := q == nil
+	if start {
+		q = &deviceQueue{}
+		r.queues[e.device] = q
+	}
+	q.entries = append(q.entries, e)
+	r.buffered++
+	if start {
+		r.wg.Add(1)
+		go r.work(e.device, q)
+	}
+}
+
+// work delivers one device's configs in order, one at a time.
+func (r *epochRun) work(device string, q *deviceQueue) {
+	defer r.wg.Done()
+	for {
+		r.mu.Lock()
+		if len(q.entries) == 0 || r.ctx.Err() != nil {
+			r.buffered -= len(q.entries)
+			delete(r.queues, device)
+			r.mu.Unlock()
+			return
+		}
+		e := q.entries[0]
+		q.entries = q.entries[1:]
+		r.mu.Unlock()
+
+		r.deliver(q, e)
+
+		r.mu.Lock()
+		r.buffered--
+		r.mu.Unlock()
+		select {
+		case r.space <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// deliver pushes one config until the device confirms it or the epoch ends.
+func (r *epochRun) deliver(q *deviceQueue, e entry) {
+	c := r.c
+	log := c.o.Logger.With("device", e.device, "seq", e.seq, "epoch", r.epoch)
+	backoff := c.o.RetryMin
+	wait := func() bool {
+		d := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, c.o.RetryMax)
+		return sleep(r.ctx, d)
+	}
+	gapSeen := false
+	for r.ctx.Err() == nil {
+		// Fence: am I still on duty in my epoch, and where is the device?
+		if q.checked.IsZero() || time.Since(q.checked) > freshFor || !q.checkDuty {
+			duty, ack, _, err := c.step(r.ctx, r.epoch, e.device, 0, "")
+			if err != nil {
+				if r.ctx.Err() == nil {
+					log.Warn("fence check", "err", err)
+				}
+				wait()
+				continue
+			}
+			q.checked, q.checkDuty, q.ack = time.Now(), duty, ack
+		}
+		q.checked = time.Time{} // a check serves one push
+		if !q.checkDuty {
+			r.cancel()
+			return
+		}
+		switch {
+		case e.seq <= q.ack:
+			// Delivered before (by this agent before a crash, or by the
+			// agent before a switchover): done, acknowledge only.
+			r.ack(q, e, log)
+			return
+		case e.seq > q.ack+1:
+			if !gapSeen {
+				gapSeen = true
+				c.o.Metrics.incGap(c.o.Pool)
+				log.Error("sequence gap: holding device", "ack", q.ack)
+			}
+			wait()
+			continue
+		}
+		if gapSeen {
+			log.Info("sequence gap closed", "ack", q.ack)
+			gapSeen = false
+		}
+		if h := c.hooks.beforePush; h != nil {
+			h(e.device, e.seq)
+		}
+		code, err := c.push(r.ctx, e, r.epoch)
+		if err != nil || code < 200 || code > 299 {
+			if r.ctx.Err() != nil {
+				return
+			}
+			c.o.Metrics.incFailure(c.o.Pool)
+			log.Warn("delivery failed, retrying", "status", code, "err", err)
+			wait()
+			continue
+		}
+		if h := c.hooks.afterReply; h != nil {
+			h(e.device, e.seq)
+		}
+		if r.ack(q, e, log) {
+			c.o.Metrics.incDelivered(c.o.Pool)
+		}
+		if h := c.hooks.afterAck; h != nil {
+			h(e.device, e.seq)
+		}
+		return
+	}
+}
+
+// ack records a confirmed (or earlier confirmed) config: ack advances and
+// the entry leaves the stream, in one script that also re-checks the fence
+// for the device's next push. It retries until Redis answers or the agent
+// stops; a config the device confirmed is worth recording even if the
+// epoch ended meanwhile.
+func (r *epochRun) ack(q *deviceQueue, e entry, log *slog.Logger) bool {
+	c := r.c
+	backoff := c.o.RetryMin
+	parent := context.WithoutCancel(r.ctx)
+	for {
+		actx, cancel := context.WithTimeout(parent, 5*time.Second)
+		duty, ack, acked, err := c.step(actx, r.epoch, e.device, e.seq, e.id)
+		cancel()
+		if err == nil {
+			q.checked, q.checkDuty, q.ack = time.Now(), duty, ack
+			if !acked {
+				log.Error("device confirmed a config past its ack; leaving it pending", "ack", ack)
+			}
+			if !duty {
+				r.cancel()
+			}
+			return acked
+		}
+		log.Warn("acknowledge", "err", err)
+		if r.ctx.Err() != nil {
+			// The epoch or the agent ended: whoever is on duty next
+			// finds the device's state and acknowledges it then.
+			return false
+		}
+		sleep(r.ctx, backoff)
+		backoff = min(2*backoff, c.o.RetryMax)
+	}
+}
+
+func (c *Consumer) step(ctx context.Context, epoch int64, device string, seq int64, id string) (duty bool, ack int64, acked bool, err error) {
+	res, err := stepScript.Run(ctx, c.o.Client,
+		[]string{c.k.Ctl(), c.k.Ack(), c.k.In(c.o.Agent)},
+		c.o.Agent, epoch, device, seq, id).Slice()
+	if err != nil {
+		return false, 0, false, err
+	}
+	return asInt(res[0]) == 1, asInt(res[1]), asInt(res[2]) == 1, nil
+}
+
+// push POSTs one config. The headers let the device drop replays
+// (Idempotency-Key) and reject a replaced agent (X-Medic-Epoch).
+func (c *Consumer) push(ctx context.Context, e entry, epoch int64) (int, error) {
+	url, err := c.o.DeviceURL(e.device)
+	if err != nil {
+		return 0, fmt.Errorf("device URL: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.payload))
+	if err != nil {
+		return 0, err
+	}
+	seq := strconv.FormatInt(e.seq, 10)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", e.device+":"+seq)
+	req.Header.Set("X-Medic-Seq", seq)
+	req.Header.Set("X-Medic-Epoch", strconv.FormatInt(epoch, 10))
+	req.Header.Set("X-Medic-Agent", c.o.Agent)
+	req.Header.Set("X-Medic-Pool", c.o.Pool)
+	resp, err := c.o.HTTPClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// sleep waits d or until ctx ends; it reports whether the full wait passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
