@@ -1,0 +1,132 @@
+package bridge
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/medicops/medic/runbooks"
+)
+
+// Register adds the bridge's endpoints to mux: the webhook, the runs API
+// and the health, readiness and reload endpoints. Writes (the webhook and
+// reload) require the bearer token when one is set; reads and health stay
+// open, as in Prometheus' own servers (use --web.config.file to put basic
+// auth or TLS client certificates in front of everything).
+func (b *Bridge) Register(mux *http.ServeMux) {
+	mux.Handle("POST /api/v1/webhook", b.countCodes(b.RequireToken(http.HandlerFunc(b.handleWebhook))))
+	mux.HandleFunc("GET /api/v1/runs", b.handleRuns)
+	mux.HandleFunc("GET /api/v1/runs/{id}", b.handleRun)
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("Healthy.\n"))
+	})
+	mux.HandleFunc("GET /-/ready", b.handleReady)
+	mux.Handle("POST /-/reload", b.RequireToken(http.HandlerFunc(b.handleReload)))
+}
+
+// RequireToken wraps h so that it needs `Authorization: Bearer TOKEN`
+// (what Alertmanager's http_config.authorization sends) when the bridge
+// has a token. The comparison takes the same time for every wrong token.
+func (b *Bridge) RequireToken(h http.Handler) http.Handler {
+	if b.opts.Token == "" {
+		return h
+	}
+	want := []byte(b.opts.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="medic"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated: a valid bearer token is required")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type codeWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (c *codeWriter) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (b *Bridge) countCodes(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &codeWriter{ResponseWriter: w}
+		h.ServeHTTP(cw, r)
+		if cw.code == 0 {
+			cw.code = http.StatusOK
+		}
+		b.metrics.webhookRequests.WithLabelValues(strconv.Itoa(cw.code)).Inc()
+	})
+}
+
+// handleRuns is GET /api/v1/runs?agent=&node=&runbook=&outcome=&limit=.
+func (b *Bridge) handleRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := RunFilter{Agent: q.Get("agent"), Node: q.Get("node"), Runbook: q.Get("runbook"), Outcome: q.Get("outcome")}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxListLimit {
+			writeError(w, http.StatusBadRequest, "limit: want an integer from 1 to "+strconv.Itoa(MaxListLimit))
+			return
+		}
+		f.Limit = n
+	}
+	runs, err := b.store.List(r.Context(), f)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	if runs == nil {
+		runs = []*runbooks.RunRecord{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"runs": runs})
+}
+
+// handleRun is GET /api/v1/runs/{id}.
+func (b *Bridge) handleRun(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	rec, err := b.store.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "run "+strconv.Quote(id)+" not found")
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, rec)
+	}
+}
+
+// handleReady is GET /-/ready: ready when Redis answers PING.
+func (b *Bridge) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := b.opts.Client.Ping(ctx).Err(); err != nil {
+		http.Error(w, "Not ready: Redis: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("Ready.\n"))
+}
+
+// handleReload is POST /-/reload; the caller gets the reload's error.
+func (b *Bridge) handleReload(w http.ResponseWriter, r *http.Request) {
+	if b.opts.Reload == nil {
+		http.Error(w, "reload is not available", http.StatusMethodNotAllowed)
+		return
+	}
+	if err := b.opts.Reload(r.Context()); err != nil {
+		http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Write([]byte("Reloaded.\n"))
+}

@@ -1,0 +1,101 @@
+package bridge
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/medicops/medic/runbooks"
+)
+
+// Metrics are the bridge's and the consumer's (DESIGN.md §6). The
+// remediation counter and histogram are the engine's too: they are declared
+// identically here and registered through register, so `medic serve`, which
+// has both in one registry, shares one collector.
+type Metrics struct {
+	webhookRequests *prometheus.CounterVec
+	alertsReceived  *prometheus.CounterVec
+	deduplicated    prometheus.Counter
+	unroutable      prometheus.Counter
+	remediations    *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	jobsConsumed    *prometheus.CounterVec
+	jobWait         prometheus.Histogram
+}
+
+// NewMetrics registers the metrics with reg; nil registers nothing.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		webhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medic_webhook_requests_total",
+			Help: "Alertmanager webhook requests by HTTP status code.",
+		}, []string{"code"}),
+		alertsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medic_alerts_received_total",
+			Help: "Alerts received by the webhook, by each alert's own status.",
+		}, []string{"status"}),
+		deduplicated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "medic_alerts_deduplicated_total",
+			Help: "Firing alerts whose episode (fingerprint + startsAt) was already taken.",
+		}),
+		unroutable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "medic_alerts_unroutable_total",
+			Help: "Alerts that matched a runbook but could not be routed to a node.",
+		}),
+		// Same options as the engine's (runbooks/metrics.go): one collector.
+		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medic_remediations_total",
+			Help: "Remediation runs by runbook and outcome.",
+		}, []string{"runbook", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "medic_remediation_duration_seconds",
+			Help:    "How long remediation runs took, from request to outcome.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120, 300},
+		}, []string{"runbook"}),
+		jobsConsumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medic_jobs_consumed_total",
+			Help: "Jobs a node took from its stream, by what became of them (run, expired, cancelled, done).",
+		}, []string{"result"}),
+		jobWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "medic_job_wait_seconds",
+			Help:    "Time from enqueue by the bridge until the node started the job.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 120, 600},
+		}),
+	}
+	for _, s := range []string{"firing", "resolved"} {
+		m.alertsReceived.WithLabelValues(s)
+	}
+	if reg != nil {
+		m.webhookRequests = register(reg, m.webhookRequests)
+		m.alertsReceived = register(reg, m.alertsReceived)
+		m.deduplicated = register(reg, m.deduplicated)
+		m.unroutable = register(reg, m.unroutable)
+		m.remediations = register(reg, m.remediations)
+		m.duration = register(reg, m.duration)
+		m.jobsConsumed = register(reg, m.jobsConsumed)
+		m.jobWait = register(reg, m.jobWait)
+	}
+	return m
+}
+
+// register registers c or returns the identical collector registered
+// before (bridge, consumer and engine in one process).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
+
+// observe counts a record the bridge or the consumer made itself (the
+// engine counts its own runs).
+func (m *Metrics) observe(rec *runbooks.RunRecord) {
+	m.remediations.WithLabelValues(rec.Runbook, rec.Outcome).Inc()
+	m.duration.WithLabelValues(rec.Runbook).Observe(rec.Duration)
+}

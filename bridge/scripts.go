@@ -1,0 +1,73 @@
+package bridge
+
+import "github.com/redis/go-redis/v9"
+
+// The state of a job lives in its episode's dedup key, whose value is
+// STATE:RUNID with STATE one of
+//
+//	q  queued: in the node's stream, not started
+//	r  running (or was, when its node died)
+//	d  done: record stored and stream entry acknowledged
+//	c  cancelled: resolved before it started ("c:" alone: resolved before
+//	   any firing notification was seen, so a late firing is a duplicate)
+//
+// The dedup key and the stream share the node's hash tag, so each script
+// below touches one slot.
+
+// enqueueScript takes the episode and queues its job in one step. The XADD
+// comes before the SET: a script is atomic but not transactional, so if
+// the XADD fails no dedup key is left behind to turn Alertmanager's retry
+// into a false duplicate.
+//
+// KEYS: dedup, stream. ARGV: run id, dedup TTL (ms), job JSON.
+// Returns {1, entry id} when queued, {0, current value} for a duplicate.
+var enqueueScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return {0, v} end
+local id = redis.call('XADD', KEYS[2], '*', 'job', ARGV[3])
+redis.call('SET', KEYS[1], 'q:' .. ARGV[1], 'PX', ARGV[2])
+return {1, id}
+`)
+
+// resolveScript cancels a queued job of the episode. With no key yet, it
+// leaves a tombstone so that a firing notification of the same episode
+// arriving later (HA peers, retries) counts as a duplicate.
+//
+// KEYS: dedup. ARGV: dedup TTL (ms). Returns the value before, or "".
+var resolveScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], 'c:', 'PX', ARGV[1])
+  return ''
+end
+if string.sub(v, 1, 2) == 'q:' then
+  redis.call('SET', KEYS[1], 'c:' .. string.sub(v, 3), 'KEEPTTL')
+end
+return v
+`)
+
+// startScript moves a job to running unless it was cancelled or is done.
+//
+// KEYS: dedup. ARGV: run id. Returns the state before: q, r, c, d, or ""
+// when the key has expired.
+var startScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return '' end
+local st = string.sub(v, 1, 1)
+if st == 'c' or st == 'd' then return st end
+redis.call('SET', KEYS[1], 'r:' .. ARGV[1], 'KEEPTTL')
+return st
+`)
+
+// finishScript marks the job done and acknowledges and deletes its stream
+// entry, in one step, after the run record is stored.
+//
+// KEYS: dedup, stream. ARGV: run id, group, entry id.
+var finishScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[1], 'd:' .. ARGV[1], 'KEEPTTL')
+end
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
+return 1
+`)
