@@ -142,7 +142,10 @@ func decodeAgent(block *hcl2.Block) (*Agent, hcl2.Diagnostics) {
 	decodeAttr(&diags, attrs, "env", &a.Env, decodeStringMap)
 	hasWatchdog := decodeAttr(&diags, attrs, "watchdog", &a.Watchdog, decodeBool)
 
+	// An unsupported or invalid argument (say, a misspelt command) would make
+	// the checks below report a second, misleading error.
 	switch {
+	case diags.HasErrors():
 	case hasCommand && hasPidfile:
 		diags = append(diags, attrDiag(attrs["pidfile"], "Conflicting arguments",
 			fmt.Sprintf("Agent %q has both command (medic node supervises it) and pidfile (an external supervisor does); set one of them.", a.Name)))
@@ -314,7 +317,8 @@ func decodeRunbook(block *hcl2.Block) (*Runbook, hcl2.Diagnostics) {
 		diags = append(diags, scopeAlert.checkExpr(attr.Expr, cty.String, "agent")...)
 		rb.AgentExpr = attr.Expr
 	}
-	if _, hasMatchers := attrs["matchers"]; !hasMatchers && len(rb.Match) == 0 {
+	_, hasMatchers := attrs["matchers"]
+	if !hasMatchers && !hasBlock(content.Blocks, "match") {
 		diags = append(diags, &hcl2.Diagnostic{
 			Severity: hcl2.DiagWarning,
 			Summary:  "Runbook matches every alert",
@@ -520,4 +524,13 @@ func decodePool(block *hcl2.Block) (*Pool, hcl2.Diagnostics) {
 		}
 	}
 	return p, diags
+}
+
+func hasBlock(blocks hcl2.Blocks, typ string) bool {
+	for _, b := range blocks {
+		if b.Type == typ {
+			return true
+		}
+	}
+	return false
 }

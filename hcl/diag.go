@@ -96,7 +96,7 @@ func writeSnippet(buf *bytes.Buffer, r hcl2.Range, src []byte) {
 		end = r.Start.Byte
 	}
 	lineStart := bytes.LastIndexByte(src[:r.Start.Byte], '\n') + 1
-	width := len(fmt.Sprint(r.Start.Line + maxSnippetLines))
+	width := max(3, len(fmt.Sprint(r.Start.Line+maxSnippetLines)))
 	line := r.Start.Line
 	pos := lineStart
 	for n := 0; n < maxSnippetLines && pos <= len(src); n++ {

@@ -8,6 +8,7 @@ import (
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
@@ -241,7 +242,8 @@ func (s *scope) checkExpr(expr hcl2.Expression, want cty.Type, attrName string) 
 	}
 	val, vdiags := expr.Value(s.typed)
 	diags = append(diags, vdiags...)
-	if vdiags.HasErrors() || want == cty.NilType {
+	diags = append(diags, s.checkHidden(expr, vdiags)...)
+	if diags.HasErrors() || want == cty.NilType {
 		return diags
 	}
 	if val.Type() == cty.DynamicPseudoType {
@@ -310,7 +312,7 @@ func (s *scope) checkTraversal(tr hcl2.Traversal) hcl2.Diagnostics {
 				Severity: hcl2.DiagError,
 				Summary:  "Unknown attribute",
 				Detail:   detail,
-				Subject:  step.SourceRange().Ptr(),
+				Subject:  nameRange(step, name).Ptr(),
 			}}
 		}
 		ty = ty.AttributeType(name)
@@ -348,4 +350,84 @@ func alertContext(alert Alert) *hcl2.EvalContext {
 		Variables: map[string]cty.Value{rootAlert: alertValue(alert)},
 		Functions: functions,
 	}
+}
+
+// nameRange narrows the range of a `.name` step to the name itself, so
+// that the marker sits under the misspelt word rather than the dot.
+func nameRange(step hcl2.Traverser, name string) hcl2.Range {
+	r := step.SourceRange()
+	if _, ok := step.(hcl2.TraverseAttr); ok && r.End.Byte-r.Start.Byte == len(name)+1 {
+		r.Start.Byte++
+		r.Start.Column++
+	}
+	return r
+}
+
+// checkHidden evaluates on their own the operands that evaluation with
+// unknown values never reaches: the right side of && and || (which
+// short-circuit on an unknown left side and drop its diagnostics) and both
+// branches of a conditional. Without this, `usage.cpu > 0.8 && lenght(x) > 1`
+// would load and fail at run time. Operands inside a for expression are
+// skipped, since they refer to the for's own symbols.
+func (s *scope) checkHidden(expr hcl2.Expression, seen hcl2.Diagnostics) hcl2.Diagnostics {
+	root, ok := expr.(hclsyntax.Expression)
+	if !ok {
+		return nil
+	}
+	w := &hiddenWalker{scope: s, seen: map[string]bool{}}
+	for _, d := range seen {
+		w.seen[diagKey(d)] = true
+	}
+	hclsyntax.Walk(root, w)
+	return w.diags
+}
+
+type hiddenWalker struct {
+	scope    *scope
+	forDepth int
+	seen     map[string]bool
+	diags    hcl2.Diagnostics
+}
+
+func (w *hiddenWalker) Enter(node hclsyntax.Node) hcl2.Diagnostics {
+	switch n := node.(type) {
+	case *hclsyntax.ForExpr:
+		w.forDepth++
+	case *hclsyntax.BinaryOpExpr:
+		if n.Op == hclsyntax.OpLogicalAnd || n.Op == hclsyntax.OpLogicalOr {
+			w.eval(n.LHS)
+			w.eval(n.RHS)
+		}
+	case *hclsyntax.ConditionalExpr:
+		w.eval(n.TrueResult)
+		w.eval(n.FalseResult)
+	}
+	return nil
+}
+
+func (w *hiddenWalker) Exit(node hclsyntax.Node) hcl2.Diagnostics {
+	if _, ok := node.(*hclsyntax.ForExpr); ok {
+		w.forDepth--
+	}
+	return nil
+}
+
+func (w *hiddenWalker) eval(e hclsyntax.Expression) {
+	if w.forDepth > 0 {
+		return
+	}
+	_, diags := e.Value(w.scope.typed)
+	for _, d := range diags {
+		if k := diagKey(d); !w.seen[k] {
+			w.seen[k] = true
+			w.diags = append(w.diags, d)
+		}
+	}
+}
+
+func diagKey(d *hcl2.Diagnostic) string {
+	if d.Subject == nil {
+		return d.Summary
+	}
+	return d.Subject.String() + d.Summary
 }

@@ -3,6 +3,7 @@ package hcl
 import (
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
@@ -196,6 +197,10 @@ func decodeInt(attr *hcl2.Attribute, min, max int) (int, hcl2.Diagnostics) {
 func suggest(name string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
+		// An abbreviation ("mem" for "memory") is as likely as a typo.
+		if len(name) >= 2 && strings.HasPrefix(c, name) {
+			return c
+		}
 		if d := levenshtein(name, c); d < bestDist {
 			best, bestDist = c, d
 		}

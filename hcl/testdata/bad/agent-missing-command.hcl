@@ -1,0 +1,3 @@
+agent "a" {
+  workdir = "/var/lib/a"
+}

@@ -1,0 +1,3 @@
+agent "a" {
+  pidfile = "/run/a.pid"
+}

@@ -1,0 +1,4 @@
+agent "a" {
+  command = ["/bin/a"]
+  stop    = ["systemctl", "stop", "a"]
+}

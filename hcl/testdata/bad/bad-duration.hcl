@@ -1,0 +1,7 @@
+agent "a" {
+  command = ["/bin/a"]
+
+  heartbeat {
+    timeout = "15 seconds"
+  }
+}

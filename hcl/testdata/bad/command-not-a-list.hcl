@@ -1,0 +1,3 @@
+agent "a" {
+  command = "/bin/a --port 8081"
+}

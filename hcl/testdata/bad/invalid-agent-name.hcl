@@ -1,0 +1,3 @@
+agent "ops:agent" {
+  command = ["/bin/a"]
+}

@@ -1,0 +1,5 @@
+runbook "r" {
+  match {
+    alert-name = "A"
+  }
+}

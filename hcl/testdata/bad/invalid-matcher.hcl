@@ -1,0 +1,6 @@
+runbook "r" {
+  matchers = [
+    "severity=\"critical\"",
+    "alertname=~\"(\"",
+  ]
+}

@@ -1,0 +1,7 @@
+runbook "r" {
+  match {
+    labels {
+      alertname = "A"
+    }
+  }
+}

@@ -1,0 +1,3 @@
+agent {
+  command = ["/bin/a"]
+}

@@ -1,0 +1,8 @@
+agent "cfg-1" {
+  command = ["/bin/cfg"]
+}
+
+pool "p" {
+  agents     = ["cfg-1", "cfg-1"]
+  device_url = "http://${device}.example/api"
+}

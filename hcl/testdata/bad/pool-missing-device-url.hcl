@@ -1,0 +1,7 @@
+agent "cfg-1" {
+  command = ["/bin/cfg"]
+}
+
+pool "p" {
+  agents = ["cfg-1"]
+}

@@ -1,0 +1,4 @@
+pool "p" {
+  agents     = []
+  device_url = "http://${device}.example/api"
+}

@@ -1,0 +1,7 @@
+agent "a" {
+  command = ["/bin/a"]
+
+  probe "tcp" {
+    address = "127.0.0.1"
+  }
+}

@@ -1,0 +1,7 @@
+agent "a" {
+  command = ["/bin/a"]
+
+  thresholds {
+    memory = 80
+  }
+}

@@ -1,0 +1,7 @@
+agent "a" {
+  command = ["/bin/a"]
+
+  thresholds {
+    cpu = "high"
+  }
+}

@@ -1,0 +1,8 @@
+agent "ops-agent" {
+  command = ["/bin/ops-agent"]
+}
+
+runbook "r" {
+  match { alertname = "A" }
+  agent = "ops-agnet"
+}

@@ -1,0 +1,4 @@
+agent "a" {
+  command = ["/bin/a"]
+  node    = alert.labels.node
+}

@@ -1,0 +1,3 @@
+agent "a" {
+  comand = ["/bin/a"]
+}

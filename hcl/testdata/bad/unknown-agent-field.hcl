@@ -1,0 +1,7 @@
+runbook "r" {
+  match { alertname = "A" }
+
+  cause "mem" {
+    when = usage.memory > agent.threshold.memory
+  }
+}

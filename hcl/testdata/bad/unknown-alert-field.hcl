@@ -1,0 +1,7 @@
+runbook "r" {
+  match { alertname = "A" }
+
+  cause "prod" {
+    when = alert.label.env == "prod"
+  }
+}

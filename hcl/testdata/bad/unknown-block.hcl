@@ -1,0 +1,3 @@
+runbok "r" {
+  match { alertname = "A" }
+}
