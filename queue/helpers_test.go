@@ -316,3 +316,5 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }

@@ -1,0 +1,183 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// MaxBody bounds every request body of the pool API.
+const MaxBody = 1 << 20
+
+// APIOptions configure NewAPI.
+type APIOptions struct {
+	Publisher   *Publisher
+	Coordinator *Coordinator
+	Logger      *slog.Logger
+	// SwitchoverTimeout bounds how long POST .../switchover waits for the
+	// switchover to complete (default 30s).
+	SwitchoverTimeout time.Duration
+}
+
+// NewAPI returns the bridge's pool endpoints (DESIGN.md §5); mount it at
+// /api/v1/pools/:
+//
+//	POST /api/v1/pools/{pool}/configs     {"device","payload","idempotency_key"} → {"id","seq"}
+//	GET  /api/v1/pools/{pool}             status
+//	POST /api/v1/pools/{pool}/switchover  {"target"} (optional) → result
+//
+// Only the coordinator's pools are served; others are 404.
+func NewAPI(o APIOptions) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SwitchoverTimeout <= 0 {
+		o.SwitchoverTimeout = 30 * time.Second
+	}
+	a := &api{o: o}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/pools/{pool}/configs", a.publish)
+	mux.HandleFunc("GET /api/v1/pools/{pool}", a.status)
+	mux.HandleFunc("POST /api/v1/pools/{pool}/switchover", a.switchover)
+	return mux
+}
+
+type api struct{ o APIOptions }
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Error: msg})
+}
+
+// decode reads a bounded JSON body into v; it answers the request itself
+// and returns false when the body is too large or malformed.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "request body over 1 MiB")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return false
+	}
+	if optional && len(body) == 0 {
+		return true
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (a *api) known(w http.ResponseWriter, pool string) bool {
+	if a.o.Coordinator != nil {
+		if _, ok := a.o.Coordinator.Keys(pool); !ok {
+			writeError(w, http.StatusNotFound, "unknown pool "+pool)
+			return false
+		}
+	}
+	return true
+}
+
+type publishRequest struct {
+	Device         string          `json:"device"`
+	Payload        json.RawMessage `json:"payload"`
+	IdempotencyKey string          `json:"idempotency_key"`
+}
+
+func (a *api) publish(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
+	if !a.known(w, pool) {
+		return
+	}
+	if a.o.Publisher == nil {
+		writeError(w, http.StatusNotImplemented, "publishing is not enabled")
+		return
+	}
+	var req publishRequest
+	if !decode(w, r, &req, false) {
+		return
+	}
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	}
+	if req.Device == "" || len(req.Payload) == 0 {
+		writeError(w, http.StatusBadRequest, `"device" and "payload" are required`)
+		return
+	}
+	res, err := a.o.Publisher.Publish(r.Context(), pool, req.Device, req.Payload, req.IdempotencyKey)
+	switch {
+	case errors.Is(err, ErrBadInput):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case err != nil:
+		a.o.Logger.Error("publish", "pool", pool, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "publish failed: "+err.Error())
+	case res.Duplicate:
+		writeJSON(w, http.StatusOK, res)
+	default:
+		writeJSON(w, http.StatusCreated, res)
+	}
+}
+
+func (a *api) status(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
+	if !a.known(w, pool) {
+		return
+	}
+	if a.o.Coordinator == nil {
+		writeError(w, http.StatusNotImplemented, "no coordinator")
+		return
+	}
+	st, err := a.o.Coordinator.Status(r.Context(), pool)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+type switchoverRequest struct {
+	Target string `json:"target"`
+}
+
+func (a *api) switchover(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
+	if !a.known(w, pool) {
+		return
+	}
+	if a.o.Coordinator == nil {
+		writeError(w, http.StatusNotImplemented, "no coordinator")
+		return
+	}
+	var req switchoverRequest
+	if !decode(w, r, &req, true) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.o.SwitchoverTimeout)
+	defer cancel()
+	res, err := a.o.Coordinator.Trigger(ctx, pool, "", req.Target, "api")
+	switch {
+	case errors.Is(err, ErrNoTarget), errors.Is(err, ErrBadTarget):
+		writeError(w, http.StatusConflict, err.Error())
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}
