@@ -1,0 +1,107 @@
+package exporter
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// maxHeartbeatBody bounds a heartbeat request body.
+const maxHeartbeatBody = 4 << 10
+
+// Handler serves the node's HTTP API: GET /metrics, PUT and DELETE
+// /api/v1/heartbeats/{agent}, GET /api/v1/agents, GET /-/healthy and
+// POST /-/reload.
+func (n *Node) Handler() http.Handler {
+	mux := http.NewServeMux()
+	if n.opts.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(n.opts.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:      nil,
+			ErrorHandling: promhttp.ContinueOnError,
+		}))
+	}
+	mux.HandleFunc("PUT /api/v1/heartbeats/{agent}", n.handleBeat)
+	mux.HandleFunc("POST /api/v1/heartbeats/{agent}", n.handleBeat)
+	mux.HandleFunc("DELETE /api/v1/heartbeats/{agent}", n.handleUnregister)
+	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.State())
+	})
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if err := n.Reload(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "configuration reloaded")
+	})
+	return mux
+}
+
+type beatRequest struct {
+	Timeout string `json:"timeout"`
+}
+
+func (n *Node) handleBeat(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("agent")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHeartbeatBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxHeartbeatBody))
+			return
+		}
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var req beatRequest
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
+			return
+		}
+	}
+	var timeout time.Duration
+	if req.Timeout != "" {
+		if timeout, err = time.ParseDuration(req.Timeout); err != nil || timeout <= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid timeout %q", req.Timeout))
+			return
+		}
+	}
+	if err := n.Heartbeat(name, timeout); err != nil {
+		code := http.StatusBadRequest
+		if errors.Is(err, ErrUnknownAgent) {
+			code = http.StatusNotFound
+		}
+		writeError(w, code, err.Error())
+		return
+	}
+	a, _ := n.agent(name)
+	hb := a.heartbeatState()
+	writeJSON(w, http.StatusOK, map[string]any{"agent": name, "timeout": hb.timeout.String(), "registered": true})
+}
+
+func (n *Node) handleUnregister(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("agent")
+	if err := n.Unregister(name); err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agent": name, "registered": false})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
