@@ -68,7 +68,7 @@ func (n *Node) State() NodeState {
 // StateKey is the Redis key of a node's snapshot; NodesKey the set of
 // nodes that have written one.
 func StateKey(prefix, node string) string { return prefix + "node:" + node + ":state" }
-func NodesKey(prefix string) string        { return prefix + "nodes" }
+func NodesKey(prefix string) string       { return prefix + "nodes" }
 
 // publishState writes the snapshot once.
 func (n *Node) publishState(ctx context.Context) error {
