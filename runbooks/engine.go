@@ -221,14 +221,13 @@ func (e *Engine) Run(ctx context.Context, req Request) *RunRecord {
 		rec.ID = NewRunID(start)
 	}
 	r := &run{e: e, ctx: ctx, rec: rec, req: req}
-	r.log = e.log.With("run", rec.ID, "trigger", trigger)
+	r.log = e.log.With("run", rec.ID, "trigger", trigger, "node", rec.Node)
 	r.execute()
 
 	rec.Finished = e.opts.Now()
 	rec.Duration = rec.Finished.Sub(rec.Started).Seconds()
 	e.metrics.observe(rec)
-	r.log.Info("run finished", "runbook", rec.Runbook, "agent", rec.Agent, "outcome", rec.Outcome,
-		"reason", rec.Reason, "duration", rec.Finished.Sub(rec.Started))
+	r.log.Info("run finished", "outcome", rec.Outcome, "reason", rec.Reason, "duration", rec.Finished.Sub(rec.Started))
 	return rec
 }
 
