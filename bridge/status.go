@@ -225,8 +225,12 @@ type agentView struct {
 
 type fact struct{ Key, Value string }
 
-// maxNodes bounds how many node snapshots one page reads.
-const maxNodes = 200
+// maxNodes bounds how many node snapshots one page reads; maxFacts how
+// many details one agent shows.
+const (
+	maxNodes = 200
+	maxFacts = 24
+)
 
 // readNodes reads the node snapshots. The node owns their format; this
 // reads it tolerantly: an object with "agents" as a list of objects (with
@@ -354,9 +358,26 @@ func parseAgent(name string, m map[string]any) agentView {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if s, ok := scalar(m[k]); ok && len(a.Facts) < 16 {
+		if s, ok := scalar(m[k]); ok {
 			a.Facts = append(a.Facts, fact{k, s})
+			continue
 		}
+		// One level of nesting ("usage": {"memory": …}) is flattened.
+		if sub, ok := m[k].(map[string]any); ok {
+			subKeys := make([]string, 0, len(sub))
+			for sk := range sub {
+				subKeys = append(subKeys, sk)
+			}
+			sort.Strings(subKeys)
+			for _, sk := range subKeys {
+				if s, ok := scalar(sub[sk]); ok {
+					a.Facts = append(a.Facts, fact{k + "." + sk, s})
+				}
+			}
+		}
+	}
+	if len(a.Facts) > maxFacts {
+		a.Facts = a.Facts[:maxFacts]
 	}
 	return a
 }

@@ -23,9 +23,11 @@ func TestStatusPage(t *testing.T) {
 	// Three node snapshot shapes the page must read, one silent node and
 	// one garbled snapshot.
 	c.SAdd(ctx, "medic:nodes", "web-01", "web-02", "web-03", "web-04")
+	// web-01 is what medic node writes (exporter.NodeState).
 	c.Set(ctx, "medic:node:web-01:state", `{"node":"web-01","updated":"2026-11-22T00:59:58Z","agents":[
-		{"name":"ops-agent","up":true,"probe_success":true,"pid":4242,"memory_ratio":0.1234},
-		{"name":"dead-agent","up":false,"restarts":3}]}`, time.Minute)
+		{"name":"ops-agent","supervised":true,"up":true,"pid":4242,"probe_ok":true,"probe_detail":"200 OK",
+		 "heartbeat_registered":false,"restarts":0,"usage":{"memory":0.1234,"cpu":0.01,"disk":0.5,"rss_bytes":1048576}},
+		{"name":"dead-agent","supervised":true,"up":false,"detail":"exited: exit status 1","restarts":3,"usage":{"memory":0,"cpu":0,"disk":0,"rss_bytes":0}}]}`, time.Minute)
 	c.Set(ctx, "medic:node:web-02:state", `{"time":1795309190000,"agents":{"hb-agent":{"state":"hung","heartbeat_age_seconds":31.5}}}`, time.Minute)
 	c.Set(ctx, "medic:node:web-04:state", `{not json`, time.Minute)
 
@@ -67,7 +69,8 @@ func TestStatusPage(t *testing.T) {
 			want: []string{
 				`<meta http-equiv="refresh" content="5">`,
 				// agents of every readable shape, with their state
-				`data-agent="ops-agent"`, `<span class="pill ok">up</span>`, `pid=<code>4242</code>`, `memory_ratio=<code>0.1234</code>`,
+				`data-agent="ops-agent"`, `<span class="pill ok">up</span>`, `pid=<code>4242</code>`, `usage.memory=<code>0.1234</code>`, `usage.rss_bytes=<code>1048576</code>`,
+				`probe_detail=<code>200 OK</code>`, `detail=<code>exited: exit status 1</code>`,
 				`data-agent="dead-agent"`, `<span class="pill bad">down</span>`,
 				`data-agent="hb-agent"`, `<span class="pill bad">hung</span>`, `heartbeat_age_seconds=<code>31.5</code>`,
 				`node <code>web-03</code> <span class="pill bad">no snapshot (node silent)</span>`,
