@@ -338,7 +338,35 @@ func (a *agent) restart(ctx context.Context) error {
 		return err
 	}
 	a.restarts.Add(1)
+	a.waitStarted(ctx)
 	return nil
+}
+
+// waitStarted waits (up to StartWait) until the restarted agent passes its
+// probe, or is alive when it has no probe, or has exited.
+func (a *agent) waitStarted(ctx context.Context) {
+	if a.n.opts.StartWait <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.n.opts.StartWait)
+	defer cancel()
+	for {
+		alive, _, _ := a.alive()
+		if alive {
+			if a.def().Probe == nil || a.probeNow(ctx).OK {
+				return
+			}
+		} else if a.def().Supervised() {
+			return // exited already: nothing to wait for
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // restartExternal restarts a pidfile agent with its stop and start argv.

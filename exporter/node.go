@@ -37,6 +37,7 @@ const (
 	DefaultStateTTL         = 30 * time.Second
 	DefaultSampleTTL        = 2 * time.Second
 	DefaultWatchdogDebounce = 250 * time.Millisecond
+	DefaultStartWait        = 2 * time.Second
 	DefaultRedisPrefix      = "medic:"
 )
 
@@ -87,6 +88,11 @@ type Options struct {
 	// WatchdogDebounce is the least time between two watchdog runs of one
 	// agent.
 	WatchdogDebounce time.Duration
+	// StartWait bounds how long Restart waits for the new process to pass
+	// its probe (or, without one, to be alive), so the engine's first
+	// verify attempt sees a started agent rather than one still binding
+	// its port. The restart succeeds either way; verify judges.
+	StartWait time.Duration
 	// DisableProbeLoop stops the periodic probes (benchmarks of the scrape).
 	DisableProbeLoop bool
 }
@@ -151,6 +157,11 @@ func New(opts Options) (*Node, error) {
 	def(&opts.CheckInterval, DefaultCheckInterval)
 	def(&opts.StateInterval, DefaultStateInterval)
 	def(&opts.SampleTTL, DefaultSampleTTL)
+	if opts.StartWait < 0 {
+		opts.StartWait = 0
+	} else if opts.StartWait == 0 {
+		opts.StartWait = DefaultStartWait
+	}
 	if opts.WatchdogDebounce < 0 {
 		opts.WatchdogDebounce = 0
 	} else if opts.WatchdogDebounce == 0 {
@@ -191,6 +202,21 @@ func New(opts Options) (*Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// SetRunner sets the runner of watchdog runs. The engine needs the node
+// (as its Agents) and the node needs the engine, so one of them is set
+// after construction; call it before Run.
+func (n *Node) SetRunner(r runbooks.Runner) {
+	n.runMu.Lock()
+	n.opts.Runner = r
+	n.runMu.Unlock()
+}
+
+func (n *Node) runner() runbooks.Runner {
+	n.runMu.Lock()
+	defer n.runMu.Unlock()
+	return n.opts.Runner
 }
 
 // Config is the configuration in force (for the engine's Options.Config).

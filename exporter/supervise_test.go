@@ -140,6 +140,9 @@ func TestSupervisedEnvironmentAndLogs(t *testing.T) {
 		_, err := os.Stat(out + ".1")
 		return err == nil
 	})
+	// The script has written all it will within a moment; then both files
+	// are settled.
+	time.Sleep(300 * time.Millisecond)
 	for _, p := range []string{out, out + ".1"} {
 		fi, err := os.Stat(p)
 		if err != nil {

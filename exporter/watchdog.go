@@ -126,8 +126,8 @@ func (n *Node) runWatchdog(ctx context.Context, a *agent, alertname, why string)
 			Annotations: map[string]string{"summary": why},
 		},
 	}
-	if n.opts.Runner != nil {
-		return n.opts.Runner.Run(ctx, req)
+	if r := n.runner(); r != nil {
+		return r.Run(ctx, req)
 	}
 	return n.restartAlone(ctx, req)
 }
