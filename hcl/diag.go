@@ -132,7 +132,8 @@ func writeSnippet(buf *bytes.Buffer, r hcl2.Range, src []byte) {
 			mark.WriteString(strings.Repeat("~", k-1))
 		}
 		fmt.Fprintf(buf, "  %*s | %s\n", width, "", mark.String())
-		if end <= lineEnd {
+		// Go on only if the range covers part of the next line.
+		if end <= lineEnd+1 {
 			break
 		}
 		pos = lineEnd + 1

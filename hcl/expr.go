@@ -241,8 +241,8 @@ func (s *scope) checkExpr(expr hcl2.Expression, want cty.Type, attrName string) 
 		return diags
 	}
 	val, vdiags := expr.Value(s.typed)
-	diags = append(diags, vdiags...)
-	diags = append(diags, s.checkHidden(expr, vdiags)...)
+	diags = append(diags, fixSubjects(vdiags, expr.Range())...)
+	diags = append(diags, fixSubjects(s.checkHidden(expr, vdiags), expr.Range())...)
 	if diags.HasErrors() || want == cty.NilType {
 		return diags
 	}
@@ -430,4 +430,16 @@ func diagKey(d *hcl2.Diagnostic) string {
 		return d.Summary
 	}
 	return d.Subject.String() + d.Summary
+}
+
+// fixSubjects gives diagnostics that HCL left without a position (some
+// function-call errors) the range of the expression they came from, so that
+// every diagnostic prints as file:line:col.
+func fixSubjects(diags hcl2.Diagnostics, rng hcl2.Range) hcl2.Diagnostics {
+	for _, d := range diags {
+		if d.Subject == nil || d.Subject.Filename == "" {
+			d.Subject = rng.Ptr()
+		}
+	}
+	return diags
 }

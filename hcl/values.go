@@ -43,6 +43,7 @@ func exprDiag(expr hcl2.Expression, summary, detail string) *hcl2.Diagnostic {
 // converts it to want.
 func staticValue(attr *hcl2.Attribute, want cty.Type) (cty.Value, hcl2.Diagnostics) {
 	val, diags := attr.Expr.Value(&hcl2.EvalContext{Functions: functions})
+	diags = fixSubjects(diags, attr.Expr.Range())
 	if diags.HasErrors() {
 		return cty.NilVal, diags
 	}
