@@ -193,7 +193,10 @@ func chaosRound(t *testing.T, client redis.UniversalClient, seed int64) {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); h.produce(ctx, devices, 60+rnd(120), time.Duration(rnd(1500))*time.Microsecond) }()
+	go func() {
+		defer wg.Done()
+		h.produce(ctx, devices, 60+rnd(120), time.Duration(rnd(1500))*time.Microsecond)
+	}()
 
 	var events []string
 	for step := 0; step < 4+rnd(4); step++ {

@@ -270,8 +270,8 @@ type coord struct {
 
 func (h *harness) coordOptions() CoordinatorOptions {
 	return CoordinatorOptions{
-		Client: h.client,
-		Pools:  []PoolSpec{{Name: h.pool, CheckInterval: 100 * time.Millisecond}},
+		Client:   h.client,
+		Pools:    []PoolSpec{{Name: h.pool, CheckInterval: 100 * time.Millisecond}},
 		LeaseTTL: 300 * time.Millisecond, IdleLimit: 2 * time.Second, Batch: 50,
 		Logger: testLogger(h.t).With("side", "coordinator"),
 	}
