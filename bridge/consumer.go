@@ -206,9 +206,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		msgs, err := c.read(ctx, ">", 1, min(c.o.Block, c.o.ClaimIdle/2))
 		if err != nil {
-			if isNoGroup(err) {
-				pendingDone = false
-			}
+			// The reply may have been lost with the connection after Redis
+			// made the entry pending for us: read our pending entries again
+			// (those in flight here are skipped by dispatch).
+			pendingDone = false
 			c.retry(ctx, backoff, "read jobs", err)
 			continue
 		}
@@ -229,8 +230,6 @@ func (c *Consumer) ensureGroup(ctx context.Context) error {
 	}
 	return nil
 }
-
-func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
 
 func (c *Consumer) read(ctx context.Context, from string, count int64, block time.Duration) ([]redis.XMessage, error) {
 	a := &redis.XReadGroupArgs{
