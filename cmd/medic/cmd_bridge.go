@@ -2,20 +2,82 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
+	"os"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/internal/app"
 )
 
 func init() {
-	register("bridge", "(not implemented yet)", func(cmd *kingpin.CmdClause) action {
-		return func(context.Context, *slog.Logger) error { return errors.New("bridge: not implemented yet") }
+	register("bridge", "Alertmanager webhook receiver, run records API, pool API and coordinator.", func(cmd *kingpin.CmdClause) action {
+		o := appFlags(cmd, ":9095", true)
+		return func(ctx context.Context, logger *slog.Logger) error {
+			opts := o()
+			opts.Logger = logger
+			return app.Run(ctx, opts)
+		}
 	})
-	register("serve", "(not implemented yet)", func(cmd *kingpin.CmdClause) action {
-		return func(context.Context, *slog.Logger) error { return errors.New("serve: not implemented yet") }
+	register("serve", "Bridge and node (and pool coordinator) in one process; without --redis.url an embedded, non-durable store.", func(cmd *kingpin.CmdClause) action {
+		o := appFlags(cmd, "127.0.0.1:9095", false)
+		host, _ := os.Hostname()
+		node := cmd.Flag("node.name", "This node's name: only its agents are acted on.").Default(host).String()
+		concurrency := cmd.Flag("node.jobs", "Jobs the node runs at once (runs for one agent are serialised by its lease).").Default("4").Int()
+		return func(ctx context.Context, logger *slog.Logger) error {
+			opts := o()
+			opts.Logger = logger
+			opts.Node = *node
+			opts.Concurrency = *concurrency
+			return app.Run(ctx, opts)
+		}
 	})
-	register("demo", "(not implemented yet)", func(cmd *kingpin.CmdClause) action {
-		return func(context.Context, *slog.Logger) error { return errors.New("demo: not implemented yet") }
+	register("demo", "medic serve on a bundled example estate with two demo agents; prints what to try.", func(cmd *kingpin.CmdClause) action {
+		listen := cmd.Flag("web.listen-address", "Address of the demo's bridge.").Default("127.0.0.1:9095").String()
+		return func(ctx context.Context, logger *slog.Logger) error {
+			return app.RunDemo(ctx, app.DemoOptions{Listen: *listen, Logger: logger})
+		}
 	})
+	register("demo-agent", "A tiny agent for the demo estate.", func(cmd *kingpin.CmdClause) action {
+		cmd.Hidden()
+		var o app.DemoAgentOptions
+		cmd.Flag("name", "Agent name.").Default("demo-agent").StringVar(&o.Name)
+		cmd.Flag("listen", "HTTP address.").Default("127.0.0.1:0").StringVar(&o.Listen)
+		cmd.Flag("heartbeat-url", "medic node base URL to heartbeat to.").StringVar(&o.HeartbeatURL)
+		cmd.Flag("heartbeat-timeout", "Timeout sent with each heartbeat.").Default("5s").DurationVar(&o.HeartbeatTimeout)
+		cmd.Flag("heartbeat-interval", "Heartbeat period.").Default("1s").DurationVar(&o.HeartbeatInterval)
+		return func(ctx context.Context, logger *slog.Logger) error {
+			o.Logger = logger
+			return app.RunDemoAgent(ctx, o)
+		}
+	})
+}
+
+// appFlags declares the flags bridge and serve share and returns a
+// function that builds app.Options from them after parsing.
+func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() app.Options {
+	configFile := cmd.Flag("config.file", "HCL file or directory of *.hcl files.").Required().String()
+	redisFlag := cmd.Flag("redis.url", "Redis URL: redis://, rediss://, redis+cluster://, redis+sentinel://.")
+	if redisRequired {
+		redisFlag = redisFlag.Required()
+	}
+	redisURL := redisFlag.String()
+	prefix := cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(bridge.DefaultPrefix).String()
+	web := kingpinflag.AddFlags(cmd, listen)
+	tokenFile := cmd.Flag("bridge.token-file", "File holding the bearer token the webhook and other writes require (Alertmanager: http_config.authorization).").String()
+	maxBody := cmd.Flag("bridge.max-body", "Largest webhook body accepted; larger ones get 413.").Default("1MiB").Bytes()
+	dedupTTL := cmd.Flag("bridge.dedup-ttl", "How long an alert episode (fingerprint + startsAt) is remembered.").Default(bridge.DefaultDedupTTL.String()).Duration()
+	deadline := cmd.Flag("bridge.job-deadline", "How long a job may wait for its node before it is recorded as expired instead of run late.").Default(bridge.DefaultJobDeadline.String()).Duration()
+	retention := cmd.Flag("runs.retention", "How long run records are kept.").Default(bridge.DefaultRunRetention.String()).Duration()
+	maxRuns := cmd.Flag("runs.max", "How many run records are kept.").Default("10000").Int()
+	return func() app.Options {
+		return app.Options{
+			ConfigFile: *configFile, RedisURL: *redisURL, Prefix: *prefix,
+			ListenAddresses: *web.WebListenAddresses, WebConfigFile: *web.WebConfigFile, TokenFile: *tokenFile,
+			MaxBody: int64(*maxBody), DedupTTL: *dedupTTL, JobDeadline: *deadline,
+			RunRetention: *retention, MaxRuns: *maxRuns,
+		}
+	}
 }

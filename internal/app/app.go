@@ -1,0 +1,385 @@
+// Package app assembles medic's long-running commands from the library
+// packages: `medic bridge` (webhook, run records, pool API and
+// coordinator), `medic serve` (the bridge plus a node: supervisor, engine
+// and job consumer, in one process) and `medic demo` (serve on a bundled
+// estate). cmd/medic only parses flags and calls Run or RunDemo, so tests
+// start and stop the whole thing in-process on 127.0.0.1:0.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/redisx"
+	"github.com/medicops/medic/queue"
+	"github.com/medicops/medic/runbooks"
+)
+
+// Options are what the bridge, serve and demo commands configure.
+type Options struct {
+	// ConfigFile is --config.file: an HCL file or a directory of them.
+	ConfigFile string
+	// RedisURL is --redis.url. Empty is allowed only with Node set (medic
+	// serve): an embedded, non-durable store is used.
+	RedisURL string
+	// Prefix is the Redis key prefix (default "medic:").
+	Prefix string
+
+	ListenAddresses []string
+	WebConfigFile   string
+	TokenFile       string
+
+	MaxBody      int64
+	DedupTTL     time.Duration
+	JobDeadline  time.Duration
+	RunRetention time.Duration
+	MaxRuns      int
+
+	// Node, when set, also runs a node of that name in this process: the
+	// supervisor and exporter, the engine and the job consumer (medic
+	// serve). Its heartbeat API is served on the bridge's address.
+	Node string
+	// Concurrency bounds the jobs the node runs at once.
+	Concurrency int
+
+	Logger *slog.Logger
+	// Registry, when set, is the registry /metrics serves (tests read it).
+	Registry *prometheus.Registry
+	// OnListening is called with the bound addresses once serving.
+	OnListening func(addrs []string)
+}
+
+// ShutdownTimeout bounds each stage of shutdown.
+const ShutdownTimeout = 10 * time.Second
+
+// Run runs until ctx ends, then shuts down in reverse order of start: stop
+// taking requests, let jobs in flight finish (or hand them back), stop
+// the node's agents and the coordinator, close Redis.
+func Run(ctx context.Context, o Options) (err error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Prefix == "" {
+		o.Prefix = bridge.DefaultPrefix
+	}
+	if len(o.ListenAddresses) == 0 {
+		o.ListenAddresses = []string{":9095"}
+	}
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+
+	load := func() (*hcl.Config, error) { return LoadConfig(o.ConfigFile) }
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	token, err := readToken(o.TokenFile)
+	if err != nil {
+		return err
+	}
+	if err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile != ""); err != nil {
+		return err
+	}
+
+	var client redis.UniversalClient
+	switch {
+	case o.RedisURL != "":
+		client, err = redisx.New(o.RedisURL)
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, func() { client.Close() })
+	case o.Node != "":
+		c, _, closeStore, err := redisx.Embedded()
+		if err != nil {
+			return err
+		}
+		client = c
+		cleanups = append(cleanups, closeStore)
+		log.Warn("no --redis.url: using an embedded in-memory store; jobs, run records and pool state are NOT durable and are lost when medic exits")
+	default:
+		return errors.New("--redis.url is required")
+	}
+
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("medic"),
+	)
+	keys := bridge.Keys{Prefix: o.Prefix}
+	metrics := bridge.NewMetrics(reg)
+	store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
+	rl := newReloader(cfg, load, log)
+
+	// Pools: publisher, API and the leased coordinator.
+	qm := queue.NewMetrics(reg)
+	var specs []queue.PoolSpec
+	agents := map[string][]string{}
+	for _, p := range cfg.Pools {
+		specs = append(specs, queue.PoolSpec{Name: p.Name, Agents: p.Agents, CheckInterval: p.CheckInterval})
+		agents[p.Name] = p.Agents
+	}
+	coord, err := queue.NewCoordinator(queue.CoordinatorOptions{
+		Client: client, Prefix: o.Prefix, Pools: specs, Logger: log.With("component", "coordinator"), Metrics: qm, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	pub := queue.NewPublisher(queue.PublisherOptions{Client: client, Prefix: o.Prefix, Agents: agents, Metrics: qm})
+
+	b := bridge.New(bridge.Options{
+		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Token: token,
+		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline,
+		Logger: log.With("component", "bridge"), Metrics: metrics,
+	})
+	cleanups = append(cleanups, b.Wait)
+
+	mux := http.NewServeMux()
+	b.Register(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("/api/v1/pools/", writesNeedToken(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
+	mux.Handle("/", bridge.NewStatusPage(bridge.StatusOptions{
+		Runs: store, Redis: client, Keys: keys, Logger: log,
+		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
+	}))
+
+	// The node, for medic serve.
+	var node *exporter.Node
+	var consumer *bridge.Consumer
+	if o.Node != "" {
+		var agentsRef lateAgents
+		engine := runbooks.New(runbooks.Options{
+			Config: rl.Config, Node: o.Node, Agents: &agentsRef,
+			Locker:   runbooks.NewRedisLocker(client, o.Prefix).WithLogger(log),
+			Switcher: coord, Logger: log.With("component", "engine"), Registerer: reg,
+		})
+		node, err = exporter.New(exporter.Options{
+			Config: cfg, NodeName: o.Node, Logger: log.With("component", "node"), Registerer: reg,
+			Redis: client, RedisPrefix: o.Prefix, Runner: engine,
+			OnRecord: func(rec *runbooks.RunRecord) {
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := store.Save(sctx, rec); err != nil {
+					log.Error("store watchdog run record", "run", rec.ID, "err", err)
+				}
+			},
+		})
+		if err != nil {
+			return err
+		}
+		agentsRef.Agents = node
+		rl.apply = append(rl.apply, node.ApplyConfig)
+		consumer = bridge.NewConsumer(bridge.ConsumerOptions{
+			Client: client, Keys: keys, Node: o.Node, Runner: engine, Store: store,
+			Concurrency: o.Concurrency, Logger: log.With("component", "consumer"), Metrics: metrics,
+		})
+		nh := node.Handler()
+		mux.Handle("/api/v1/heartbeats/", nh)
+		mux.Handle("GET /api/v1/agents", nh)
+	}
+
+	// Listen first, so that a busy port fails the start, not a goroutine.
+	var listeners []net.Listener
+	for _, addr := range o.ListenAddresses {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		listeners = append(listeners, l)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	webFlags := &web.FlagConfig{WebListenAddresses: &o.ListenAddresses, WebConfigFile: &o.WebConfigFile}
+	serveErr := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case serveErr <- err:
+		default: // the first error is the one reported
+		}
+	}
+	for _, l := range listeners {
+		go func() {
+			if err := web.Serve(l, srv, webFlags, log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fail(err)
+			}
+		}()
+	}
+	var addrs []string
+	for _, l := range listeners {
+		addrs = append(addrs, l.Addr().String())
+	}
+
+	// Background components, each stopped in order below.
+	runCtx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	var wg sync.WaitGroup
+	start := func(name string, ctx context.Context, f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				log.Error(name+" stopped", "err", err)
+				fail(fmt.Errorf("%s: %w", name, err))
+			}
+		})
+	}
+	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(runCtx))
+	defer stopNode()
+	var nodeDone sync.WaitGroup
+	if node != nil {
+		nodeDone.Go(func() {
+			if err := node.Run(nodeCtx); err != nil {
+				fail(fmt.Errorf("node: %w", err))
+			}
+		})
+	}
+	var consumerDone sync.WaitGroup
+	if consumer != nil {
+		consumerDone.Go(func() {
+			if err := consumer.Run(runCtx); err != nil {
+				fail(fmt.Errorf("job consumer: %w", err))
+			}
+		})
+	}
+	start("coordinator", runCtx, coord.Run)
+	wg.Go(func() { rl.run(runCtx) })
+
+	log.Info("medic is up", "listen", strings.Join(addrs, ","), "node", o.Node, "auth", authMode(token, o.WebConfigFile))
+	if o.OnListening != nil {
+		o.OnListening(addrs)
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	_ = srv.Shutdown(sctx) // stop taking webhooks
+	stopAll()
+	consumerDone.Wait() // jobs in flight finish or are handed back
+	stopNode()          // then the node stops its agents
+	nodeDone.Wait()
+	wg.Wait()
+	return err
+}
+
+// lateAgents lets the engine be built before the node that implements
+// runbooks.Agents (the node needs the engine as its watchdog's runner).
+type lateAgents struct{ runbooks.Agents }
+
+func authMode(token, webConfig string) string {
+	switch {
+	case token != "" && webConfig != "":
+		return "bearer token + web config"
+	case token != "":
+		return "bearer token"
+	case webConfig != "":
+		return "web config"
+	}
+	return "none (loopback only)"
+}
+
+// writesNeedToken puts the bridge's bearer token in front of every method
+// but GET and HEAD.
+func writesNeedToken(b *bridge.Bridge, h http.Handler) http.Handler {
+	protected := b.RequireToken(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			h.ServeHTTP(w, r)
+			return
+		}
+		protected.ServeHTTP(w, r)
+	})
+}
+
+func poolStatus(ctx context.Context, c redis.UniversalClient, coord *queue.Coordinator) ([]bridge.PoolStatus, error) {
+	var out []bridge.PoolStatus
+	for _, name := range coord.Pools() {
+		k, _ := coord.Keys(name)
+		st, err := queue.ReadStatus(ctx, c, k)
+		ps := bridge.PoolStatus{
+			Pool: name, Agent: st.Agent, Status: st.Status, Lock: st.Lock, Epoch: st.Epoch,
+			Backlog: st.Backlog, Buffer: st.Buffer, Switchovers: st.Switchovers,
+		}
+		if err != nil {
+			ps.Error = err.Error()
+		}
+		for _, a := range st.Agents {
+			ps.Agents = append(ps.Agents, bridge.PoolAgent{ID: a.ID, Healthy: a.Healthy, HeartbeatAge: a.Age})
+		}
+		out = append(out, ps)
+	}
+	return out, nil
+}
+
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--bridge.token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("--bridge.token-file %s is empty", path)
+	}
+	return tok, nil
+}
+
+// checkExposure refuses an unauthenticated webhook on anything but
+// loopback.
+func checkExposure(addrs []string, token, webConfig bool) error {
+	if token || webConfig {
+		return nil
+	}
+	for _, a := range addrs {
+		if !isLoopback(a) {
+			return fmt.Errorf("refusing to start: the webhook would accept unauthenticated requests on %q, which is not loopback-only. "+
+				"Set --bridge.token-file (a bearer token, what Alertmanager's http_config.authorization sends) "+
+				"or --web.config.file (basic auth / TLS), or listen on 127.0.0.1, [::1] or localhost only", a)
+		}
+	}
+	return nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,115 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	hcl2 "github.com/hashicorp/hcl/v2"
+
+	"github.com/medicops/medic/hcl"
+)
+
+// LoadConfig loads --config.file and turns error diagnostics into one
+// error that lists them as file:line:col: severity: summary.
+func LoadConfig(path string) (*hcl.Config, error) {
+	cfg, diags := hcl.Load(path)
+	if diags.HasErrors() || cfg == nil {
+		return nil, diagsError(path, diags)
+	}
+	return cfg, nil
+}
+
+func diagsError(path string, diags hcl2.Diagnostics) error {
+	var lines []string
+	for _, d := range diags {
+		if d.Severity == hcl2.DiagError {
+			lines = append(lines, hcl.DiagnosticLine(d))
+		}
+	}
+	if len(lines) == 0 {
+		return fmt.Errorf("load %s: no configuration", path)
+	}
+	return fmt.Errorf("load %s:\n  %s", path, strings.Join(lines, "\n  "))
+}
+
+// reloader holds the current configuration and swaps in a new one only
+// after it parsed and validated and every component accepted it. SIGHUP
+// and POST /-/reload both go through its one goroutine; the HTTP caller
+// gets the error, and a failed reload keeps the old configuration.
+type reloader struct {
+	load  func() (*hcl.Config, error)
+	apply []func(context.Context, *hcl.Config) error
+	log   *slog.Logger
+
+	cur  atomic.Pointer[hcl.Config]
+	reqs chan chan error
+}
+
+func newReloader(cfg *hcl.Config, load func() (*hcl.Config, error), log *slog.Logger) *reloader {
+	r := &reloader{load: load, log: log, reqs: make(chan chan error)}
+	r.cur.Store(cfg)
+	return r
+}
+
+// Config is the current configuration.
+func (r *reloader) Config() *hcl.Config { return r.cur.Load() }
+
+// Reload asks the reload goroutine to reload and waits for its answer.
+func (r *reloader) Reload(ctx context.Context) error {
+	ch := make(chan error, 1)
+	select {
+	case r.reqs <- ch:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run serves reload requests and SIGHUP until ctx ends.
+func (r *reloader) run(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := r.reload(ctx); err != nil {
+				r.log.Error("reload on SIGHUP failed; keeping the old configuration", "err", err)
+			}
+		case ch := <-r.reqs:
+			ch <- r.reload(ctx)
+		}
+	}
+}
+
+func (r *reloader) reload(ctx context.Context) error {
+	if r.load == nil {
+		return errors.New("this process has no configuration file to reload")
+	}
+	cfg, err := r.load()
+	if err != nil {
+		return err
+	}
+	for _, f := range r.apply {
+		if err := f(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	r.cur.Store(cfg)
+	r.log.Info("configuration reloaded", "agents", len(cfg.Agents), "runbooks", len(cfg.Runbooks), "pools", len(cfg.Pools))
+	return nil
+}

@@ -1,0 +1,10 @@
+// Package library holds medic's ready-made runbooks as files, embedded so
+// that `medic demo` can run them without a checkout.
+package library
+
+import "embed"
+
+// FS holds every *.hcl file of the library.
+//
+//go:embed *.hcl
+var FS embed.FS
