@@ -381,7 +381,7 @@ func (r *run) lifecycle() {
 		return
 	}
 	pass, ok := r.probe("probe")
-	if !ok {
+	if !ok || r.cancelled() {
 		return
 	}
 	if pass {
@@ -392,6 +392,9 @@ func (r *run) lifecycle() {
 	for _, c := range causes {
 		r.repair(c)
 	}
+	if r.cancelled() {
+		return
+	}
 	why := "probe failed, no cause matched: restart alone"
 	if len(causes) > 0 {
 		why = "probe failed; repaired " + strings.Join(r.rec.Causes, ", ")
@@ -400,6 +403,16 @@ func (r *run) lifecycle() {
 		return
 	}
 	r.verify()
+}
+
+// cancelled ends the run as failed when its context is done: a node
+// shutting down is not the agent's fault and must not escalate.
+func (r *run) cancelled() bool {
+	if err := r.ctx.Err(); err != nil {
+		r.fail(fmt.Errorf("cancelled: %w", err))
+		return true
+	}
+	return false
 }
 
 func (r *run) liveness() (alive, ok bool) {
@@ -586,6 +599,9 @@ func (r *run) restart(why string) bool {
 	r.e.budgets.record(name, r.e.opts.Now())
 	if err := r.e.opts.Agents.Restart(ctx, name); err != nil {
 		r.done(s, false, why, err)
+		if r.cancelled() {
+			return false
+		}
 		r.escalate("restart failed: " + err.Error())
 		return false
 	}
@@ -612,7 +628,7 @@ func (r *run) verify() {
 			}
 		}
 		pass, ok := r.probe(fmt.Sprintf("verify %d/%d", i, attempts))
-		if !ok {
+		if !ok || r.cancelled() {
 			return
 		}
 		if pass {

@@ -849,3 +849,35 @@ func TestRunIDsSortByTime(t *testing.T) {
 		t.Errorf("id %s", a)
 	}
 }
+
+// A run whose context ends (node shutting down) fails; it does not
+// escalate an agent that medic stopped looking at.
+func TestCancelledRunDoesNotEscalate(t *testing.T) {
+	dir := t.TempDir()
+	sink := newWebhookSink(t)
+	cfg := loadConfig(t, recoveryConfig(t, dir, sink.srv.URL))
+	ctx, cancel := context.WithCancel(context.Background())
+	agents := &cancellingAgents{fakeAgents: fakeAgents{alive: true}, cancel: cancel}
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "web-01", Agents: agents})
+	rec := e.Run(ctx, Request{Alert: alertFor("ops", "MedicAgentDown")})
+	if rec.Outcome != OutcomeFailed || !strings.Contains(rec.Reason, "cancelled") {
+		t.Fatalf("outcome %s %q", rec.Outcome, rec.Reason)
+	}
+	if len(sink.Got()) != 0 {
+		t.Errorf("escalated a cancelled run")
+	}
+	if strings.Contains(strings.Join(agents.Calls(), " "), "restart") {
+		t.Errorf("restarted after cancel: %v", agents.Calls())
+	}
+}
+
+// cancellingAgents cancels the run's context during the probe.
+type cancellingAgents struct {
+	fakeAgents
+	cancel func()
+}
+
+func (c *cancellingAgents) Probe(ctx context.Context, agent string) (bool, string, error) {
+	c.cancel()
+	return c.fakeAgents.Probe(ctx, agent)
+}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redistest"
 )
@@ -173,4 +175,28 @@ func (s *slowAgents) Restart(context.Context, string) error {
 	s.alive = true
 	s.mu.Unlock()
 	return nil
+}
+
+func TestRedisLockerOnCluster(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
+	defer client.Close()
+	ctx := context.Background()
+	a, b := NewRedisLocker(client, ""), NewRedisLocker(client, "")
+	for _, agent := range []string{"a1", "a2", "a3", "a4"} {
+		key := LeaseKey("n1", agent)
+		release, ok, err := a.TryLock(ctx, key, time.Second)
+		if err != nil || !ok {
+			t.Fatalf("%s: ok=%v err=%v", key, ok, err)
+		}
+		if _, ok, _ := b.TryLock(ctx, key, time.Second); ok {
+			t.Fatalf("%s taken twice", key)
+		}
+		release()
+		releaseB, ok, _ := b.TryLock(ctx, key, time.Second)
+		if !ok {
+			t.Fatalf("%s not free after release", key)
+		}
+		releaseB()
+	}
 }
