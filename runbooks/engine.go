@@ -141,7 +141,7 @@ func New(opts Options) *Engine {
 		opts:    opts,
 		log:     opts.Logger,
 		budgets: newBudgets(opts.BackoffBase, opts.BackoffMax, opts.BackoffReset),
-		metrics: newMetrics(opts.Registerer),
+		metrics: newMetrics(opts.Registerer, opts.Config, opts.Node),
 		client:  client,
 	}
 }

@@ -881,3 +881,37 @@ func (c *cancellingAgents) Probe(ctx context.Context, agent string) (bool, strin
 	c.cancel()
 	return c.fakeAgents.Probe(ctx, agent)
 }
+
+func TestPoolInfoMetric(t *testing.T) {
+	cfg := loadConfig(t, `
+agent "cfg-1" {
+  node    = "n1"
+  command = ["sleep", "100"]
+}
+agent "cfg-2" {
+  node    = "n2"
+  command = ["sleep", "100"]
+}
+agent "solo" {
+  command = ["sleep", "100"]
+}
+pool "switches" {
+  agents     = ["cfg-1", "cfg-2"]
+  device_url = "http://${device}/api"
+}
+`)
+	reg := prometheus.NewPedanticRegistry()
+	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg})
+	// A second engine on the same registry (medic serve) is no error.
+	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg})
+	want := `# HELP medic_agent_pool_info 1 for every config-dispatch pool an agent of this node belongs to (the join that gives MedicPoolAgentDown its pool label).
+# TYPE medic_agent_pool_info gauge
+medic_agent_pool_info{agent="cfg-1",node="n1",pool="switches"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "medic_agent_pool_info"); err != nil {
+		t.Error(err)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/medicops/medic/hcl"
 )
 
 // metrics are the engine's. Labels are bounded: runbook names come from the
@@ -13,7 +15,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, cfg func() *hcl.Config, node string) *metrics {
 	m := &metrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "medic_remediations_total",
@@ -28,8 +30,51 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		m.runs = register(reg, m.runs)
 		m.duration = register(reg, m.duration)
+		if cfg != nil && node != "" {
+			// One engine per node exports its pools; a second engine on the
+			// same registry would only repeat the same series.
+			var are prometheus.AlreadyRegisteredError
+			if err := reg.Register(&poolInfo{cfg: cfg, node: node}); err != nil && !errors.As(err, &are) {
+				panic(err)
+			}
+		}
 	}
 	return m
+}
+
+var poolInfoDesc = prometheus.NewDesc("medic_agent_pool_info",
+	"1 for every config-dispatch pool an agent of this node belongs to (the join that gives MedicPoolAgentDown its pool label).",
+	[]string{"agent", "node", "pool"}, nil)
+
+// poolInfo exports pool membership from the configuration in force, built
+// at scrape time so that a reload shows at the next scrape.
+type poolInfo struct {
+	cfg  func() *hcl.Config
+	node string
+}
+
+func (p *poolInfo) Describe(ch chan<- *prometheus.Desc) { ch <- poolInfoDesc }
+
+func (p *poolInfo) Collect(ch chan<- prometheus.Metric) {
+	cfg := p.cfg()
+	if cfg == nil {
+		return
+	}
+	local := map[string]bool{}
+	for _, a := range cfg.AgentsForNode(p.node) {
+		local[a.Name] = true
+	}
+	seen := map[[2]string]bool{}
+	for _, pool := range cfg.Pools {
+		for _, agent := range pool.Agents {
+			key := [2]string{agent, pool.Name}
+			if !local[agent] || seen[key] {
+				continue
+			}
+			seen[key] = true
+			ch <- prometheus.MustNewConstMetric(poolInfoDesc, prometheus.GaugeValue, 1, agent, p.node, pool.Name)
+		}
+	}
 }
 
 // register registers c, or returns the collector already registered under
