@@ -1,0 +1,361 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/runbooks"
+)
+
+func TestMain(m *testing.M) {
+	// The demo estate runs this test binary as its agents.
+	if len(os.Args) > 1 && os.Args[1] == "demo-agent" {
+		o := DemoAgentOptions{}
+		for _, a := range os.Args[2:] {
+			k, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+			switch k {
+			case "name":
+				o.Name = v
+			case "listen":
+				o.Listen = v
+			case "heartbeat-url":
+				o.HeartbeatURL = v
+			}
+		}
+		ctx, stop := signalContext()
+		defer stop()
+		if err := RunDemoAgent(ctx, o); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestCheckExposure(t *testing.T) {
+	for _, tc := range []struct {
+		addrs            []string
+		token, webConfig bool
+		ok               bool
+	}{
+		{[]string{":9095"}, false, false, false},
+		{[]string{"0.0.0.0:9095"}, false, false, false},
+		{[]string{"10.1.2.3:9095"}, false, false, false},
+		{[]string{"127.0.0.1:9095"}, false, false, true},
+		{[]string{"127.0.0.2:9095"}, false, false, true},
+		{[]string{"[::1]:9095"}, false, false, true},
+		{[]string{"localhost:9095"}, false, false, true},
+		{[]string{"127.0.0.1:9095", ":9096"}, false, false, false},
+		{[]string{":9095"}, true, false, true},
+		{[]string{":9095"}, false, true, true},
+	} {
+		err := checkExposure(tc.addrs, tc.token, tc.webConfig)
+		if (err == nil) != tc.ok {
+			t.Errorf("checkExposure(%v, token=%v, webConfig=%v) = %v, want ok=%v", tc.addrs, tc.token, tc.webConfig, err, tc.ok)
+		}
+	}
+}
+
+// running is one app.Run in the background.
+type running struct {
+	base string
+	stop func() error
+}
+
+func start(t *testing.T, o Options) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan []string, 1)
+	errc := make(chan error, 1)
+	o.OnListening = func(a []string) { addrs <- a }
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	go func() { errc <- Run(ctx, o) }()
+	select {
+	case a := <-addrs:
+		r := &running{base: "http://" + a[0]}
+		var once bool
+		var err error
+		r.stop = func() error {
+			if !once {
+				once = true
+				cancel()
+				err = <-errc
+			}
+			return err
+		}
+		t.Cleanup(func() { r.stop() })
+		return r
+	case err := <-errc:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("Run did not start listening")
+	}
+	return nil
+}
+
+func TestBridgeRefusesUnauthenticatedNonLoopback(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.hcl"), []byte(`runbook "r" {
+  match { alertname = "X" }
+}
+`), 0o644)
+	err := Run(context.Background(), Options{ConfigFile: dir, RedisURL: "redis://127.0.0.1:1", ListenAddresses: []string{":0"}})
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), "--bridge.token-file") {
+		t.Fatalf("Run = %v, want a refusal that names --bridge.token-file", err)
+	}
+	err = Run(context.Background(), Options{ConfigFile: filepath.Join(dir, "missing.hcl"), RedisURL: "redis://127.0.0.1:1"})
+	if err == nil {
+		t.Fatal("Run with a missing config file succeeded")
+	}
+}
+
+func httpDo(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(data)
+}
+
+func waitRuns(t *testing.T, base, query string, n int, timeout time.Duration) []runbooks.RunRecord {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		_, body := httpDo(t, "GET", base+"/api/v1/runs?"+query, "", "")
+		var out struct{ Runs []runbooks.RunRecord }
+		_ = json.Unmarshal([]byte(body), &out)
+		if len(out.Runs) >= n {
+			return out.Runs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %d runs (%s): have %s", n, query, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestServeLabelInjection sends labels that would run commands if any
+// part of the chain used a shell: webhook → Redis → consumer → engine →
+// repair script. The script sees them as inert environment values.
+func TestServeLabelInjection(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{AOF: true})
+	dir := t.TempDir()
+	work := filepath.Join(dir, "work")
+	victim := filepath.Join(dir, "victim")
+	pwned := filepath.Join(dir, "pwned")
+	for _, d := range []string{work, victim} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := filepath.Join(dir, "repair.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\nprintf '%s\\n' \"$MEDIC_LABEL_CMD\" \"$MEDIC_LABEL_SEMI\" > \"$MEDIC_WORKDIR/seen\"\n"), 0o755)
+	cfgDir := filepath.Join(dir, "cfg")
+	os.MkdirAll(cfgDir, 0o755)
+	cfg := fmt.Sprintf(`
+agent "victim" {
+  node     = "n1"
+  command  = ["/bin/sleep", "3600"]
+  workdir  = %q
+  watchdog = false
+  probe "exec" {
+    command = ["/bin/false"]
+    timeout = "1s"
+  }
+}
+
+runbook "inject" {
+  match { alertname = "Inject" }
+  cause "always" {
+    when    = true
+    repair  = [%q]
+    timeout = "5s"
+  }
+  verify {
+    attempts = 1
+    interval = "10ms"
+  }
+}
+`, work, script)
+	os.WriteFile(filepath.Join(cfgDir, "estate.hcl"), []byte(cfg), 0o644)
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("tok\n"), 0o600)
+	reg := prometheus.NewRegistry()
+	r := start(t, Options{
+		ConfigFile: cfgDir, RedisURL: rs.URL(), ListenAddresses: []string{"127.0.0.1:0"}, TokenFile: tokenFile,
+		Node: "n1", Registry: reg,
+	})
+
+	cmdLabel := "$(touch " + pwned + ")"
+	semiLabel := "; rm -rf " + victim
+	alert, _ := json.Marshal(map[string]any{"version": "4", "status": "firing", "alerts": []map[string]any{{
+		"status":   "firing",
+		"labels":   map[string]string{"alertname": "Inject", "agent": "victim", "cmd": cmdLabel, "semi": semiLabel},
+		"startsAt": time.Now().UTC().Format(time.RFC3339),
+	}}})
+	if code, body := httpDo(t, "POST", r.base+"/api/v1/webhook", "", string(alert)); code != 401 {
+		t.Errorf("webhook without token: %d %s, want 401", code, body)
+	}
+	if code, body := httpDo(t, "POST", r.base+"/api/v1/webhook", "tok", string(alert)); code != 202 {
+		t.Fatalf("webhook: %d %s", code, body)
+	}
+	runs := waitRuns(t, r.base, "agent=victim", 1, 30*time.Second)
+	rec := runs[0]
+	var repaired bool
+	for _, s := range rec.Steps {
+		if s.Name == "repair:always" {
+			repaired = s.OK
+		}
+	}
+	if !repaired || rec.Labels["cmd"] != cmdLabel || rec.Node != "n1" {
+		t.Fatalf("run record %+v: want the repair step to have run for node n1 with the labels", rec)
+	}
+	seen, err := os.ReadFile(filepath.Join(work, "seen"))
+	if err != nil {
+		t.Fatalf("the repair script did not run: %v", err)
+	}
+	if want := cmdLabel + "\n" + semiLabel + "\n"; string(seen) != want {
+		t.Errorf("script saw %q, want the labels verbatim %q", seen, want)
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Error("$(touch ...) in a label was executed")
+	}
+	if _, err := os.Stat(victim); err != nil {
+		t.Errorf("; rm -rf in a label removed the directory: %v", err)
+	}
+
+	// One registry: the engine's and the bridge's shared metrics, the
+	// node's and the queue's, no duplicate registration.
+	_, metrics := httpDo(t, "GET", r.base+"/metrics", "", "")
+	for _, m := range []string{`medic_remediations_total{outcome="` + rec.Outcome + `",runbook="inject"} 1`, "medic_webhook_requests_total", "medic_agent_up", "medic_alerts_received_total"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
+	// Reload: a broken file is refused with its error and changes nothing;
+	// a good one is taken.
+	os.WriteFile(filepath.Join(cfgDir, "broken.hcl"), []byte("runbook {"), 0o644)
+	if code, body := httpDo(t, "POST", r.base+"/-/reload", "tok", ""); code != 500 || !strings.Contains(body, "broken.hcl") {
+		t.Errorf("reload of a broken config: %d %q, want 500 naming broken.hcl", code, body)
+	}
+	os.Remove(filepath.Join(cfgDir, "broken.hcl"))
+	os.WriteFile(filepath.Join(cfgDir, "more.hcl"), []byte(`runbook "later" {
+  match { alertname = "Later" }
+}
+`), 0o644)
+	if code, body := httpDo(t, "POST", r.base+"/-/reload", "tok", ""); code != 200 {
+		t.Errorf("reload: %d %q", code, body)
+	}
+	later, _ := json.Marshal(map[string]any{"alerts": []map[string]any{{
+		"status": "firing", "labels": map[string]string{"alertname": "Later", "agent": "victim"}, "startsAt": time.Now().UTC().Format(time.RFC3339),
+	}}})
+	if code, body := httpDo(t, "POST", r.base+"/api/v1/webhook", "tok", string(later)); code != 202 || !strings.Contains(body, `"accepted":1`) {
+		t.Errorf("alert for the reloaded runbook: %d %s", code, body)
+	}
+	if err := r.stop(); err != nil {
+		t.Errorf("Run returned %v after stop", err)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make(chan []string, 1)
+	var out strings.Builder
+	errc := make(chan error, 1)
+	go func() {
+		errc <- RunDemo(ctx, DemoOptions{Listen: "127.0.0.1:0", Executable: os.Args[0], Out: &out,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnListening: func(a []string) { addrs <- a }})
+	}()
+	var base string
+	select {
+	case a := <-addrs:
+		base = "http://" + a[0]
+	case err := <-errc:
+		t.Fatalf("RunDemo: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not start")
+	}
+	text := out.String()
+	for _, want := range []string{"curl -s -XPOST " + base + "/api/v1/webhook", "/die", base + "/api/v1/runs"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("instructions lack %q:\n%s", want, text)
+		}
+	}
+	// Both agents come up and heartbeat.
+	type agentState struct {
+		Name                string `json:"name"`
+		Up                  bool   `json:"up"`
+		PID                 int    `json:"pid"`
+		HeartbeatRegistered bool   `json:"heartbeat_registered"`
+	}
+	agents := func() map[string]agentState {
+		var st struct{ Agents []agentState }
+		_, body := httpDo(t, "GET", base+"/api/v1/agents", "", "")
+		json.Unmarshal([]byte(body), &st)
+		m := map[string]agentState{}
+		for _, a := range st.Agents {
+			m[a.Name] = a
+		}
+		return m
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for a := agents(); !(a["demo-web"].Up && a["demo-worker"].Up && a["demo-web"].HeartbeatRegistered); a = agents() {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo agents not up: %+v", a)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The printed alert, with the shell's $(date) filled in.
+	alert := fmt.Sprintf(`{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"MedicAgentDown","agent":"demo-web","node":"demo"},"startsAt":%q}]}`,
+		time.Now().UTC().Format(time.RFC3339))
+	if code, body := httpDo(t, "POST", base+"/api/v1/webhook", "", alert); code != 202 {
+		t.Fatalf("demo webhook: %d %s", code, body)
+	}
+	runs := waitRuns(t, base, "agent=demo-web&outcome=healthy", 1, 20*time.Second)
+	if runs[0].Trigger != runbooks.TriggerAlert {
+		t.Errorf("run %+v, want one triggered by the alert", runs[0])
+	}
+	// Kill demo-web: it comes back with a new pid.
+	pid := agents()["demo-web"].PID
+	i := strings.Index(text, "/die")
+	web := text[strings.LastIndex(text[:i], "http://"):i]
+	http.Get(web + "/die")
+	waitRuns(t, base, "agent=demo-web&outcome=recovered", 1, 20*time.Second)
+	deadline = time.Now().Add(10 * time.Second)
+	for a := agents()["demo-web"]; !a.Up || a.PID == pid; a = agents()["demo-web"] {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo-web after kill: %+v, want up with a pid other than %d", a, pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("RunDemo returned %v", err)
+	}
+}
