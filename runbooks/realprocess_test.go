@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/runbooks"
@@ -39,8 +41,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build testagent: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	before := goleak.IgnoreCurrent()
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		// Lease renewers, script waiters and nodes must all be gone.
+		http.DefaultClient.CloseIdleConnections()
+		if err := goleak.Find(before); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
