@@ -262,6 +262,8 @@ type epochRun struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	steps chan *stepReq
+
 	mu       sync.Mutex
 	queues   map[string]*deviceQueue
 	buffered int
@@ -280,7 +282,13 @@ type deviceQueue struct {
 func (c *Consumer) runEpoch(ctx context.Context, epoch int64) {
 	ectx, cancel := context.WithCancel(ctx)
 	r := &epochRun{c: c, epoch: epoch, ctx: ectx, cancel: cancel,
-		queues: map[string]*deviceQueue{}, space: make(chan struct{}, 1)}
+		queues: map[string]*deviceQueue{}, space: make(chan struct{}, 1),
+		steps: make(chan *stepReq)}
+	stepperDone := make(chan struct{})
+	go func() {
+		defer close(stepperDone)
+		r.stepper()
+	}()
 	log := c.o.Logger.With("epoch", epoch)
 	log.Info("on duty")
 	watchDone := make(chan struct{})
@@ -291,6 +299,8 @@ func (c *Consumer) runEpoch(ctx context.Context, epoch int64) {
 	err := r.read()
 	cancel()
 	r.wg.Wait()
+	close(r.steps)
+	<-stepperDone
 	<-watchDone
 	if ctx.Err() == nil {
 		log.Info("off duty", "reason", err)
@@ -483,7 +493,7 @@ func (r *epochRun) deliver(q *deviceQueue, e entry) {
 	for r.ctx.Err() == nil {
 		// Fence: am I still on duty in my epoch, and where is the device?
 		if q.checked.IsZero() || time.Since(q.checked) > freshFor || !q.checkDuty {
-			duty, ack, _, err := c.step(r.ctx, r.epoch, e.device, 0, "")
+			duty, ack, _, err := r.step(r.ctx, e.device, 0, "")
 			if err != nil {
 				if r.ctx.Err() == nil {
 					log.Warn("fence check", "err", err)
@@ -554,7 +564,7 @@ func (r *epochRun) ack(q *deviceQueue, e entry, log *slog.Logger) bool {
 	parent := context.WithoutCancel(r.ctx)
 	for {
 		actx, cancel := context.WithTimeout(parent, 5*time.Second)
-		duty, ack, acked, err := c.step(actx, r.epoch, e.device, e.seq, e.id)
+		duty, ack, acked, err := r.step(actx, e.device, e.seq, e.id)
 		cancel()
 		if err == nil {
 			q.checked, q.checkDuty, q.ack = time.Now(), duty, ack
@@ -577,14 +587,75 @@ func (r *epochRun) ack(q *deviceQueue, e entry, log *slog.Logger) bool {
 	}
 }
 
-func (c *Consumer) step(ctx context.Context, epoch int64, device string, seq int64, id string) (duty bool, ack int64, acked bool, err error) {
-	res, err := stepScript.Run(ctx, c.o.Client,
-		[]string{c.k.Ctl(), c.k.Ack(), c.k.In(c.o.Agent)},
-		c.o.Agent, epoch, device, seq, id).Slice()
-	if err != nil {
-		return false, 0, false, err
+// stepReq is one fence check (seq 0) or acknowledgement for the stepper.
+type stepReq struct {
+	device string
+	seq    int64
+	id     string
+	res    chan stepRes
+}
+
+type stepRes struct {
+	duty, acked bool
+	ack         int64
+	err         error
+}
+
+// stepper runs the device workers' fence checks and acknowledgements,
+// several per script call: while one call is in flight the next requests
+// queue up and go together (group commit), which keeps Redis round trips
+// well below one per config when many devices are busy.
+func (r *epochRun) stepper() {
+	const maxBatch = 128
+	c := r.c
+	for req := range r.steps {
+		batch := []*stepReq{req}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case q, ok := <-r.steps:
+				if !ok {
+					break more
+				}
+				batch = append(batch, q)
+			default:
+				break more
+			}
+		}
+		args := []any{c.o.Agent, r.epoch}
+		for _, q := range batch {
+			args = append(args, q.device, q.seq, q.id)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := stepScript.Run(ctx, c.o.Client,
+			[]string{c.k.Ctl(), c.k.Ack(), c.k.In(c.o.Agent)}, args...).Slice()
+		cancel()
+		if err == nil && len(res) != 1+2*len(batch) {
+			err = fmt.Errorf("step script returned %d values for %d items", len(res), len(batch))
+		}
+		for i, q := range batch {
+			if err != nil {
+				q.res <- stepRes{err: err}
+				continue
+			}
+			q.res <- stepRes{duty: asInt(res[0]) == 1, ack: asInt(res[1+2*i]), acked: asInt(res[2+2*i]) == 1}
+		}
 	}
-	return asInt(res[0]) == 1, asInt(res[1]), asInt(res[2]) == 1, nil
+}
+
+func (r *epochRun) step(ctx context.Context, device string, seq int64, id string) (duty bool, ack int64, acked bool, err error) {
+	q := &stepReq{device: device, seq: seq, id: id, res: make(chan stepRes, 1)}
+	select {
+	case r.steps <- q:
+	case <-ctx.Done():
+		return false, 0, false, ctx.Err()
+	}
+	select {
+	case res := <-q.res:
+		return res.duty, res.ack, res.acked, res.err
+	case <-ctx.Done():
+		return false, 0, false, ctx.Err()
+	}
 }
 
 // push POSTs one config. The headers let the device drop replays

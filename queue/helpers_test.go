@@ -185,6 +185,7 @@ type agent struct {
 	paused chan struct{} // closed → not paused; replaced on pause
 	pmu    sync.Mutex
 	isPaus bool
+	noHB   bool
 }
 
 func (h *harness) consumerOptions(id string) ConsumerOptions {
@@ -212,7 +213,7 @@ func (h *harness) startAgent(id string, mod ...func(*ConsumerOptions)) *agent {
 	close(a.paused)
 	// pause support: a paused agent neither heartbeats nor pushes (an
 	// in-process stand-in for SIGSTOP).
-	c.hooks.skipHB = func() bool { a.pmu.Lock(); defer a.pmu.Unlock(); return a.isPaus }
+	c.hooks.skipHB = func() bool { a.pmu.Lock(); defer a.pmu.Unlock(); return a.noHB }
 	c.hooks.beforePush = func(string, int64) {
 		a.pmu.Lock()
 		ch := a.paused
@@ -229,9 +230,14 @@ func (h *harness) startAgent(id string, mod ...func(*ConsumerOptions)) *agent {
 	return a
 }
 
-func (a *agent) pause() {
+func (a *agent) pause() { a.hold(false) }
+
+// hold blocks the agent's pushes; with heartbeat it keeps beating (a
+// stuck agent that still looks alive).
+func (a *agent) hold(heartbeat bool) {
 	a.pmu.Lock()
 	defer a.pmu.Unlock()
+	a.noHB = !heartbeat
 	if !a.isPaus {
 		a.isPaus = true
 		a.paused = make(chan struct{})
@@ -241,6 +247,7 @@ func (a *agent) pause() {
 func (a *agent) resume() {
 	a.pmu.Lock()
 	defer a.pmu.Unlock()
+	a.noHB = false
 	if a.isPaus {
 		a.isPaus = false
 		close(a.paused)

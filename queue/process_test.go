@@ -26,10 +26,20 @@ type child struct {
 
 func (h *harness) startChild(addr, id, at string) *child {
 	h.t.Helper()
+	return h.startChildOpts(addr, id, at, "20ms")
+}
+
+func (h *harness) startChildHB(addr, id, hb string) *child {
+	h.t.Helper()
+	return h.startChildOpts(addr, id, "", hb)
+}
+
+func (h *harness) startChildOpts(addr, id, at, hb string) *child {
+	h.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
 		"MEDIC_QUEUE_TEST_AGENT=1", "AGENT_REDIS="+addr, "AGENT_POOL="+h.pool, "AGENT_ID="+id,
-		"AGENT_DEVICE_BASE="+h.dev.URL()+"/devices/", "AGENT_HB=20ms", "AGENT_AT="+at)
+		"AGENT_DEVICE_BASE="+h.dev.URL()+"/devices/", "AGENT_HB="+hb, "AGENT_AT="+at)
 	c := &child{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = &syncWriter{w: c.stderr}
 	if err := cmd.Start(); err != nil {

@@ -58,6 +58,13 @@ type Published struct {
 // ErrBadInput marks publish arguments that can never succeed.
 var ErrBadInput = errors.New("bad input")
 
+// Config is one item of PublishBatch.
+type Config struct {
+	Device         string
+	Payload        []byte
+	IdempotencyKey string
+}
+
 // Publish assigns the device's next sequence number (the first is 1) and
 // appends the config to the pool's active agent's stream, or to the buffer
 // while a switchover holds the lock or no agent is active. payload must be
@@ -68,33 +75,88 @@ func (p *Publisher) Publish(ctx context.Context, pool, device string, payload []
 	if err != nil {
 		return Published{}, fmt.Errorf("%w: %v", ErrBadInput, err)
 	}
-	if device == "" || strings.ContainsAny(device, "\x00\r\n") || len(device) > 256 {
-		return Published{}, fmt.Errorf("%w: device ID must be 1..256 bytes without control characters", ErrBadInput)
+	if err := validConfig(Config{device, payload, idempotencyKey}); err != nil {
+		return Published{}, err
 	}
-	if len(payload) > MaxPayload {
-		return Published{}, fmt.Errorf("%w: payload is %d bytes, limit %d", ErrBadInput, len(payload), MaxPayload)
-	}
-	if !json.Valid(payload) {
-		return Published{}, fmt.Errorf("%w: payload is not valid JSON", ErrBadInput)
-	}
-	if len(idempotencyKey) > 256 {
-		return Published{}, fmt.Errorf("%w: idempotency key longer than 256 bytes", ErrBadInput)
-	}
-	keys := []string{k.Ctl(), k.Seq(), k.Buf(), k.Agents()}
-	if idempotencyKey != "" {
-		keys = append(keys, k.Idem(idempotencyKey))
-	}
-	res, err := publishScript.Run(ctx, p.o.Client, keys,
-		device, payload, k.InPrefix(), p.o.IdempotencyTTL.Milliseconds(),
-		strings.Join(p.o.Agents[pool], " ")).Slice()
+	keys, args := p.scriptArgs(k, Config{device, payload, idempotencyKey})
+	res, err := publishScript.Run(ctx, p.o.Client, keys, args...).Slice()
 	if err != nil {
 		return Published{}, fmt.Errorf("publish to pool %s: %w", pool, err)
 	}
+	return p.result(pool, res), nil
+}
+
+func (p *Publisher) scriptArgs(k Keys, c Config) ([]string, []any) {
+	keys := []string{k.Ctl(), k.Seq(), k.Buf(), k.Agents()}
+	if c.IdempotencyKey != "" {
+		keys = append(keys, k.Idem(c.IdempotencyKey))
+	}
+	return keys, []any{c.Device, c.Payload, k.InPrefix(), p.o.IdempotencyTTL.Milliseconds(),
+		strings.Join(p.o.Agents[k.Pool()], " ")}
+}
+
+func (p *Publisher) result(pool string, res []any) Published {
 	out := Published{ID: asString(res[0]), Seq: asInt(res[1]), Duplicate: asInt(res[2]) == 1}
 	if !out.Duplicate {
 		p.o.Metrics.incPublished(pool)
 	}
+	return out
+}
+
+// PublishBatch publishes configs in order in one round trip (a pipeline of
+// publish scripts; each config is still assigned its seq atomically). On
+// error a prefix of the batch may have been published: retry the whole
+// batch with idempotency keys to publish each config exactly once.
+func (p *Publisher) PublishBatch(ctx context.Context, pool string, configs []Config) ([]Published, error) {
+	k, err := NewKeys(p.o.Prefix, pool)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	for _, c := range configs {
+		if err := validConfig(c); err != nil {
+			return nil, err
+		}
+	}
+	// Make sure the script is cached, so that a pipelined EVALSHA fails
+	// with NOSCRIPT only after a server restart mid-batch.
+	if err := publishScript.Load(ctx, p.o.Client).Err(); err != nil {
+		return nil, fmt.Errorf("publish to pool %s: %w", pool, err)
+	}
+	pipe := p.o.Client.Pipeline()
+	cmds := make([]*redis.Cmd, len(configs))
+	for i, c := range configs {
+		keys, args := p.scriptArgs(k, c)
+		cmds[i] = publishScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, err = pipe.Exec(ctx)
+	out := make([]Published, 0, len(configs))
+	for _, cmd := range cmds {
+		res, cerr := cmd.Slice()
+		if cerr != nil {
+			return out, fmt.Errorf("publish to pool %s: %w", pool, cerr)
+		}
+		out = append(out, p.result(pool, res))
+	}
+	if err != nil {
+		return out, fmt.Errorf("publish to pool %s: %w", pool, err)
+	}
 	return out, nil
+}
+
+func validConfig(c Config) error {
+	if c.Device == "" || strings.ContainsAny(c.Device, "\x00\r\n") || len(c.Device) > 256 {
+		return fmt.Errorf("%w: device ID must be 1..256 bytes without control characters", ErrBadInput)
+	}
+	if len(c.Payload) > MaxPayload {
+		return fmt.Errorf("%w: payload is %d bytes, limit %d", ErrBadInput, len(c.Payload), MaxPayload)
+	}
+	if !json.Valid(c.Payload) {
+		return fmt.Errorf("%w: payload is not valid JSON", ErrBadInput)
+	}
+	if len(c.IdempotencyKey) > 256 {
+		return fmt.Errorf("%w: idempotency key longer than 256 bytes", ErrBadInput)
+	}
+	return nil
 }
 
 func asString(v any) string {

@@ -91,3 +91,46 @@ func TestPublishActivatesHealthyAgentWhenBufferEmpty(t *testing.T) {
 		t.Errorf("stream of a has %d entries, want 1", n)
 	}
 }
+
+func TestPublishBatchKeepsOrderAndIdempotency(t *testing.T) {
+	_, client := standalone(t, false)
+	h := newHarness(t, client, "", "batch")
+	ctx := context.Background()
+	batch := []Config{
+		{Device: "a", Payload: []byte(`1`), IdempotencyKey: "i1"},
+		{Device: "b", Payload: []byte(`2`)},
+		{Device: "a", Payload: []byte(`3`), IdempotencyKey: "i3"},
+		{Device: "a", Payload: []byte(`4`)},
+	}
+	res, err := h.pub.PublishBatch(ctx, "batch", batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for _, r := range res {
+		seqs = append(seqs, r.Seq)
+	}
+	if diff := cmp.Diff([]int64{1, 1, 2, 3}, seqs); diff != "" {
+		t.Errorf("seqs (-want +got):\n%s", diff)
+	}
+	// Retrying the keyed configs returns the first results.
+	again, err := h.pub.PublishBatch(ctx, "batch", []Config{batch[0], batch[2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again[0].Duplicate || again[0].ID != res[0].ID || !again[1].Duplicate || again[1].Seq != 2 {
+		t.Errorf("retry = %+v, want duplicates of %+v and %+v", again, res[0], res[2])
+	}
+	// The buffer holds them in publish order.
+	msgs, _ := client.XRange(ctx, h.keys.Buf(), "-", "+").Result()
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.Values["device"].(string)+":"+m.Values["seq"].(string)+"="+m.Values["payload"].(string))
+	}
+	if diff := cmp.Diff([]string{"a:1=1", "b:1=2", "a:2=3", "a:3=4"}, got); diff != "" {
+		t.Errorf("buffer (-want +got):\n%s", diff)
+	}
+	if _, err := h.pub.PublishBatch(ctx, "batch", []Config{{Device: "a", Payload: []byte(`{`)}}); !errors.Is(err, ErrBadInput) {
+		t.Errorf("bad payload: %v", err)
+	}
+}

@@ -112,41 +112,46 @@ redis.call('HSET', KEYS[1], ARGV[1], now_ms() .. ' ' .. ARGV[2] .. ' ' .. ARGV[3
 return 1
 `)
 
-// stepScript is the agent's fence check, optionally combined with the
-// acknowledgement of the config it just delivered: it advances ack only when
-// seq is exactly ack+1, acknowledges and deletes the entry once seq <= ack
-// (done, by this push or an earlier one), and then reports whether the
-// agent is still on duty in its epoch and the device's current ack.
+// stepScript is the agent's fence check, combined with the
+// acknowledgement of configs it just delivered (of several devices at once:
+// the agent batches concurrent calls). For each item it advances ack only
+// when seq is exactly ack+1, and acknowledges and deletes the entry once
+// seq <= ack (done, by this push or an earlier one); then it reports
+// whether the agent is still on duty in its epoch.
 //
 // An agent is on duty when the epoch is the one it started with and it is
 // the active agent (unlocked) or the switchover target (locked).
 //
 // KEYS: ctl, ack, stream
-// ARGV: agent, epoch, device, seq (0: nothing to acknowledge), entry id
-// returns {on duty (0|1), ack, acknowledged (0|1)}
+// ARGV: agent, epoch, then per item: device, seq (0: only read ack), entry id
+// returns {on duty (0|1), then per item: ack, acknowledged (0|1)}
 var stepScript = redis.NewScript(`
-local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-local acked = 0
-local seq = tonumber(ARGV[4])
-if seq > 0 then
-  if seq == cur + 1 then
-    redis.call('HSET', KEYS[2], ARGV[3], seq)
-    cur = seq
+local out = {0}
+for i = 3, #ARGV, 3 do
+  local dev, seq, id = ARGV[i], tonumber(ARGV[i+1]), ARGV[i+2]
+  local cur = tonumber(redis.call('HGET', KEYS[2], dev) or '0')
+  local acked = 0
+  if seq > 0 then
+    if seq == cur + 1 then
+      redis.call('HSET', KEYS[2], dev, seq)
+      cur = seq
+    end
+    if seq <= cur then
+      redis.call('XACK', KEYS[3], '` + Group + `', id)
+      redis.call('XDEL', KEYS[3], id)
+      acked = 1
+    end
   end
-  if seq <= cur then
-    redis.call('XACK', KEYS[3], '` + Group + `', ARGV[5])
-    redis.call('XDEL', KEYS[3], ARGV[5])
-    acked = 1
-  end
+  out[#out+1] = cur
+  out[#out+1] = acked
 end
 local c = redis.call('HMGET', KEYS[1], 'epoch', 'lock', 'agent', 'target')
-local duty = 0
 if c[1] == ARGV[2] then
   if (c[2] ~= '1' and c[3] == ARGV[1]) or (c[2] == '1' and c[4] == ARGV[1]) then
-    duty = 1
+    out[1] = 1
   end
 end
-return {duty, cur, acked}
+return out
 `)
 
 // beginScript starts a switchover: lock, epoch+1, choose the target. It is
