@@ -42,9 +42,11 @@ type agent struct {
 	child  *child // supervised: current (or last) process
 
 	// pidfile agents: the identity recorded when the pidfile's process was
-	// first seen alive, and the pidfile mtime it was read at.
+	// first seen alive, and the pidfile mtime it was read at; pidCache
+	// saves re-reading an unchanged pidfile.
 	pidID    Identity
 	pidMtime time.Time
+	pidCache pidfileCache
 
 	hb    heartbeat
 	probe probeResult
@@ -58,6 +60,11 @@ type agent struct {
 	wd watchdogState
 
 	view agentView // scrape cache
+
+	// cpuBase opens the CPU window of the next diagnosis early (preSample);
+	// cpuBaseFor is the heartbeat it was taken for.
+	cpuBase    cpuBaseline
+	cpuBaseFor time.Time
 }
 
 // child is one supervised process.
@@ -103,8 +110,20 @@ func (a *agent) workdir() string {
 	return "/"
 }
 
+// pidfileCache is the last pidfile content read, by mtime and size.
+type pidfileCache struct {
+	mtime time.Time
+	size  int64
+	pid   int
+	err   string
+}
+
 // alive reports whether the agent's process exists, and its identity.
-func (a *agent) alive() (bool, string, Identity) {
+func (a *agent) alive() (bool, string, Identity) { return a.aliveWith(readStat) }
+
+// aliveWith is alive with /proc reads through stat (a scrape passes its
+// shared scan).
+func (a *agent) aliveWith(stat statFunc) (bool, string, Identity) {
 	if a.def().Supervised() {
 		a.mu.Lock()
 		c := a.child
@@ -117,19 +136,21 @@ func (a *agent) alive() (bool, string, Identity) {
 			return false, fmt.Sprintf("pid %d exited (%s)", c.id.PID, c.status), Identity{}
 		default:
 		}
-		ok, detail := aliveIdentity(c.id)
+		ok, detail := aliveIdentityWith(stat, c.id)
 		if !ok {
 			return false, detail, Identity{}
 		}
 		return true, detail, c.id
 	}
-	return a.pidfileAlive()
+	return a.pidfileAliveWith(stat)
 }
 
 // pidfileAlive reads the pidfile and decides whether its PID is the agent:
 // the process must not have started after the pidfile was written, and
 // once recorded, its start time must not change while the pidfile does not.
-func (a *agent) pidfileAlive() (bool, string, Identity) {
+func (a *agent) pidfileAlive() (bool, string, Identity) { return a.pidfileAliveWith(readStat) }
+
+func (a *agent) pidfileAliveWith(stat statFunc) (bool, string, Identity) {
 	path := a.def().Pidfile
 	if path == "" {
 		return false, "no pidfile configured", Identity{}
@@ -138,15 +159,29 @@ func (a *agent) pidfileAlive() (bool, string, Identity) {
 	if err != nil {
 		return false, fmt.Sprintf("pidfile: %v", err), Identity{}
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false, fmt.Sprintf("pidfile: %v", err), Identity{}
+	a.mu.Lock()
+	cache := a.pidCache
+	a.mu.Unlock()
+	if !cache.mtime.Equal(fi.ModTime()) || cache.size != fi.Size() || cache.mtime.IsZero() {
+		cache = pidfileCache{mtime: fi.ModTime(), size: fi.Size()}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false, fmt.Sprintf("pidfile: %v", err), Identity{}
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			cache.err = fmt.Sprintf("pidfile %s: no pid in %q", path, truncate(string(b), 32))
+		}
+		cache.pid = pid
+		a.mu.Lock()
+		a.pidCache = cache
+		a.mu.Unlock()
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return false, fmt.Sprintf("pidfile %s: no pid in %q", path, truncate(string(b), 32)), Identity{}
+	if cache.err != "" {
+		return false, cache.err, Identity{}
 	}
-	id, err := identityOf(pid)
+	pid := cache.pid
+	id, err := identityWith(stat, pid)
 	if err != nil {
 		return false, fmt.Sprintf("pid %d (from %s) not running", pid, path), Identity{}
 	}

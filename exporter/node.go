@@ -363,6 +363,7 @@ func (n *Node) checkLoop(ctx context.Context) {
 		}
 		now := n.now()
 		for _, a := range n.list() {
+			a.preSample(now, n.opts.CPUWindow)
 			if detail, newly := a.overdueEpisode(now); newly {
 				n.log.Warn("heartbeat overdue", "agent", a.name, "detail", detail)
 				n.trigger(a, alertHeartbeat, detail)

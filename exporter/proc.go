@@ -91,9 +91,14 @@ type Identity struct {
 	StartTime uint64
 }
 
+// statFunc reads one process's stat: readStat, or a scrape's cached scan.
+type statFunc func(pid int) (procStat, error)
+
 // identityOf reads the identity of a live (non-zombie) process.
-func identityOf(pid int) (Identity, error) {
-	s, err := readStat(pid)
+func identityOf(pid int) (Identity, error) { return identityWith(readStat, pid) }
+
+func identityWith(stat statFunc, pid int) (Identity, error) {
+	s, err := stat(pid)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -105,11 +110,13 @@ func identityOf(pid int) (Identity, error) {
 
 // aliveIdentity reports whether id still names a running process: same PID,
 // same start time, not a zombie.
-func aliveIdentity(id Identity) (bool, string) {
+func aliveIdentity(id Identity) (bool, string) { return aliveIdentityWith(readStat, id) }
+
+func aliveIdentityWith(stat statFunc, id Identity) (bool, string) {
 	if id.PID <= 0 {
 		return false, "no process"
 	}
-	now, err := identityOf(id.PID)
+	now, err := identityWith(stat, id.PID)
 	if err != nil {
 		return false, fmt.Sprintf("pid %d gone", id.PID)
 	}
@@ -183,6 +190,15 @@ func scanProcs(now time.Time) (*procTable, error) {
 		t.byPGRP[s.PGRP] = append(t.byPGRP[s.PGRP], pid)
 	}
 	return t, nil
+}
+
+// stat looks pid up in the scan, and reads it fresh when the scan is older
+// than the process.
+func (t *procTable) stat(pid int) (procStat, error) {
+	if s, ok := t.byPID[pid]; ok {
+		return s, nil
+	}
+	return readStat(pid)
 }
 
 // treeUsage sums RSS and CPU time over the process, its descendants, and,

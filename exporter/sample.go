@@ -73,7 +73,7 @@ func (n *Node) views() []agentView {
 func (a *agent) refreshView(table *procTable, memo *sampleMemo, prev agentView, now time.Time) agentView {
 	n := a.n
 	v := agentView{Name: a.name, at: now}
-	up, detail, id := a.alive()
+	up, detail, id := a.aliveWith(table.stat)
 	v.Up, v.Detail = up, detail
 	if up {
 		v.PID = id.PID
@@ -131,21 +131,25 @@ func (a *agent) sampleUsage(ctx context.Context, window time.Duration) (hcl.Usag
 	}
 	alive, _, id := a.alive()
 
-	busy0, tot0, _ := hostCPUTimes()
-	var cpu0 float64
-	if alive {
-		if t, err := scanProcs(time.Now()); err == nil {
-			_, cpu0, _ = t.treeUsage(id.PID)
+	// A baseline taken just before the heartbeat went overdue already
+	// opens the window, so diagnosing a hung agent does not wait for it.
+	a.mu.Lock()
+	base := a.cpuBase
+	a.cpuBase = cpuBaseline{}
+	a.mu.Unlock()
+	if base.at.IsZero() || base.pid != id.PID || time.Since(base.at) > 4*window {
+		base = takeBaseline(id.PID, alive)
+	}
+	if wait := window - time.Since(base.at); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return u, ctx.Err()
+		case <-t.C:
 		}
 	}
-	start := time.Now()
-	t := time.NewTimer(window)
-	select {
-	case <-ctx.Done():
-		t.Stop()
-		return u, ctx.Err()
-	case <-t.C:
-	}
+	busy0, tot0, cpu0, start := base.hostBusy, base.hostTotal, base.cpu, base.at
 	busy1, tot1, _ := hostCPUTimes()
 	elapsed := time.Since(start).Seconds()
 	if tot1 > tot0 {
@@ -176,4 +180,45 @@ func (a *agent) sampleUsage(ctx context.Context, window time.Duration) (hcl.Usag
 		u.CPU = max(0, cpu1-cpu0) / elapsed / cores
 	}
 	return u, nil
+}
+
+// cpuBaseline is the start of a CPU measurement window.
+type cpuBaseline struct {
+	at                  time.Time
+	pid                 int
+	cpu                 float64
+	hostBusy, hostTotal uint64
+}
+
+func takeBaseline(pid int, alive bool) cpuBaseline {
+	b := cpuBaseline{pid: pid}
+	b.hostBusy, b.hostTotal, _ = hostCPUTimes()
+	if alive {
+		if t, err := scanProcs(time.Now()); err == nil {
+			_, b.cpu, _ = t.treeUsage(pid)
+		}
+	}
+	b.at = time.Now()
+	return b
+}
+
+// preSample opens a CPU window for an agent whose heartbeat is about to go
+// overdue (within one window of its timeout), once per heartbeat period.
+func (a *agent) preSample(now time.Time, window time.Duration) {
+	a.mu.Lock()
+	hb := a.hb
+	if !hb.registered || hb.timeout <= 0 || hb.episode || a.cpuBaseFor.Equal(hb.last) || now.Sub(hb.last) < hb.timeout-window {
+		a.mu.Unlock()
+		return
+	}
+	a.cpuBaseFor = hb.last
+	a.mu.Unlock()
+	alive, _, id := a.alive()
+	if !alive {
+		return
+	}
+	b := takeBaseline(id.PID, true)
+	a.mu.Lock()
+	a.cpuBase = b
+	a.mu.Unlock()
 }
