@@ -197,7 +197,7 @@ func (b *Bridge) resolve(ctx context.Context, a hcl.Alert, r Route, dedup string
 		rec := &runbooks.RunRecord{
 			ID: id, Runbook: r.Runbook.Name, Agent: r.Agent, Node: r.Node, Trigger: runbooks.TriggerAlert,
 			Fingerprint: a.Fingerprint, StartsAt: a.StartsAt, Labels: a.Labels, Steps: []runbooks.Step{},
-			Outcome: runbooks.OutcomeCancelled, Error: "the alert resolved before the job started",
+			Outcome: runbooks.OutcomeCancelled, Reason: "the alert resolved before the job started",
 			Started: now, Finished: now,
 		}
 		if err := b.store.Save(ctx, rec); err != nil {
@@ -234,7 +234,7 @@ func (b *Bridge) unroutable(ctx context.Context, a hcl.Alert, r Route) (verdict,
 	rec := &runbooks.RunRecord{
 		ID: id, Runbook: r.Runbook.Name, Agent: r.Agent, Trigger: runbooks.TriggerAlert,
 		Fingerprint: a.Fingerprint, StartsAt: a.StartsAt, Labels: a.Labels, Steps: []runbooks.Step{},
-		Outcome: runbooks.OutcomeUnroutable, Error: r.Reason, Started: now, Finished: now,
+		Outcome: runbooks.OutcomeUnroutable, Reason: r.Reason, Started: now, Finished: now,
 	}
 	if err := b.store.Save(ctx, rec); err != nil {
 		// Give the episode back so that Alertmanager's retry records it.

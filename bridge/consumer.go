@@ -369,11 +369,15 @@ func (c *Consumer) handle(ctx, runCtx context.Context, m redis.XMessage) {
 }
 
 func (c *Consumer) ownRecord(job Job, now time.Time, outcome, why string) *runbooks.RunRecord {
-	return &runbooks.RunRecord{
+	rec := &runbooks.RunRecord{
 		ID: job.ID, Runbook: job.Runbook, Agent: job.Agent, Node: c.o.Node, Trigger: runbooks.TriggerAlert,
 		Fingerprint: job.Alert.Fingerprint, StartsAt: job.Alert.StartsAt, Labels: job.Alert.Labels,
-		Steps: []runbooks.Step{}, Outcome: outcome, Error: why, Started: now, Finished: now,
+		Steps: []runbooks.Step{}, Outcome: outcome, Reason: why, Started: now, Finished: now,
 	}
+	if outcome == runbooks.OutcomeFailed {
+		rec.Error = why
+	}
+	return rec
 }
 
 func (c *Consumer) stored(ctx context.Context, id string) bool {

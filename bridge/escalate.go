@@ -37,7 +37,7 @@ func (b *Bridge) escalate(rb *hcl.Runbook, rec *runbooks.RunRecord, a hcl.Alert)
 	if timeout <= 0 {
 		timeout = hcl.DefaultEscalateTimeout
 	}
-	body, err := json.Marshal(runbooks.Escalation{Reason: rec.Error, Run: rec, Alert: a})
+	body, err := json.Marshal(runbooks.Escalation{Reason: rec.Reason, Run: rec, Alert: a})
 	if err != nil {
 		return
 	}

@@ -323,7 +323,7 @@ func TestWebhookUnroutableEscalates(t *testing.T) {
 		t.Fatalf("unroutable runs = %d, %v; want 1", len(runs), err)
 	}
 	r := runs[0]
-	if r.Runbook != "lost" || r.Agent != "floating" || !strings.Contains(r.Error, "no node attribute") ||
+	if r.Runbook != "lost" || r.Agent != "floating" || !strings.Contains(r.Reason, "no node attribute") ||
 		len(r.Steps) != 1 || r.Steps[0].Name != "escalate" || !r.Steps[0].OK {
 		t.Errorf("record = %+v", r)
 	}
