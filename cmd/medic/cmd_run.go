@@ -15,6 +15,8 @@ import (
 
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/redisx"
+	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -31,11 +33,13 @@ func setupRun(cmd *kingpin.CmdClause) action {
 	alertFile := cmd.Flag("alert", "Alertmanager webhook payload (JSON); - reads standard input.").Required().String()
 	nodeName := cmd.Flag("node.name", "This node's name: only its agents are acted on.").Default(host).String()
 	timeout := cmd.Flag("run.timeout", "Upper bound for all runs together.").Default("10m").Duration()
+	redisURL := cmd.Flag("redis.url", "The estate's Redis. With it, runs take the same per-agent lease as medic node and the bridge, and switchover runbooks can switch pools (through the bridges' coordinator). Without it the lease is in-process.").String()
+	prefix := cmd.Flag("redis.prefix", "Key prefix in Redis.").Default("medic:").String()
 	return func(ctx context.Context, logger *slog.Logger) error {
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		return runOnce(ctx, logger, runOptions{
-			ConfigFile: *configFile, AlertFile: *alertFile, Node: *nodeName,
+			ConfigFile: *configFile, AlertFile: *alertFile, Node: *nodeName, RedisURL: *redisURL, Prefix: *prefix,
 			Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin,
 		})
 	}
@@ -43,6 +47,7 @@ func setupRun(cmd *kingpin.CmdClause) action {
 
 type runOptions struct {
 	ConfigFile, AlertFile, Node string
+	RedisURL, Prefix            string
 	Stdout, Stderr              io.Writer
 	Stdin                       io.Reader
 }
@@ -89,6 +94,11 @@ func runOnce(ctx context.Context, logger *slog.Logger, o runOptions) error {
 			fmt.Fprintf(o.Stderr, "medic run: %s %s: runbook %s: %v, not run\n", name, a.Fingerprint, rb.Name, err)
 			continue
 		}
+		if rb.Switchover != nil && o.RedisURL == "" {
+			fmt.Fprintf(o.Stderr, "medic run: %s %s: runbook %s switches a pool, which needs --redis.url; not run\n", name, a.Fingerprint, rb.Name)
+			ok = false
+			continue
+		}
 		if rb.Switchover == nil {
 			if node, from := cfg.NodeFor(a, agent); node != hcl.Unroutable && node != o.Node {
 				fmt.Fprintf(o.Stderr, "medic run: %s %s: agent %s is on node %s (%s), not %s; not run\n", name, a.Fingerprint, agent, node, from, o.Node)
@@ -116,17 +126,39 @@ func runOnce(ctx context.Context, logger *slog.Logger, o runOptions) error {
 		return nil
 	}
 
+	var locker runbooks.Locker = runbooks.NewMemoryLocker()
+	var switcher runbooks.Switcher
+	if o.RedisURL != "" {
+		client, err := redisx.New(o.RedisURL)
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		locker = runbooks.NewRedisLocker(client, o.Prefix).WithLogger(logger)
+		var specs []queue.PoolSpec
+		for _, p := range cfg.Pools {
+			specs = append(specs, queue.PoolSpec{Name: p.Name, Agents: p.Agents, CheckInterval: p.CheckInterval})
+		}
+		// Not run: Switchover only asks the leased coordinator of the
+		// bridges to switch, and waits for it.
+		coord, err := queue.NewCoordinator(queue.CoordinatorOptions{Client: client, Prefix: o.Prefix, Pools: specs, Logger: logger})
+		if err != nil {
+			return err
+		}
+		switcher = coord
+	}
 	agents, stop, err := attachAgents(ctx, logger, cfg, o.Node)
 	if err != nil {
 		return err
 	}
 	defer stop()
 	engine := runbooks.New(runbooks.Options{
-		Config: func() *hcl.Config { return cfg },
-		Node:   o.Node,
-		Agents: agents,
-		Locker: runbooks.NewMemoryLocker(),
-		Logger: logger,
+		Config:   func() *hcl.Config { return cfg },
+		Node:     o.Node,
+		Agents:   agents,
+		Locker:   locker,
+		Switcher: switcher,
+		Logger:   logger,
 	})
 	enc := json.NewEncoder(o.Stdout)
 	for _, j := range jobs {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -101,11 +102,12 @@ runbook "agent-recovery" {
 		}
 		return p
 	}
+	redisURL := ""
 	run := func(alertFile string) ([]runbooks.RunRecord, string, error) {
 		var stdout, stderr bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		err := runOnce(ctx, slog.New(slog.DiscardHandler), runOptions{ConfigFile: cfg, AlertFile: alertFile, Node: "n1", Stdout: &stdout, Stderr: &stderr})
+		err := runOnce(ctx, slog.New(slog.DiscardHandler), runOptions{ConfigFile: cfg, AlertFile: alertFile, Node: "n1", RedisURL: redisURL, Prefix: "medic:", Stdout: &stdout, Stderr: &stderr})
 		var recs []runbooks.RunRecord
 		for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 			if line == "" {
@@ -154,5 +156,25 @@ runbook "agent-recovery" {
 	}
 	if out, _ := exec.Command("pgrep", "-f", "^"+agent+"$").Output(); len(out) > 0 {
 		t.Errorf("medic run started the command agent: pids %s", out)
+	}
+
+	// With --redis.url, medic run honours the lease a medic node holds.
+	srv := redistest.Start(t, redistest.Options{})
+	redisURL = srv.URL()
+	client := srv.Client()
+	if err := client.Set(context.Background(), "medic:lease:n1:ops", "held-by-node", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err = run(payload("ops"))
+	if !errors.As(err, &code) || len(recs) != 1 || recs[0].Outcome != runbooks.OutcomeSkipped || !strings.Contains(recs[0].Reason, "another run holds the lease") {
+		t.Fatalf("leased agent: err=%v recs=%+v", err, recs)
+	}
+	client.Del(context.Background(), "medic:lease:n1:ops")
+	recs, _, err = run(payload("ops"))
+	if err != nil || len(recs) != 1 || recs[0].Outcome != runbooks.OutcomeHealthy {
+		t.Fatalf("after the lease is gone: err=%v recs=%+v", err, recs)
+	}
+	if n := client.Exists(context.Background(), "medic:lease:n1:ops").Val(); n != 0 {
+		t.Errorf("medic run left its lease behind")
 	}
 }
