@@ -41,8 +41,9 @@ type Options struct {
 	// Node is this node's name: the engine only acts on its agents.
 	Node   string
 	Agents Agents
-	// Locker gives one run per agent at a time (NewRedisLocker, or
-	// NewMemoryLocker for a single process).
+	// Locker gives one run per agent at a time across processes
+	// (NewRedisLocker). Within the process the engine always keeps its own
+	// lease as well; nil means that one only.
 	Locker Locker
 	// Switcher serves switchover runbooks; nil makes them fail.
 	Switcher Switcher
@@ -85,6 +86,7 @@ type Options struct {
 type Engine struct {
 	opts    Options
 	log     *slog.Logger
+	local   *MemoryLocker // one run per agent within this process
 	budgets *budgets
 	metrics *metrics
 	client  *http.Client
@@ -102,9 +104,6 @@ func New(opts Options) *Engine {
 	}
 	if opts.Sleep == nil {
 		opts.Sleep = sleepCtx
-	}
-	if opts.Locker == nil {
-		opts.Locker = NewMemoryLocker()
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
@@ -140,6 +139,7 @@ func New(opts Options) *Engine {
 	return &Engine{
 		opts:    opts,
 		log:     opts.Logger,
+		local:   NewMemoryLocker(),
 		budgets: newBudgets(opts.BackoffBase, opts.BackoffMax, opts.BackoffReset),
 		metrics: newMetrics(opts.Registerer, opts.Config, opts.Node),
 		client:  client,
@@ -194,6 +194,8 @@ type run struct {
 	rb    *hcl.Runbook
 	agent *hcl.Agent
 	log   *slog.Logger
+
+	releases []func()
 }
 
 // Run serves one request to completion and always returns a record; it
@@ -226,7 +228,11 @@ func (e *Engine) Run(ctx context.Context, req Request) *RunRecord {
 
 	rec.Finished = e.opts.Now()
 	rec.Duration = rec.Finished.Sub(rec.Started).Seconds()
-	e.metrics.observe(rec)
+	runbook := ""
+	if r.rb != nil {
+		runbook = r.rb.Name // from the config: a bounded label
+	}
+	e.metrics.observe(runbook, rec)
 	r.log.Info("run finished", "outcome", rec.Outcome, "reason", rec.Reason, "duration", rec.Finished.Sub(rec.Started))
 	return rec
 }
@@ -265,22 +271,56 @@ func (r *run) execute() {
 	if !r.resolve() {
 		return
 	}
-	key := LeaseKey(e.opts.Node, r.rec.Agent)
-	release, ok, err := e.opts.Locker.TryLock(r.ctx, key, e.opts.LeaseTTL)
-	if err != nil {
-		r.fail(fmt.Errorf("take lease %s: %w", key, err))
+	if !r.lease() {
 		return
 	}
-	if !ok {
-		r.finish(OutcomeSkipped, "another run holds the lease "+key)
-		return
-	}
-	defer release()
+	defer r.releaseLease()
 	if r.rb.Switchover != nil {
 		r.switchover()
 		return
 	}
 	r.lifecycle()
+}
+
+// lease takes the agent's lease: first in this process (the watchdog and
+// the job consumer share the engine), then in Options.Locker (other
+// processes). false means the run is over. When the shared locker fails
+// (Redis down) the run goes on under the in-process lease: a node must
+// still be able to restart its own crashed agents without Redis.
+func (r *run) lease() bool {
+	e := r.e
+	key := LeaseKey(e.opts.Node, r.rec.Agent)
+	held := fmt.Sprintf("another run holds the lease of agent %s on node %s", r.rec.Agent, e.opts.Node)
+	release, ok, _ := e.local.TryLock(r.ctx, key, e.opts.LeaseTTL)
+	if !ok {
+		r.finish(OutcomeSkipped, held)
+		return false
+	}
+	r.releases = append(r.releases, release)
+	if e.opts.Locker == nil {
+		return true
+	}
+	s := r.step("lease")
+	release, ok, err := e.opts.Locker.TryLock(r.ctx, key, e.opts.LeaseTTL)
+	switch {
+	case err != nil:
+		r.done(s, false, "shared lease unavailable; going on under this process's lease only", err)
+		r.log.Warn("shared lease unavailable; going on under this process's lease only", "key", key, "err", err)
+	case !ok:
+		r.releaseLease()
+		r.finish(OutcomeSkipped, held)
+		return false
+	default:
+		r.releases = append(r.releases, release)
+	}
+	return true
+}
+
+func (r *run) releaseLease() {
+	for i := len(r.releases) - 1; i >= 0; i-- {
+		r.releases[i]()
+	}
+	r.releases = nil
 }
 
 // resolve picks the runbook and the agent; false means the run is over.

@@ -915,3 +915,76 @@ medic_agent_pool_info{agent="cfg-1",node="n1",pool="switches"} 1
 		t.Errorf("lint: %v %v", problems, err)
 	}
 }
+
+type brokenLocker struct{}
+
+func (brokenLocker) TryLock(context.Context, string, time.Duration) (func(), bool, error) {
+	return nil, false, errors.New("dial tcp 127.0.0.1:6379: connection refused")
+}
+
+// Without Redis a node still restarts its own agents, under its own lease.
+func TestSharedLeaseDownDegradesToLocal(t *testing.T) {
+	dir := t.TempDir()
+	cfg := loadConfig(t, recoveryConfig(t, dir, ""))
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "web-01", Agents: &fakeAgents{}, Locker: brokenLocker{}})
+	rec := e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")})
+	if rec.Outcome != OutcomeRecovered {
+		t.Fatalf("outcome %s %q", rec.Outcome, rec.Reason)
+	}
+	if rec.Steps[0].Name != "lease" || rec.Steps[0].OK || !strings.Contains(rec.Steps[0].Error, "connection refused") {
+		t.Errorf("degraded lease not recorded: %+v", rec.Steps[0])
+	}
+}
+
+// Two runs for one agent in one engine (watchdog and job consumer) never
+// overlap, with no shared locker at all.
+func TestInProcessLease(t *testing.T) {
+	cfg := loadConfig(t, `
+agent "ops" {
+  pidfile = "/nonexistent.pid"
+  start   = ["true"]
+}
+runbook "r" {
+  match { alertname = "MedicAgentDown" }
+}
+`)
+	entered := make(chan struct{})
+	unblock := make(chan struct{})
+	agents := &blockingAgents{entered: entered, unblock: unblock}
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: agents})
+	first := make(chan *RunRecord)
+	go func() { first <- e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")}) }()
+	<-entered
+	second := e.Run(context.Background(), Request{Trigger: TriggerWatchdog, Alert: alertFor("ops", "MedicAgentDown")})
+	close(unblock)
+	if second.Outcome != OutcomeSkipped || second.Reason != "another run holds the lease of agent ops on node n" {
+		t.Errorf("second run: %s %q", second.Outcome, second.Reason)
+	}
+	if rec := <-first; rec.Outcome != OutcomeRecovered {
+		t.Errorf("first run: %s %q", rec.Outcome, rec.Reason)
+	}
+}
+
+// blockingAgents is dead; its restart blocks until unblock closes.
+type blockingAgents struct {
+	entered, unblock chan struct{}
+	once             sync.Once
+	restarted        bool
+	mu               sync.Mutex
+}
+
+func (b *blockingAgents) Alive(context.Context, string) (bool, string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.restarted, "", nil
+}
+func (b *blockingAgents) Probe(context.Context, string) (bool, string, error) { return true, "", nil }
+func (b *blockingAgents) Usage(context.Context, string) (hcl.Usage, error)    { return hcl.Usage{}, nil }
+func (b *blockingAgents) Restart(context.Context, string) error {
+	b.once.Do(func() { close(b.entered) })
+	<-b.unblock
+	b.mu.Lock()
+	b.restarted = true
+	b.mu.Unlock()
+	return nil
+}

@@ -92,7 +92,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	return c
 }
 
-func (m *metrics) observe(rec *RunRecord) {
-	m.runs.WithLabelValues(rec.Runbook, rec.Outcome).Inc()
-	m.duration.WithLabelValues(rec.Runbook).Observe(rec.Duration)
+func (m *metrics) observe(runbook string, rec *RunRecord) {
+	m.runs.WithLabelValues(runbook, rec.Outcome).Inc()
+	m.duration.WithLabelValues(runbook).Observe(rec.Duration)
 }
