@@ -107,26 +107,26 @@ func (s *RunStore) Save(ctx context.Context, rec *runbooks.RunRecord) error {
 		return fmt.Errorf("save run %s: %w", rec.ID, err)
 	}
 	idx := s.keys.RunIndex()
-	var card *redis.IntCmd
+	// Index, age trim and count trim in one MULTI on the one index key, so
+	// that concurrent saves never trim more than the excess.
+	keep := int64(s.maxRuns)
+	var excess *redis.StringSliceCmd
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, idx, redis.Z{Score: float64(at.UnixMilli()), Member: rec.ID})
 		cutoff := s.now().Add(-s.retention).UnixMilli()
 		p.ZRemRangeByScore(ctx, idx, "-inf", "("+strconv.FormatInt(cutoff, 10))
-		card = p.ZCard(ctx, idx)
+		excess = p.ZRange(ctx, idx, 0, -keep-1)
+		p.ZRemRangeByRank(ctx, idx, 0, -keep-1)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("index run %s: %w", rec.ID, err)
 	}
-	if over := card.Val() - int64(s.maxRuns); over > 0 {
-		old, err := s.c.ZPopMin(ctx, idx, over).Result()
-		if err != nil {
-			return fmt.Errorf("trim runs: %w", err)
-		}
+	if old := excess.Val(); len(old) > 0 {
 		// One DEL per key: the records are spread over hash slots.
 		_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, z := range old {
-				p.Del(ctx, s.keys.Run(z.Member.(string)))
+			for _, id := range old {
+				p.Del(ctx, s.keys.Run(id))
 			}
 			return nil
 		})

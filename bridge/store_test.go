@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,5 +118,28 @@ func TestRunStore(t *testing.T) {
 	}
 	if n := c.ZCard(ctx, "x:runs").Val(); n != 0 {
 		t.Errorf("expired index entry kept: %d", n)
+	}
+}
+
+// Concurrent saves trim exactly the excess, never more.
+func TestRunStoreConcurrentTrim(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := srv.Client()
+	s := NewRunStore(c, StoreOptions{MaxRuns: 20})
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Go(func() {
+			if err := s.Save(context.Background(), &runbooks.RunRecord{ID: fmt.Sprintf("c%02d", i), Started: time.Now()}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	all, err := s.List(context.Background(), RunFilter{})
+	if err != nil || len(all) != 20 {
+		t.Errorf("%d records after 60 concurrent saves with MaxRuns 20 (%v), want 20", len(all), err)
+	}
+	if n := len(c.Keys(context.Background(), "medic:run:*").Val()); n != 20 {
+		t.Errorf("%d record keys, want 20", n)
 	}
 }
