@@ -29,6 +29,9 @@ func LoadSources(srcs []Source) (*Config, hcl2.Diagnostics) {
 
 // Agent returns the agent called name, or nil.
 func (c *Config) Agent(name string) *Agent {
+	if c.agentIndex != nil {
+		return c.agentIndex[name]
+	}
 	for _, a := range c.Agents {
 		if a.Name == name {
 			return a
@@ -39,6 +42,9 @@ func (c *Config) Agent(name string) *Agent {
 
 // Pool returns the pool called name, or nil.
 func (c *Config) Pool(name string) *Pool {
+	if c.poolIndex != nil {
+		return c.poolIndex[name]
+	}
 	for _, p := range c.Pools {
 		if p.Name == name {
 			return p

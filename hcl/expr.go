@@ -178,6 +178,15 @@ func agentValue(a *Agent) cty.Value {
 	})
 }
 
+// agentCtyValue is agentValue, taken from the loader's cache when the agent
+// was loaded rather than built by hand.
+func agentCtyValue(a *Agent) cty.Value {
+	if a != nil && a.value != cty.NilVal {
+		return a.value
+	}
+	return agentValue(a)
+}
+
 func usageValue(u Usage) cty.Value {
 	return cty.ObjectVal(map[string]cty.Value{
 		"memory": cty.NumberFloatVal(u.Memory),
@@ -337,7 +346,7 @@ func EvalContext(alert Alert, agent *Agent, usage Usage) *hcl2.EvalContext {
 	return &hcl2.EvalContext{
 		Variables: map[string]cty.Value{
 			rootAlert: alertValue(alert),
-			rootAgent: agentValue(agent),
+			rootAgent: agentCtyValue(agent),
 			rootUsage: usageValue(usage),
 		},
 		Functions: functions,

@@ -2,6 +2,7 @@ package hcl
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	hcl2 "github.com/hashicorp/hcl/v2"
 )
 
@@ -197,7 +199,7 @@ func TestDecode(t *testing.T) {
 			if len(diags) > 0 {
 				t.Fatal(diags)
 			}
-			if diff := cmp.Diff(tc.want, project(cfg), cmp.AllowUnexported(Runbook{})); diff != "" {
+			if diff := cmp.Diff(tc.want, project(cfg), cmpopts.IgnoreUnexported(Agent{})); diff != "" {
 				t.Errorf("decoded %s (-want +got):\n%s", tc.file, diff)
 			}
 		})
@@ -566,4 +568,57 @@ func mustGlob(t *testing.T, pattern string) []string {
 		t.Fatalf("glob %s: %v %v", pattern, m, err)
 	}
 	return m
+}
+
+// TestMatchIndexAgreesWithScan checks the loader's match index against the
+// plain scan a hand-built Config uses, over runbooks that mix match blocks,
+// equality and regex matchers, with and without alertname.
+func TestMatchIndexAgreesWithScan(t *testing.T) {
+	shapes := []func(n, t int) string{
+		func(n, t int) string { return fmt.Sprintf("match {\n    alertname = \"A%d\"\n  }", n) },
+		func(n, t int) string {
+			return fmt.Sprintf("match {\n    alertname = \"A%d\"\n    team = \"t%d\"\n  }", n, t)
+		},
+		func(n, t int) string { return fmt.Sprintf(`matchers = ["alertname=\"A%d\""]`, n) },
+		func(n, t int) string { return fmt.Sprintf(`matchers = ["alertname=~\"A%d|B.*\""]`, n) },
+		func(n, t int) string { return fmt.Sprintf(`matchers = ["team=\"t%d\""]`, t) },
+		func(n, t int) string {
+			return fmt.Sprintf("match {\n    team = \"t%d\"\n  }\n  matchers = [\"alertname=\\\"A%d\\\"\"]", t, n)
+		},
+		func(n, t int) string { return fmt.Sprintf(`matchers = ["alertname!=\"A%d\"", "team=\"t1\""]`, n) },
+	}
+	var b strings.Builder
+	for i := 0; i < 70; i++ {
+		fmt.Fprintf(&b, "runbook \"rb-%d\" {\n  %s\n}\n", i, shapes[i%len(shapes)](i%5, i%3))
+	}
+	cfg, diags := LoadSources([]Source{{Name: "m.hcl", Bytes: []byte(b.String())}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	scan := &Config{Runbooks: cfg.Runbooks}
+	checked := 0
+	for _, name := range []string{"A0", "A1", "A3", "A4", "B7", "C", ""} {
+		for _, team := range []string{"t0", "t1", "t2", ""} {
+			lbls := map[string]string{}
+			if name != "" {
+				lbls["alertname"] = name
+			}
+			if team != "" {
+				lbls["team"] = team
+			}
+			a := Alert{Labels: lbls}
+			rb1, sk1 := cfg.Match(a)
+			rb2, sk2 := scan.Match(a)
+			if rb1 != rb2 {
+				t.Errorf("%v: index matched %v, scan %v", lbls, rb1, rb2)
+			}
+			if diff := cmp.Diff(sk2, sk1); diff != "" {
+				t.Errorf("%v: skipped (-scan +index):\n%s", lbls, diff)
+			}
+			checked++
+		}
+	}
+	if checked != 28 {
+		t.Fatal(checked)
+	}
 }

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -61,47 +63,119 @@ type loader struct {
 	defs map[string]map[string]hcl2.Range
 }
 
+// decodedFile is one file parsed and decoded on its own; files are
+// independent until their blocks are merged, in load order.
+type decodedFile struct {
+	diags  hcl2.Diagnostics // parse and top-level diagnostics
+	blocks []decodedBlock
+}
+
+type decodedBlock struct {
+	block   *hcl2.Block
+	agent   *Agent
+	runbook *Runbook
+	pool    *Pool
+	diags   hcl2.Diagnostics
+}
+
 func loadSources(srcs []Source) (*Config, hcl2.Diagnostics) {
 	l := &loader{
 		cfg:  &Config{Sources: make(map[string][]byte, len(srcs))},
 		defs: map[string]map[string]hcl2.Range{"agent": {}, "runbook": {}, "pool": {}},
 	}
-	for _, s := range srcs {
-		l.loadFile(s)
+	files := decodeFiles(srcs)
+	for i, s := range srcs {
+		l.cfg.Sources[s.Name] = s.Bytes
+		l.merge(files[i])
 	}
 	l.crossCheck()
 	if l.diags.HasErrors() {
 		return nil, l.diags
 	}
+	l.cfg.agentIndex = make(map[string]*Agent, len(l.cfg.Agents))
+	for _, a := range l.cfg.Agents {
+		l.cfg.agentIndex[a.Name] = a
+	}
+	l.cfg.matchIdx = buildMatchIndex(l.cfg.Runbooks)
+	l.cfg.poolIndex = make(map[string]*Pool, len(l.cfg.Pools))
+	for _, p := range l.cfg.Pools {
+		l.cfg.poolIndex[p.Name] = p
+	}
 	return l.cfg, l.diags
 }
 
-func (l *loader) loadFile(src Source) {
-	l.cfg.Sources[src.Name] = src.Bytes
+// decodeFiles parses and decodes the files concurrently (parsing dominates
+// the load of a large estate); results keep the order of srcs.
+func decodeFiles(srcs []Source) []decodedFile {
+	out := make([]decodedFile, len(srcs))
+	workers := min(runtime.GOMAXPROCS(0), len(srcs))
+	if workers <= 1 {
+		for i, s := range srcs {
+			out[i] = decodeFile(s)
+		}
+		return out
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i] = decodeFile(srcs[i])
+			}
+		}()
+	}
+	for i := range srcs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+func decodeFile(src Source) decodedFile {
+	var f decodedFile
 	file, diags := hclsyntax.ParseConfig(src.Bytes, src.Name, hcl2.InitialPos)
-	l.diags = append(l.diags, diags...)
+	f.diags = diags
 	if file == nil || file.Body == nil {
-		return
+		return f
 	}
 	content, diags := file.Body.Content(rootSchema)
-	l.diags = append(l.diags, diags...)
+	f.diags = append(f.diags, diags...)
+	f.blocks = make([]decodedBlock, 0, len(content.Blocks))
 	for _, block := range content.Blocks {
-		if !l.unique(block) {
-			continue
-		}
+		db := decodedBlock{block: block}
 		switch block.Type {
 		case "agent":
-			a, d := decodeAgent(block)
-			l.diags = append(l.diags, d...)
-			l.cfg.Agents = append(l.cfg.Agents, a)
+			db.agent, db.diags = decodeAgent(block)
+			db.agent.value = agentValue(db.agent)
 		case "runbook":
-			rb, d := decodeRunbook(block)
-			l.diags = append(l.diags, d...)
-			l.cfg.Runbooks = append(l.cfg.Runbooks, rb)
+			db.runbook, db.diags = decodeRunbook(block)
 		case "pool":
-			p, d := decodePool(block)
-			l.diags = append(l.diags, d...)
-			l.cfg.Pools = append(l.cfg.Pools, p)
+			db.pool, db.diags = decodePool(block)
+		}
+		f.blocks = append(f.blocks, db)
+	}
+	return f
+}
+
+// merge adds one file's blocks in order; a block whose name is taken is
+// reported and dropped, with its own diagnostics, as if never decoded.
+func (l *loader) merge(f decodedFile) {
+	l.diags = append(l.diags, f.diags...)
+	for _, db := range f.blocks {
+		if !l.unique(db.block) {
+			continue
+		}
+		l.diags = append(l.diags, db.diags...)
+		switch {
+		case db.agent != nil:
+			l.cfg.Agents = append(l.cfg.Agents, db.agent)
+		case db.runbook != nil:
+			l.cfg.Runbooks = append(l.cfg.Runbooks, db.runbook)
+		case db.pool != nil:
+			l.cfg.Pools = append(l.cfg.Pools, db.pool)
 		}
 	}
 }

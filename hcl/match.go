@@ -25,10 +25,16 @@ type matchCond struct {
 }
 
 func (m *matchCond) holds(lbls map[string]string) bool {
+	return m.holdsValue(lbls[m.label])
+}
+
+// holdsValue tests the condition on the value of its label ("" when the
+// alert lacks it, as in Alertmanager).
+func (m *matchCond) holdsValue(v string) bool {
 	if m.matcher != nil {
-		return m.matcher.Matches(lbls[m.label])
+		return m.matcher.Matches(v)
 	}
-	return lbls[m.label] == m.value
+	return v == m.value
 }
 
 // compile precomputes the runbook's conditions; the loader calls it once.
@@ -66,7 +72,23 @@ func (r *Runbook) buildConds() []matchCond {
 	}
 	for _, m := range r.Matchers {
 		reason := fmt.Sprintf("matcher %s does not hold", m)
+		if m.Type == labels.MatchEqual {
+			// An equality matcher is tested like a match label, so that
+			// alertname="X" can be indexed whichever way it was written.
+			conds = append(conds, matchCond{label: m.Name, value: m.Value, reason: reason})
+			continue
+		}
 		conds = append(conds, matchCond{label: m.Name, matcher: m, reason: reason})
+	}
+	// The alertname equality, if any, goes first: it rejects most runbooks
+	// and it is what the Config's index looks runbooks up by.
+	for i := range conds {
+		if conds[i].label == "alertname" && conds[i].matcher == nil {
+			first := conds[i]
+			copy(conds[1:i+1], conds[:i])
+			conds[0] = first
+			break
+		}
 	}
 	for i := range conds {
 		conds[i].skip = fmt.Sprintf("runbook %q: %s", r.Name, conds[i].reason)
@@ -86,14 +108,117 @@ func (r *Runbook) Matches(lbls map[string]string) (ok bool, reason string) {
 	return true, ""
 }
 
+// matchIndex finds the runbooks an alert can match without testing the
+// ones that require another alertname. Built by the loader.
+type matchIndex struct {
+	// byName lists, per alertname, the runbooks whose first condition is
+	// alertname equal to it; other lists every runbook without such a
+	// condition. Both hold runbook positions in load order.
+	byName map[string][]int
+	other  []int
+	// firstSkip[i] is why runbook i is skipped when its alertname
+	// condition fails (unused for runbooks in other).
+	firstSkip []string
+}
+
+func buildMatchIndex(rbs []*Runbook) *matchIndex {
+	idx := &matchIndex{byName: map[string][]int{}, firstSkip: make([]string, len(rbs))}
+	for i, r := range rbs {
+		conds := r.conditions()
+		if len(conds) > 0 && conds[0].label == "alertname" && conds[0].matcher == nil {
+			idx.byName[conds[0].value] = append(idx.byName[conds[0].value], i)
+			idx.firstSkip[i] = conds[0].skip
+			continue
+		}
+		idx.other = append(idx.other, i)
+	}
+	return idx
+}
+
+// matchIndexed is Match through the index: only candidate runbooks are
+// tested; the reasons of the others are the precomputed alertname ones.
+func (c *Config) matchIndexed(alert Alert) (*Runbook, []string) {
+	idx := c.matchIdx
+	named, other := idx.byName[alert.Labels["alertname"]], idx.other
+	type failure struct {
+		at     int
+		reason string
+	}
+	var failures []failure
+	found := -1
+	for len(named) > 0 || len(other) > 0 {
+		var i int
+		if len(other) == 0 || (len(named) > 0 && named[0] < other[0]) {
+			i, named = named[0], named[1:]
+		} else {
+			i, other = other[0], other[1:]
+		}
+		if reason, ok := c.Runbooks[i].firstFailure(alert.Labels); ok {
+			failures = append(failures, failure{i, reason})
+			continue
+		}
+		found = i
+		break
+	}
+	n := found
+	if found < 0 {
+		n = len(c.Runbooks)
+	}
+	var skipped []string
+	switch {
+	case n == 0:
+	case len(failures) == 0:
+		// Every runbook before the match was rejected by its alertname:
+		// share the precomputed reasons (capacity-limited, so an append by
+		// the caller copies) instead of copying a thousand strings per alert.
+		skipped = idx.firstSkip[:n:n]
+	default:
+		skipped = make([]string, n)
+		copy(skipped, idx.firstSkip[:n])
+		for _, f := range failures {
+			skipped[f.at] = f.reason
+		}
+	}
+	if found < 0 {
+		return nil, skipped
+	}
+	return c.Runbooks[found], skipped
+}
+
+// firstFailure returns the skip reason of the first condition that does not
+// hold.
+func (r *Runbook) firstFailure(lbls map[string]string) (string, bool) {
+	conds := r.conditions()
+	for i := range conds {
+		if !conds[i].holds(lbls) {
+			return conds[i].skip, true
+		}
+	}
+	return "", false
+}
+
 // Match returns the first runbook (in load order) that matches the alert's
 // labels, and for every runbook before it a reason why it did not match.
+// The skipped slice may be shared between calls: read it, do not modify it.
 func (c *Config) Match(alert Alert) (rb *Runbook, skipped []string) {
+	if c.matchIdx != nil {
+		return c.matchIndexed(alert)
+	}
+	// Most runbooks test alertname first; remember the last label looked up
+	// so that 1000 runbooks cost one map lookup, not 1000.
+	lastLabel, lastValue := "", ""
+	if alert.Labels != nil {
+		lastLabel, lastValue = "alertname", alert.Labels["alertname"]
+	}
 	for _, r := range c.Runbooks {
 		conds := r.conditions()
 		failed := -1
 		for i := range conds {
-			if !conds[i].holds(alert.Labels) {
+			m := &conds[i]
+			if m.label != lastLabel {
+				lastLabel, lastValue = m.label, alert.Labels[m.label]
+			}
+			if !m.holdsValue(lastValue) {
 				failed = i
 				break
 			}

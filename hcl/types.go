@@ -12,6 +12,7 @@ import (
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // Default thresholds of DESIGN.md §1.1.
@@ -42,6 +43,12 @@ type Config struct {
 	// Sources maps each loaded file name to its bytes so that diagnostics can
 	// print source snippets.
 	Sources map[string][]byte
+
+	// Indexes built by the loader; nil for a hand-built Config, which is
+	// then searched linearly.
+	agentIndex map[string]*Agent
+	poolIndex  map[string]*Pool
+	matchIdx   *matchIndex
 }
 
 // Agent is one `agent "NAME"` block.
@@ -71,6 +78,9 @@ type Agent struct {
 	Watchdog bool
 
 	DeclRange hcl2.Range
+
+	// value is what expressions see as `agent`, built once by the loader.
+	value cty.Value
 }
 
 // Supervised reports whether medic node starts the agent as its own child.

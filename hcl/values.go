@@ -7,6 +7,7 @@ import (
 	"time"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/prometheus/common/model"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
@@ -42,8 +43,12 @@ func exprDiag(expr hcl2.Expression, summary, detail string) *hcl2.Diagnostic {
 // staticValue evaluates an attribute that may not refer to anything and
 // converts it to want.
 func staticValue(attr *hcl2.Attribute, want cty.Type) (cty.Value, hcl2.Diagnostics) {
-	val, diags := attr.Expr.Value(&hcl2.EvalContext{Functions: functions})
-	diags = fixSubjects(diags, attr.Expr.Range())
+	val, ok := literalValue(attr.Expr)
+	var diags hcl2.Diagnostics
+	if !ok {
+		val, diags = attr.Expr.Value(staticContext)
+		diags = fixSubjects(diags, attr.Expr.Range())
+	}
 	if diags.HasErrors() {
 		return cty.NilVal, diags
 	}
@@ -64,7 +69,55 @@ func staticValue(attr *hcl2.Attribute, want cty.Type) (cty.Value, hcl2.Diagnosti
 	return out, diags
 }
 
+// staticContext evaluates attributes that may call functions but refer to
+// nothing.
+var staticContext = &hcl2.EvalContext{Functions: functions}
+
+// literalValue short-cuts the common case of a plain literal ("…", 0.8,
+// true, ["a", "b"]): evaluating it through the template machinery is most of
+// the decoding cost of a large estate.
+func literalValue(expr hcl2.Expression) (cty.Value, bool) {
+	switch e := expr.(type) {
+	case *hclsyntax.LiteralValueExpr:
+		return e.Val, true
+	case *hclsyntax.TemplateExpr:
+		if len(e.Parts) == 1 {
+			if lit, ok := e.Parts[0].(*hclsyntax.LiteralValueExpr); ok && lit.Val.Type() == cty.String && lit.Val.IsKnown() && !lit.Val.IsNull() {
+				return lit.Val, true
+			}
+		}
+	case *hclsyntax.TupleConsExpr:
+		if len(e.Exprs) == 0 {
+			return cty.EmptyTupleVal, true
+		}
+		vals := make([]cty.Value, len(e.Exprs))
+		for i, x := range e.Exprs {
+			v, ok := literalValue(x)
+			if !ok {
+				return cty.NilVal, false
+			}
+			vals[i] = v
+		}
+		return cty.TupleVal(vals), true
+	}
+	return cty.NilVal, false
+}
+
+// literalString returns the value of a plain quoted string without going
+// through cty.
+func literalString(expr hcl2.Expression) (string, bool) {
+	if e, ok := expr.(*hclsyntax.TemplateExpr); ok && len(e.Parts) == 1 {
+		if lit, ok := e.Parts[0].(*hclsyntax.LiteralValueExpr); ok && lit.Val.Type() == cty.String && lit.Val.IsKnown() && !lit.Val.IsNull() {
+			return lit.Val.AsString(), true
+		}
+	}
+	return "", false
+}
+
 func decodeString(attr *hcl2.Attribute) (string, hcl2.Diagnostics) {
+	if s, ok := literalString(attr.Expr); ok {
+		return s, nil
+	}
 	val, diags := staticValue(attr, cty.String)
 	if diags.HasErrors() {
 		return "", diags
@@ -82,6 +135,19 @@ func decodeBool(attr *hcl2.Attribute) (bool, hcl2.Diagnostics) {
 
 // decodeStringList decodes a list of strings; elements must not be null.
 func decodeStringList(attr *hcl2.Attribute) ([]string, hcl2.Diagnostics) {
+	if e, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
+		out := make([]string, 0, len(e.Exprs))
+		for _, x := range e.Exprs {
+			s, ok := literalString(x)
+			if !ok {
+				break
+			}
+			out = append(out, s)
+		}
+		if len(out) == len(e.Exprs) {
+			return out, nil
+		}
+	}
 	val, diags := staticValue(attr, cty.List(cty.String))
 	if diags.HasErrors() {
 		return nil, diags
