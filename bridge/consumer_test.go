@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redisx"
@@ -204,7 +205,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MEDIC_BRIDGE_TEST_CONSUMER") != "" {
 		os.Exit(consumerProcess())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // consumerProcess is a node: it consumes n1's jobs with a runner that logs
