@@ -37,6 +37,10 @@ type Options struct {
 	// JobDeadline is how long a job may wait for its node; 0 means
 	// DefaultJobDeadline.
 	JobDeadline time.Duration
+	// RequestTimeout bounds the Redis work of one webhook request, so that
+	// Alertmanager gets its 503 (and retries) instead of waiting on an
+	// unreachable Redis; 0 means 5s.
+	RequestTimeout time.Duration
 
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: unregistered metrics
@@ -75,6 +79,9 @@ func New(o Options) *Bridge {
 	}
 	if o.JobDeadline <= 0 {
 		o.JobDeadline = DefaultJobDeadline
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 5 * time.Second
 	}
 	if o.Store == nil {
 		o.Store = NewRunStore(o.Client, StoreOptions{Keys: o.Keys})

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,7 +140,9 @@ func (b *Bridge) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	counts, err := b.Ingest(r.Context(), alerts)
+	ctx, cancel := context.WithTimeout(r.Context(), b.opts.RequestTimeout)
+	defer cancel()
+	counts, err := b.Ingest(ctx, alerts)
 	if err != nil {
 		b.log.Warn("webhook not accepted; Alertmanager will retry", "err", err, "alerts", len(alerts))
 		writeError(w, http.StatusServiceUnavailable, err.Error())
