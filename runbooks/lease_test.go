@@ -21,7 +21,7 @@ func TestRedisLocker(t *testing.T) {
 	b := NewRedisLocker(client, "")
 	key := LeaseKey("web-01", "ops")
 
-	releaseA, ok, err := a.TryLock(ctx, key, 300*time.Millisecond)
+	releaseA, ok, err := a.TryLock(ctx, key, time.Second)
 	if err != nil || !ok {
 		t.Fatalf("first TryLock: ok=%v err=%v", ok, err)
 	}
@@ -31,8 +31,8 @@ func TestRedisLocker(t *testing.T) {
 	if _, ok, _ := b.TryLock(ctx, key, time.Second); ok {
 		t.Fatal("second holder got a held lease")
 	}
-	// Renewal keeps it past several TTLs while the holder runs.
-	time.Sleep(900 * time.Millisecond)
+	// Renewal keeps it past two TTLs while the holder runs.
+	time.Sleep(2200 * time.Millisecond)
 	if _, ok, _ := b.TryLock(ctx, key, time.Second); ok {
 		t.Fatal("lease expired while its holder was running")
 	}
