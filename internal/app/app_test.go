@@ -360,3 +360,36 @@ func TestDemo(t *testing.T) {
 		t.Errorf("RunDemo returned %v", err)
 	}
 }
+
+// TestWebConfigBasicAuth: with --web.config.file and no token the bridge
+// may listen anywhere, and exporter-toolkit's basic auth guards everything.
+func TestWebConfigBasicAuth(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.hcl"), []byte("runbook \"r\" {\n  match { alertname = \"X\" }\n}\n"), 0o644)
+	webCfg := filepath.Join(dir, "web.yml")
+	// bcrypt of "am-pass"
+	os.WriteFile(webCfg, []byte("basic_auth_users:\n  alertmanager: $2a$04$vb5mp6VpfNWFmtKWcarc3OOXN.zZfhixNsG9MIcdY.mk8GJ6iF7Vq\n"), 0o600)
+	if err := checkExposure([]string{":9095"}, false, true); err != nil {
+		t.Fatalf("a web config should allow a non-loopback address: %v", err)
+	}
+	r := start(t, Options{ConfigFile: dir, RedisURL: rs.URL(), ListenAddresses: []string{"127.0.0.1:0"}, WebConfigFile: webCfg})
+	body := `{"alerts":[{"status":"firing","labels":{"alertname":"Y"},"startsAt":"2026-01-01T00:00:00Z"}]}`
+	for _, tc := range []struct {
+		user, pass string
+		code       int
+	}{{"", "", 401}, {"alertmanager", "wrong", 401}, {"alertmanager", "am-pass", 202}} {
+		req, _ := http.NewRequest("POST", r.base+"/api/v1/webhook", strings.NewReader(body))
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, tc.pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("webhook as %q/%q: %d, want %d", tc.user, tc.pass, resp.StatusCode, tc.code)
+		}
+	}
+}
