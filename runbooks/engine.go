@@ -271,14 +271,18 @@ func (r *run) execute() {
 	if !r.resolve() {
 		return
 	}
+	if r.rb.Switchover != nil {
+		// The agent's lease guards its process, which a switchover does not
+		// touch; the pool's own lock (held by the coordinator) serialises
+		// switchovers. Taking the lease here would make the switchover and
+		// the restart of the same dead agent skip each other.
+		r.switchover()
+		return
+	}
 	if !r.lease() {
 		return
 	}
 	defer r.releaseLease()
-	if r.rb.Switchover != nil {
-		r.switchover()
-		return
-	}
 	r.lifecycle()
 }
 

@@ -824,7 +824,13 @@ runbook "pool-switchover" {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			agents := &fakeAgents{}
-			e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: agents, Switcher: tt.sw})
+			// The agent's lease is held (its restart is running): the
+			// switchover does not wait for it or skip.
+			locker := NewMemoryLocker()
+			if _, ok, _ := locker.TryLock(context.Background(), LeaseKey("n", "cfg-1"), time.Minute); !ok {
+				t.Fatal("lock")
+			}
+			e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: agents, Switcher: tt.sw, Locker: locker})
 			rec := e.Run(context.Background(), Request{Alert: alert})
 			if rec.Outcome != tt.outcome {
 				t.Fatalf("outcome %s %q", rec.Outcome, rec.Reason)
