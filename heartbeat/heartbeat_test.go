@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/heartbeat"
@@ -26,7 +28,7 @@ func TestMain(m *testing.M) {
 		helper()
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func helper() {
