@@ -78,6 +78,7 @@ func TestCluster(t *testing.T) {
 				t.Errorf("%s: epoch %d, want 2", pool, st.Epoch)
 			}
 			// Every key of the pool lives in one slot.
+			var mu sync.Mutex
 			var keys []string
 			client.ForEachMaster(context.Background(), func(ctx context.Context, n *redis.Client) error {
 				ks, _ := n.Keys(ctx, "*{pool:"+pool+"}*").Result()
@@ -104,8 +105,6 @@ func TestCluster(t *testing.T) {
 		t.Errorf("%d CROSSSLOT errors", n)
 	}
 }
-
-var mu sync.Mutex
 
 type crossSlotHook struct{ n *atomic.Int64 }
 

@@ -78,10 +78,17 @@ func TestCoordinatorKilledBetweenEveryStep(t *testing.T) {
 		var fired atomic.Bool
 		var steps []string
 		var mu sync.Mutex
+		filled := false
 		hook := func(_, step string) error {
 			mu.Lock()
 			steps = append(steps, step)
 			mu.Unlock()
+			if step == "drain" && !filled {
+				// Publish while locked, past two drain batches, so that
+				// there are kill points between drain batches too.
+				filled = true
+				h.produce(context.Background(), devices, 120, 0)
+			}
 			if calls.Add(1) == int32(k) {
 				fired.Store(true)
 				return errors.New("killed")
@@ -125,8 +132,14 @@ func TestCoordinatorKilledBetweenEveryStep(t *testing.T) {
 		t.Logf("k=%d steps seen by c1: %v (killed: %v)", k, steps, fired.Load())
 		mu.Unlock()
 		if !fired.Load() {
-			if k < 6 {
-				t.Fatalf("only %d steps: the backlog should need at least 6", k-1)
+			drains := 0
+			for _, s := range steps {
+				if s == "drain" {
+					drains++
+				}
+			}
+			if k < 8 || drains < 2 {
+				t.Fatalf("steps %v: want at least 4 migrate and 2 drain batches to kill between", steps)
 			}
 			break
 		}
