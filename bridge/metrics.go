@@ -66,16 +66,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.alertsReceived.WithLabelValues(s)
 	}
 	if reg != nil {
+		m.registerShared(reg)
 		m.webhookRequests = register(reg, m.webhookRequests)
 		m.alertsReceived = register(reg, m.alertsReceived)
 		m.deduplicated = register(reg, m.deduplicated)
 		m.unroutable = register(reg, m.unroutable)
-		m.remediations = register(reg, m.remediations)
-		m.duration = register(reg, m.duration)
-		m.jobsConsumed = register(reg, m.jobsConsumed)
-		m.jobWait = register(reg, m.jobWait)
 	}
 	return m
+}
+
+// NewConsumerMetrics registers only what a node's job consumer reports,
+// for `medic node`, which has no webhook.
+func NewConsumerMetrics(reg prometheus.Registerer) *Metrics {
+	m := NewMetrics(nil)
+	if reg != nil {
+		m.registerShared(reg)
+	}
+	return m
+}
+
+func (m *Metrics) registerShared(reg prometheus.Registerer) {
+	m.remediations = register(reg, m.remediations)
+	m.duration = register(reg, m.duration)
+	m.jobsConsumed = register(reg, m.jobsConsumed)
+	m.jobWait = register(reg, m.jobWait)
 }
 
 // register registers c or returns the identical collector registered

@@ -102,9 +102,10 @@ func runNode(ctx context.Context, logger *slog.Logger, o nodeOptions) error {
 
 	var locker runbooks.Locker = runbooks.NewMemoryLocker()
 	var onRecord func(*runbooks.RunRecord)
+	var store *bridge.RunStore
 	if client != nil {
 		locker = runbooks.NewRedisLocker(client, o.Prefix).WithLogger(logger)
-		store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: bridge.Keys{Prefix: o.Prefix}})
+		store = bridge.NewRunStore(client, bridge.StoreOptions{Keys: bridge.Keys{Prefix: o.Prefix}})
 		onRecord = func(rec *runbooks.RunRecord) {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -133,9 +134,16 @@ func runNode(ctx context.Context, logger *slog.Logger, o nodeOptions) error {
 	node.SetRunner(engine)
 
 	// Job consumer: the bridge routes alerts to this node through the
-	// stream medic:{node:NAME}:jobs. Wire bridge.NewConsumer here (Runner:
-	// engine, Store: the run store above, Node: o.NodeName) and run it with
-	// runCtx below, stopping it before the node.
+	// stream medic:{node:NAME}:jobs; the consumer runs them with the engine
+	// and stores their records. It stops before the node, so that jobs in
+	// flight finish (or are handed back) while their agents still run.
+	var consumer *bridge.Consumer
+	if client != nil {
+		consumer = bridge.NewConsumer(bridge.ConsumerOptions{
+			Client: client, Keys: bridge.Keys{Prefix: o.Prefix}, Node: o.NodeName, Runner: engine, Store: store,
+			Logger: logger.With("component", "consumer"), Metrics: bridge.NewConsumerMetrics(reg),
+		})
+	}
 
 	srv := &http.Server{Handler: node.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	webCfg := &web.FlagConfig{WebListenAddresses: &o.Listen, WebConfigFile: &o.WebConfigFile}
@@ -163,6 +171,18 @@ func runNode(ctx context.Context, logger *slog.Logger, o nodeOptions) error {
 	defer stop()
 	nodeDone := make(chan error, 1)
 	go func() { nodeDone <- node.Run(runCtx) }()
+	consumerCtx, stopConsumer := context.WithCancel(ctx)
+	defer stopConsumer()
+	consumerDone := make(chan struct{})
+	go func() {
+		defer close(consumerDone)
+		if consumer == nil {
+			return
+		}
+		if err := consumer.Run(consumerCtx); err != nil {
+			logger.Error("job consumer stopped", "err", err)
+		}
+	}()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -194,6 +214,8 @@ func runNode(ctx context.Context, logger *slog.Logger, o nodeOptions) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	stopConsumer()
+	<-consumerDone
 	stop()
 	<-nodeDone // stops the supervised agents
 	return err
