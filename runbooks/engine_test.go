@@ -994,3 +994,65 @@ func (b *blockingAgents) Restart(context.Context, string) error {
 	b.mu.Unlock()
 	return nil
 }
+
+// Every alert of deploy/prometheus/medic-rules.yml has a runbook in the
+// library that matches it, and the engine runs it end to end.
+func TestRulesAndLibraryAgree(t *testing.T) {
+	rules, err := os.ReadFile("../deploy/prometheus/medic-rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alertnames []string
+	for _, line := range strings.Split(string(rules), "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "- alert: "); ok {
+			alertnames = append(alertnames, name)
+		}
+	}
+	if len(alertnames) != 7 {
+		t.Fatalf("found alerts %v", alertnames)
+	}
+	srcs, diags := hcl.ReadSources("library")
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	srcs = append(srcs, hcl.Source{Name: "agents.hcl", Bytes: []byte(`
+agent "ops" {
+  node    = "web-01"
+  pidfile = "/nonexistent.pid"
+  start   = ["true"]
+}
+pool "switches" {
+  agents     = ["ops"]
+  device_url = "http://${device}/api"
+}
+`)})
+	cfg, diags := hcl.LoadSources(srcs)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	want := map[string]string{
+		"MedicAgentHeartbeatMissed": "heartbeat-restart",
+		"MedicPoolAgentDown":        "pool-switchover",
+	}
+	for _, name := range alertnames {
+		alert := hcl.Alert{Labels: map[string]string{"alertname": name, "agent": "ops", "node": "web-01", "pool": "switches"}, Status: "firing"}
+		rb, _ := cfg.Match(alert)
+		wantRB := want[name]
+		if wantRB == "" {
+			wantRB = "agent-recovery"
+		}
+		if rb == nil || rb.Name != wantRB {
+			t.Errorf("%s: runbook %v, want %s", name, rb, wantRB)
+			continue
+		}
+		e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "web-01", Agents: &fakeAgents{}, Switcher: &fakeSwitcher{}})
+		rec := e.Run(context.Background(), Request{Alert: alert})
+		wantOutcome := OutcomeRecovered
+		if rb.Switchover != nil {
+			wantOutcome = OutcomeSwitched
+		}
+		if rec.Outcome != wantOutcome {
+			t.Errorf("%s: outcome %s %q", name, rec.Outcome, rec.Reason)
+		}
+	}
+}
