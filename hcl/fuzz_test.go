@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,8 +66,13 @@ func FuzzLoad(f *testing.F) {
 		if cfg == nil {
 			return
 		}
+		scan := &Config{Runbooks: cfg.Runbooks}
 		for _, a := range alerts {
-			rb, _ := cfg.Match(a)
+			rb, skipped := cfg.Match(a)
+			rb2, skipped2 := scan.Match(a)
+			if rb != rb2 || strings.Join(skipped, "\n") != strings.Join(skipped2, "\n") {
+				t.Fatalf("match index disagrees with the scan for %v", a.Labels)
+			}
 			if rb != nil {
 				_, _ = rb.TargetAgent(a)
 				if rb.Switchover != nil {
