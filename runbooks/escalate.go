@@ -89,7 +89,6 @@ func (r *run) escalateWebhook(target string, body []byte, timeout time.Duration)
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxWebhookResponse))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	code := resp.StatusCode
-	s.ExitCode = nil
 	s.Output = strings.TrimSpace(string(answer))
 	detail := fmt.Sprintf("webhook %s answered %s", shown, resp.Status)
 	if code < 200 || code > 299 {
