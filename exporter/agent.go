@@ -313,6 +313,11 @@ func (a *agent) waitChild(c *child) {
 	c.status = status
 	intended := c.stopping
 	ctx := a.ctx
+	if a.child == c {
+		// The registration belonged to the process that is gone; the down
+		// agent is MedicAgentDown's business, not a missed heartbeat.
+		a.hb = heartbeat{}
+	}
 	a.mu.Unlock()
 	close(c.exited)
 	if intended || ctx == nil || ctx.Err() != nil {

@@ -1,6 +1,8 @@
 package exporter
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +96,43 @@ func TestEngineWatchdogRestartsHungAgent(t *testing.T) {
 	}
 	if id := n.pidOf("hangs"); id.PID == 0 || id == first {
 		t.Fatalf("not restarted: %+v", id)
+	}
+}
+
+// An agent that cannot start: the watchdog keeps handing it to the engine
+// until the budget is spent, then the node stops trying (no crash loop).
+func TestEngineWatchdogStopsAtExhaustedBudget(t *testing.T) {
+	def, _ := testAgent(t, "doomed", "--fail-start")
+	cfg := configOf(def)
+	cfg.Runbooks = []*hcl.Runbook{{
+		Name:   "down",
+		Match:  map[string]string{"alertname": "MedicAgentDown"},
+		Verify: hcl.Verify{Attempts: 1, Interval: 10 * time.Millisecond},
+		Budget: hcl.Budget{Restarts: 2, Window: time.Hour},
+	}}
+	n, recs := withEngine(t, cfg, Options{WatchdogDebounce: 20 * time.Millisecond, StartWait: 100 * time.Millisecond})
+	var got []*runbooks.RunRecord
+	for len(got) < 3 {
+		got = append(got, nextRecord(t, recs))
+	}
+	for i, r := range got {
+		if r.Outcome != runbooks.OutcomeEscalated || r.Runbook != "down" {
+			t.Errorf("run %d: %s %s (%s)", i, r.Runbook, r.Outcome, r.Reason)
+		}
+	}
+	if diff := cmp.Diff([]string{"liveness", "budget", "escalate"}, steps(got[2])); diff != "" {
+		t.Errorf("last run steps (-want +got):\n%s", diff)
+	}
+	select {
+	case r := <-recs:
+		t.Fatalf("a fourth run after the budget was spent: %s %s", r.Outcome, r.Reason)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if a, _ := n.agent("doomed"); a.restarts.Load() != 2 {
+		t.Errorf("restarts = %d, want 2", a.restarts.Load())
+	}
+	errLog, _ := os.ReadFile(filepath.Join(def.Workdir, "doomed.stderr.log"))
+	if !strings.Contains(string(errLog), "--fail-start") {
+		t.Errorf("stderr log %q", errLog)
 	}
 }

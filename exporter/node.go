@@ -417,7 +417,9 @@ func (n *Node) applyLocked(_ context.Context, cfg *hcl.Config) error {
 	var removed []*agent
 	n.mu.Lock()
 	for name, a := range n.agents {
-		if def, ok := want[name]; ok {
+		// An agent that changed from supervised to pidfile (or back) is a
+		// different thing to watch: it is removed and added again.
+		if def, ok := want[name]; ok && def.Supervised() == a.def().Supervised() {
 			a.setDef(def)
 			delete(want, name)
 			continue
