@@ -100,8 +100,8 @@ func decodeAttr[T any](diags *hcl2.Diagnostics, attrs hcl2.Attributes, name stri
 	return true
 }
 
-// singleBlocks returns the blocks of a type that may appear at most once,
-// reporting every extra one.
+// singleBlock returns the first block of a type that may appear at most
+// once, reporting every extra one.
 func singleBlock(diags *hcl2.Diagnostics, blocks hcl2.Blocks, typ string) *hcl2.Block {
 	var first *hcl2.Block
 	for _, b := range blocks {
@@ -235,17 +235,8 @@ func decodeProbe(block *hcl2.Block) (*Probe, hcl2.Diagnostics) {
 	content, diags := block.Body.Content(schema)
 	p := &Probe{Kind: kind, Timeout: DefaultProbeTimeout, Interval: DefaultProbeInterval}
 	attrs := content.Attributes
-	if decodeAttr(&diags, attrs, "url", &p.URL, decodeString) {
-		if err := checkHTTPURL(p.URL); err != nil {
-			diags = append(diags, attrDiag(attrs["url"], "Invalid URL", err.Error()))
-		}
-	}
-	if decodeAttr(&diags, attrs, "address", &p.Address, decodeString) {
-		if _, port, err := net.SplitHostPort(p.Address); err != nil || port == "" {
-			diags = append(diags, attrDiag(attrs["address"], "Invalid address",
-				fmt.Sprintf("%q is not host:port, e.g. \"127.0.0.1:8081\".", p.Address)))
-		}
-	}
+	decodeAttr(&diags, attrs, "url", &p.URL, decodeURL)
+	decodeAttr(&diags, attrs, "address", &p.Address, decodeAddress)
 	decodeAttr(&diags, attrs, "command", &p.Command, decodeArgv)
 	decodeAttr(&diags, attrs, "timeout", &p.Timeout, decodeDuration)
 	decodeAttr(&diags, attrs, "interval", &p.Interval, decodeDuration)
@@ -270,6 +261,30 @@ func decodeProbe(block *hcl2.Block) (*Probe, hcl2.Diagnostics) {
 		})
 	}
 	return p, diags
+}
+
+// decodeURL decodes an absolute http(s) URL.
+func decodeURL(attr *hcl2.Attribute) (string, hcl2.Diagnostics) {
+	s, diags := decodeString(attr)
+	if diags.HasErrors() {
+		return "", diags
+	}
+	if err := checkHTTPURL(s); err != nil {
+		return "", append(diags, attrDiag(attr, "Invalid URL", err.Error()))
+	}
+	return s, diags
+}
+
+// decodeAddress decodes a host:port.
+func decodeAddress(attr *hcl2.Attribute) (string, hcl2.Diagnostics) {
+	s, diags := decodeString(attr)
+	if diags.HasErrors() {
+		return "", diags
+	}
+	if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+		return "", append(diags, attrDiag(attr, "Invalid address", fmt.Sprintf("%q is not host:port, e.g. \"127.0.0.1:8081\".", s)))
+	}
+	return s, diags
 }
 
 func checkHTTPURL(s string) error {
@@ -460,12 +475,7 @@ func decodeEscalate(block *hcl2.Block) (*Escalate, hcl2.Diagnostics) {
 	content, diags := block.Body.Content(escalateSchema)
 	e := &Escalate{Timeout: DefaultEscalateTimeout}
 	attrs := content.Attributes
-	hasWebhook := decodeAttr(&diags, attrs, "webhook", &e.Webhook, decodeString)
-	if hasWebhook && e.Webhook != "" {
-		if err := checkHTTPURL(e.Webhook); err != nil {
-			diags = append(diags, attrDiag(attrs["webhook"], "Invalid URL", err.Error()))
-		}
-	}
+	hasWebhook := decodeAttr(&diags, attrs, "webhook", &e.Webhook, decodeURL)
 	hasCommand := decodeAttr(&diags, attrs, "command", &e.Command, decodeArgv)
 	decodeAttr(&diags, attrs, "timeout", &e.Timeout, decodeDuration)
 	if !hasWebhook && !hasCommand {

@@ -1,0 +1,7 @@
+runbook "r" {
+  match { alertname = "A" }
+
+  escalate {
+    webhook = ""
+  }
+}

@@ -1,0 +1,7 @@
+agent "a" {
+  command = ["/bin/a"]
+
+  probe "http" {
+    url = 8081
+  }
+}
