@@ -73,6 +73,17 @@ func BenchmarkDispatchThroughput(b *testing.B) {
 		if h.dev.AppliedTotal() != total {
 			b.Fatalf("devices applied %d, want %d", h.dev.AppliedTotal(), total)
 		}
+		for _, d := range h.dev.Devices() {
+			var prev int64
+			for _, ev := range h.dev.History(d) {
+				if ev.Outcome == devicetest.Applied {
+					if ev.Seq != prev+1 {
+						b.Fatalf("%s: applied seq %d after %d", d, ev.Seq, prev)
+					}
+					prev = ev.Seq
+				}
+			}
+		}
 		xadd := redisBenchmarkXADD(b, srv)
 		b.ReportMetric(rate, "delivered/s")
 		b.ReportMetric(xadd, "xadd/s")
@@ -153,16 +164,17 @@ func BenchmarkSwitchover10k(b *testing.B) {
 
 // BenchmarkAgentKillToFirstDelivery SIGKILLs the active agent process and
 // measures the time until the standby's first delivery, with
-// check_interval 1s and a 100ms heartbeat (timeout 400ms).
+// check_interval 1s and the heartbeat `medic agent` derives from it
+// (250ms, timeout 1s).
 func BenchmarkAgentKillToFirstDelivery(b *testing.B) {
 	const checkInterval = time.Second
 	srv, client := standalone(b, false)
 	for i := 0; i < b.N; i++ {
 		h := newHarness(b, client, "", fmt.Sprintf("kill%d", i))
-		a1 := h.startChildHB(srv.Addr(), "a1", "100ms")
+		a1 := h.startChildHB(srv.Addr(), "a1", "250ms")
 		waitFor(b, 5*time.Second, "a1 registered", func() bool { return len(h.status().Agents) == 1 })
 		h.produce(context.Background(), []string{"d"}, 1, 0)
-		h.startChildHB(srv.Addr(), "a2", "100ms")
+		h.startChildHB(srv.Addr(), "a2", "250ms")
 		h.startCoordinator(nil, func(o *CoordinatorOptions) { o.Pools[0].CheckInterval = checkInterval; o.LeaseTTL = 3 * time.Second })
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup

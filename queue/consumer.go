@@ -163,6 +163,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.heartbeatLoop(hbCtx, ctx)
 	}()
 	defer func() {
+		c.o.HTTPClient.CloseIdleConnections()
 		hbStop()
 		<-hbDone
 		if !c.hooks.noDeregister {
@@ -482,7 +483,14 @@ func (r *epochRun) work(device string, q *deviceQueue) {
 // deliver pushes one config until the device confirms it or the epoch ends.
 func (r *epochRun) deliver(q *deviceQueue, e entry) {
 	c := r.c
-	log := c.o.Logger.With("device", e.device, "seq", e.seq, "epoch", r.epoch)
+	// Built on first use: the happy path logs nothing and allocates no logger.
+	var logger *slog.Logger
+	log := func() *slog.Logger {
+		if logger == nil {
+			logger = c.o.Logger.With("device", e.device, "seq", e.seq, "epoch", r.epoch)
+		}
+		return logger
+	}
 	backoff := c.o.RetryMin
 	wait := func() bool {
 		d := backoff/2 + rand.N(backoff/2+1)
@@ -496,7 +504,7 @@ func (r *epochRun) deliver(q *deviceQueue, e entry) {
 			duty, ack, _, err := r.step(r.ctx, e.device, 0, "")
 			if err != nil {
 				if r.ctx.Err() == nil {
-					log.Warn("fence check", "err", err)
+					log().Warn("fence check", "err", err)
 				}
 				wait()
 				continue
@@ -518,13 +526,13 @@ func (r *epochRun) deliver(q *deviceQueue, e entry) {
 			if !gapSeen {
 				gapSeen = true
 				c.o.Metrics.incGap(c.o.Pool)
-				log.Error("sequence gap: holding device", "ack", q.ack)
+				log().Error("sequence gap: holding device", "ack", q.ack)
 			}
 			wait()
 			continue
 		}
 		if gapSeen {
-			log.Info("sequence gap closed", "ack", q.ack)
+			log().Info("sequence gap closed", "ack", q.ack)
 			gapSeen = false
 		}
 		if h := c.hooks.beforePush; h != nil {
@@ -536,7 +544,7 @@ func (r *epochRun) deliver(q *deviceQueue, e entry) {
 				return
 			}
 			c.o.Metrics.incFailure(c.o.Pool)
-			log.Warn("delivery failed, retrying", "status", code, "err", err)
+			log().Warn("delivery failed, retrying", "status", code, "err", err)
 			wait()
 			continue
 		}
@@ -558,7 +566,7 @@ func (r *epochRun) deliver(q *deviceQueue, e entry) {
 // for the device's next push. It retries until Redis answers or the agent
 // stops; a config the device confirmed is worth recording even if the
 // epoch ended meanwhile.
-func (r *epochRun) ack(q *deviceQueue, e entry, log *slog.Logger) bool {
+func (r *epochRun) ack(q *deviceQueue, e entry, log func() *slog.Logger) bool {
 	c := r.c
 	backoff := c.o.RetryMin
 	parent := context.WithoutCancel(r.ctx)
@@ -569,14 +577,14 @@ func (r *epochRun) ack(q *deviceQueue, e entry, log *slog.Logger) bool {
 		if err == nil {
 			q.checked, q.checkDuty, q.ack = time.Now(), duty, ack
 			if !acked {
-				log.Error("device confirmed a config past its ack; leaving it pending", "ack", ack)
+				log().Error("device confirmed a config past its ack; leaving it pending", "ack", ack)
 			}
 			if !duty {
 				r.cancel()
 			}
 			return acked
 		}
-		log.Warn("acknowledge", "err", err)
+		log().Warn("acknowledge", "err", err)
 		if r.ctx.Err() != nil {
 			// The epoch or the agent ended: whoever is on duty next
 			// finds the device's state and acknowledges it then.

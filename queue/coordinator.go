@@ -264,7 +264,12 @@ func (c *Coordinator) check(ctx context.Context, p *poolCoord) (time.Duration, e
 		if err != nil || n == 0 {
 			return interval, err
 		}
-		return interval, c.switchover(ctx, p, "", "", "activate: configs buffered and no active agent")
+		err = c.switchover(ctx, p, "", "", "activate: configs buffered and no active agent")
+		if errors.Is(err, ErrNoTarget) {
+			p.log.Debug("configs buffered and no healthy agent to activate")
+			return interval, nil
+		}
+		return interval, err
 	}
 	raw, err := c.o.Client.HGet(ctx, p.k.Agents(), agent).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {

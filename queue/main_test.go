@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 )
 
 // TestMain doubles as the agent process of the subprocess tests: with
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MEDIC_QUEUE_TEST_AGENT") != "" {
 		os.Exit(agentProcess())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // agentProcess env:
