@@ -174,10 +174,19 @@ func (c *Config) planRecovery(p *AlertPlan, rb *Runbook, a *Agent) {
 		p.Steps = append(p.Steps, fmt.Sprintf(format, args...))
 	}
 	step("liveness    check %s's process (%s, PID and start time); dead → restart", a.Name, identity)
+	// medic node's probe fails on an overdue registered heartbeat before it
+	// runs the functional probe; with neither, liveness stands in.
+	var checks []string
+	if a.Heartbeat != nil {
+		checks = append(checks, fmt.Sprintf("heartbeat not older than %s (when registered)", dur(a.Heartbeat.Timeout)))
+	}
 	if a.Probe != nil {
-		step("probe       %s; passes → outcome \"healthy\", nothing else runs", probeText(a.Probe))
+		checks = append(checks, probeText(a.Probe))
+	}
+	if len(checks) > 0 {
+		step("probe       %s; passes → outcome \"healthy\", nothing else runs", strings.Join(checks, ", then "))
 	} else {
-		step("probe       none configured: liveness is the only health signal")
+		step("probe       none configured: liveness stands in for it")
 	}
 	disk := "the root file system"
 	if a.Workdir != "" {
@@ -199,7 +208,7 @@ func (c *Config) planRecovery(p *AlertPlan, rb *Runbook, a *Agent) {
 		step("repair      run the repair of every cause that holds (none holds → restart alone)")
 	}
 	p.Steps = append(p.Steps, restart)
-	if a.Probe != nil {
+	if len(checks) > 0 {
 		step("verify      probe up to %d times, %s apart; passes → outcome \"recovered\"", rb.Verify.Attempts, dur(rb.Verify.Interval))
 	} else {
 		step("verify      liveness up to %d times, %s apart; alive → outcome \"recovered\"", rb.Verify.Attempts, dur(rb.Verify.Interval))

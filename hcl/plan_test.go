@@ -113,7 +113,7 @@ runbook "restart" {
 	}
 	want := []string{
 		`liveness    check a's process (medic node's own child, PID and start time); dead → restart`,
-		`probe       none configured: liveness is the only health signal`,
+		`probe       none configured: liveness stands in for it`,
 		`diagnose    no causes: restart alone`,
 		`restart     medic node restarts its child: ["/bin/a"]`,
 		`verify      liveness up to 3 times, 2s apart; alive → outcome "recovered"`,
