@@ -1,6 +1,8 @@
 package hcl
 
 import (
+	"path/filepath"
+
 	hcl2 "github.com/hashicorp/hcl/v2"
 )
 
@@ -85,11 +87,23 @@ func ReadSources(paths ...string) ([]Source, hcl2.Diagnostics) {
 	var (
 		srcs  []Source
 		diags hcl2.Diagnostics
+		seen  = map[string]bool{}
 	)
 	for _, p := range paths {
 		s, d := readSources(p)
-		srcs = append(srcs, s...)
 		diags = append(diags, d...)
+		for _, src := range s {
+			// `medic validate dir dir/a.hcl` names a.hcl twice; loading it
+			// twice would report every block in it as a duplicate.
+			key := src.Name
+			if abs, err := filepath.Abs(src.Name); err == nil {
+				key = abs
+			}
+			if !seen[key] {
+				seen[key] = true
+				srcs = append(srcs, src)
+			}
+		}
 	}
 	return srcs, diags
 }

@@ -226,6 +226,10 @@ func TestLoadDirectoryInNameOrder(t *testing.T) {
 		t.Fatalf("got %v from %d runbooks, %d sources; want first of 2 from a.hcl", rb, len(cfg.Runbooks), len(cfg.Sources))
 	}
 
+	if cfg, diags := LoadPaths(dir, filepath.Join(dir, "a.hcl"), dir); diags.HasErrors() || len(cfg.Runbooks) != 2 {
+		t.Errorf("naming files twice: %v", diags)
+	}
+
 	empty := t.TempDir()
 	if _, diags := Load(empty); DiagnosticLine(diags[0]) != empty+":1:1: error: No configuration files" {
 		t.Errorf("empty dir: %v", diags)
