@@ -262,14 +262,12 @@ func (s *scope) checkExpr(expr hcl2.Expression, want cty.Type, attrName string) 
 		diags = append(diags, &hcl2.Diagnostic{
 			Severity: hcl2.DiagError,
 			Summary:  fmt.Sprintf("Invalid %s value", attrName),
-			Detail:   fmt.Sprintf("%s must be a %s; this expression is a %s.", quoteAttr(attrName), want.FriendlyName(), val.Type().FriendlyName()),
+			Detail:   fmt.Sprintf("The value of %s must be a %s; this expression is a %s.", attrName, want.FriendlyName(), val.Type().FriendlyName()),
 			Subject:  expr.Range().Ptr(),
 		})
 	}
 	return diags
 }
-
-func quoteAttr(name string) string { return "The value of " + name }
 
 // checkTraversal walks one variable reference through the root types.
 func (s *scope) checkTraversal(tr hcl2.Traversal) hcl2.Diagnostics {
