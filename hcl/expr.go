@@ -2,6 +2,8 @@ package hcl
 
 import (
 	"fmt"
+	"regexp"
+	"strconv"
 	"sort"
 	"strings"
 	"time"
@@ -26,8 +28,9 @@ const (
 // functions is the table every expression sees. All of them are pure: none
 // reads a file, the network, the clock or the environment, so a condition
 // means the same at load time and at 3 a.m. Functions whose output size is
-// not bounded by their input (range, chunklist, setproduct) are left out so
-// that a config cannot make the loader allocate without limit.
+// not bounded by their input (range, chunklist, setproduct, indent) are left
+// out, and format's widths are capped, so that a config cannot make the
+// loader allocate without limit.
 var functions = map[string]function.Function{
 	// numbers
 	"abs":      stdlib.AbsoluteFunc,
@@ -42,9 +45,8 @@ var functions = map[string]function.Function{
 	"int":      stdlib.IntFunc,
 	// strings
 	"chomp":         stdlib.ChompFunc,
-	"format":        stdlib.FormatFunc,
-	"formatlist":    stdlib.FormatListFunc,
-	"indent":        stdlib.IndentFunc,
+	"format":        boundedWidths(stdlib.FormatFunc),
+	"formatlist":    boundedWidths(stdlib.FormatListFunc),
 	"join":          stdlib.JoinFunc,
 	"lower":         stdlib.LowerFunc,
 	"upper":         stdlib.UpperFunc,
@@ -449,4 +451,38 @@ func fixSubjects(diags hcl2.Diagnostics, rng hcl2.Range) hcl2.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// maxFormatWidth caps the width and precision of format verbs: "%999999999s"
+// would otherwise allocate a gigabyte when the file loads.
+const maxFormatWidth = 1024
+
+var formatWidth = regexp.MustCompile(`%[-+# 0]*(\d*)(?:\.(\d*))?`)
+
+// boundedWidths wraps format or formatlist, whose first argument is the
+// format string, to refuse widths and precisions over maxFormatWidth.
+func boundedWidths(f function.Function) function.Function {
+	return function.New(&function.Spec{
+		Description: f.Description(),
+		Params:      f.Params(),
+		VarParam:    f.VarParam(),
+		Type:        f.ReturnTypeForValues,
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			if len(args) > 0 && args[0].IsKnown() && !args[0].IsNull() && args[0].Type() == cty.String {
+				for _, m := range formatWidth.FindAllStringSubmatch(args[0].AsString(), -1) {
+					for _, n := range m[1:] {
+						if len(n) > 4 || (n != "" && mustAtoi(n) > maxFormatWidth) {
+							return cty.NilVal, function.NewArgErrorf(0, "widths and precisions above %d are not supported", maxFormatWidth)
+						}
+					}
+				}
+			}
+			return f.Call(args)
+		},
+	})
+}
+
+func mustAtoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

@@ -510,13 +510,28 @@ func TestNodeFor(t *testing.T) {
 }
 
 func TestFunctionsHaveNoSideEffects(t *testing.T) {
-	for _, name := range []string{"file", "fileexists", "templatefile", "timestamp", "uuid", "env", "range", "chunklist", "setproduct"} {
+	for _, name := range []string{"file", "fileexists", "templatefile", "timestamp", "uuid", "env", "range", "chunklist", "setproduct", "indent"} {
 		if _, ok := functions[name]; ok {
 			t.Errorf("function %s is available to expressions", name)
 		}
 	}
 	if len(FunctionNames()) < 40 {
 		t.Errorf("only %d functions", len(FunctionNames()))
+	}
+	for _, tc := range []struct{ node, want, err string }{
+		{`format("%s-%03d", "web", 7)`, "web-007", ""},
+		{`format("%-1024s|", "x")`, "x" + strings.Repeat(" ", 1023) + "|", ""},
+		{`format("%999999999s", "x")`, "", "widths and precisions above 1024 are not supported"},
+		{`format("%.99999f", 1)`, "", "widths and precisions above 1024 are not supported"},
+		{`formatlist("%5000s", ["a"])[0]`, "", "widths and precisions above 1024 are not supported"},
+	} {
+		cfg, diags := LoadSources([]Source{{Name: "f.hcl", Bytes: []byte("agent \"a\" {\n  command = [\"/bin/a\"]\n  node = " + tc.node + "\n}\n")}})
+		switch {
+		case tc.err == "" && (diags.HasErrors() || cfg.Agents[0].Node != tc.want):
+			t.Errorf("node = %s: %v", tc.node, diags)
+		case tc.err != "" && (!diags.HasErrors() || !strings.Contains(diags[0].Detail, tc.err)):
+			t.Errorf("node = %s: %v, want %q", tc.node, diags, tc.err)
+		}
 	}
 }
 
