@@ -3,8 +3,8 @@ package hcl
 import (
 	"fmt"
 	"regexp"
-	"strconv"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
