@@ -81,6 +81,8 @@ func TestStatusPage(t *testing.T) {
 				`<span class="pill ok">recovered</span>`, `<span class="pill bad">escalated</span>`,
 				`repair:memory`, `exit 0`, `exit 1`, `freed caches &lt;script&gt;alert(1)&lt;/script&gt;`,
 				`verify failed 3 times`, `memory`,
+				// a run that needs attention shows its steps unfolded
+				`<details open><summary>1 steps`, `<details><summary>3 steps`,
 				// pools
 				`data-pool="routers"`, `data-pool="switches"`, `<code>cfg-agent-2</code>`,
 				`<span class="pill warn">locked</span>`, `<td>12</td>`,

@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medicops/medic/e2e/harness"
+)
+
+// dashboard is the part of a Grafana dashboard JSON the tests read.
+type dashboard struct {
+	UID        string  `json:"uid"`
+	Title      string  `json:"title"`
+	Panels     []panel `json:"panels"`
+	Templating struct {
+		List []struct {
+			Name       string `json:"name"`
+			Type       string `json:"type"`
+			Definition string `json:"definition"`
+		} `json:"list"`
+	} `json:"templating"`
+}
+
+type panel struct {
+	ID         int    `json:"id"`
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Datasource *struct {
+		UID string `json:"uid"`
+	} `json:"datasource"`
+	GridPos struct{ H, W, X, Y int } `json:"gridPos"`
+	Targets []struct {
+		Expr  string `json:"expr"`
+		RefID string `json:"refId"`
+	} `json:"targets"`
+	Panels []panel `json:"panels"` // collapsed rows
+}
+
+// panelQuery is one target of one panel.
+type panelQuery struct {
+	dashboard, panel, expr string
+}
+
+// loadDashboards parses every dashboard and checks its structure: unique
+// uids and panel ids, panels inside the 24-column grid, a target with an
+// expression on every non-row panel, and the ${datasource} variable.
+func loadDashboards(t testing.TB, root string) ([]dashboard, []panelQuery) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(root, "deploy", "grafana", "dashboards", "*.json"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("dashboards: %v %v", files, err)
+	}
+	var out []dashboard
+	var queries []panelQuery
+	uids := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d dashboard
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if d.UID == "" || uids[d.UID] {
+			t.Errorf("%s: uid %q empty or repeated", f, d.UID)
+		}
+		uids[d.UID] = true
+		ids := map[int]bool{}
+		var walk func([]panel)
+		walk = func(ps []panel) {
+			for _, p := range ps {
+				if ids[p.ID] {
+					t.Errorf("%s: panel id %d repeated", f, p.ID)
+				}
+				ids[p.ID] = true
+				if p.GridPos.X+p.GridPos.W > 24 || p.GridPos.W <= 0 || p.GridPos.H <= 0 {
+					t.Errorf("%s: panel %q outside the grid: %+v", f, p.Title, p.GridPos)
+				}
+				if p.Type == "row" {
+					walk(p.Panels)
+					continue
+				}
+				if p.Datasource == nil || p.Datasource.UID != "${datasource}" {
+					t.Errorf("%s: panel %q does not use ${datasource}", f, p.Title)
+				}
+				if len(p.Targets) == 0 {
+					t.Errorf("%s: panel %q has no targets", f, p.Title)
+				}
+				for _, tg := range p.Targets {
+					if strings.TrimSpace(tg.Expr) == "" {
+						t.Errorf("%s: panel %q target %s has no expr", f, p.Title, tg.RefID)
+					}
+					queries = append(queries, panelQuery{d.UID, p.Title, tg.Expr})
+				}
+			}
+		}
+		walk(d.Panels)
+		out = append(out, d)
+	}
+	return out, queries
+}
+
+var (
+	intervalVar = regexp.MustCompile(`\$(\{)?__(rate_interval|interval|range)(\})?`)
+	labelVar    = regexp.MustCompile(`\$(\{)?(node|agent|pool)(\})?`)
+	labelValues = regexp.MustCompile(`^label_values\((.*),\s*(\w+)\)$`)
+)
+
+// instantiate replaces Grafana's variables the way a dashboard showing
+// every node, agent and pool would.
+func instantiate(expr string) string {
+	expr = intervalVar.ReplaceAllString(expr, "1m")
+	return labelVar.ReplaceAllString(expr, ".*")
+}
+
+func TestDashboardsStructure(t *testing.T) {
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, queries := loadDashboards(t, root)
+	if len(queries) < 20 {
+		t.Errorf("only %d panel queries", len(queries))
+	}
+	for _, q := range queries {
+		if e := instantiate(q.expr); strings.Contains(e, "$") {
+			t.Errorf("%s/%s: variable left in %q", q.dashboard, q.panel, e)
+		}
+	}
+}
+
+// testDashboards runs every panel query and every variable query of every
+// dashboard against the stack's Prometheus, after the scenarios, and
+// requires each to return data.
+func testDashboards(t *testing.T, s *stack) {
+	dashes, queries := loadDashboards(t, s.root)
+	for _, d := range dashes {
+		for _, v := range d.Templating.List {
+			if v.Type != "query" {
+				continue
+			}
+			m := labelValues.FindStringSubmatch(v.Definition)
+			if m == nil {
+				t.Errorf("%s: variable %s: want label_values(expr, label), got %q", d.UID, v.Name, v.Definition)
+				continue
+			}
+			queries = append(queries, panelQuery{d.UID, "variable " + v.Name, fmt.Sprintf("count by (%s) (%s)", m[2], m[1])})
+		}
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, q := range queries {
+		expr := instantiate(q.expr)
+		var last string
+		for {
+			v, err := s.prom.Query(ctx, expr)
+			if err == nil && len(v) > 0 {
+				break
+			}
+			last = fmt.Sprintf("%d samples, err %v", len(v), err)
+			if time.Now().After(deadline) {
+				t.Errorf("%s / %s: no data for %s (%s)", q.dashboard, q.panel, expr, last)
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+}
