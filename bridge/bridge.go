@@ -59,6 +59,7 @@ type Bridge struct {
 	store   *RunStore
 	metrics *Metrics
 	client  *http.Client
+	enq     *enqueuer
 
 	bg sync.WaitGroup // escalations in flight
 }
@@ -93,7 +94,7 @@ func New(o Options) *Bridge {
 	if client == nil {
 		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	return &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client}
+	return &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: newEnqueuer(o.Client)}
 }
 
 // Store is the bridge's run store.
@@ -172,7 +173,7 @@ func (b *Bridge) ingest(ctx context.Context, cfg *hcl.Config, a hcl.Alert) (verd
 	if err != nil {
 		return 0, err
 	}
-	res, err := enqueueScript.Run(ctx, b.opts.Client, []string{dedup, k.Jobs(r.Node)}, job.ID, ttl, data).Slice()
+	res, err := b.enq.enqueue(ctx, []string{dedup, k.Jobs(r.Node)}, job.ID, ttl, data)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue job for node %s: %w", r.Node, err)
 	}

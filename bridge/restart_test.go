@@ -12,7 +12,8 @@ import (
 // Alertmanager does (retrying until a 2xx) while Redis is SIGKILLed and
 // restarted from its AOF: every accepted alert runs, exactly once.
 func TestRedisRestartLosesNothing(t *testing.T) {
-	tb := startTestBridge(t, testHCL, nil)
+	// Give up on Redis after 1s so that the 3s outage answers 503s.
+	tb := startTestBridge(t, testHCL, func(o *Options) { o.RequestTimeout = time.Second })
 	ec := &episodeCounter{}
 	startConsumer(t, ConsumerOptions{Client: tb.c, Node: "n1", Runner: ec, Store: tb.Store(), Block: 200 * time.Millisecond})
 

@@ -1,0 +1,143 @@
+package bridge
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// maxBatch bounds how many enqueue scripts one pipeline carries.
+const maxBatch = 128
+
+// defaultBatchTimeout bounds a batch whose requests carry no deadline.
+const defaultBatchTimeout = 5 * time.Second
+
+// enqueuer group-commits the enqueue scripts of concurrent webhook
+// requests: whatever arrived while the previous pipeline was in flight goes
+// out as the next one. An idle bridge sends a batch of one at once (no
+// timer, no added latency); a busy one pays one round trip and two
+// syscalls per batch instead of per alert, on both sides of the socket.
+// The sending goroutine exists only while there is something to send.
+type enqueuer struct {
+	c redis.UniversalClient
+
+	mu      sync.Mutex
+	pending []*enqueueReq
+	busy    bool
+}
+
+type enqueueReq struct {
+	ctx  context.Context
+	keys []string
+	args []any
+	done chan enqueueRes
+}
+
+type enqueueRes struct {
+	vals []any
+	err  error
+}
+
+func newEnqueuer(c redis.UniversalClient) *enqueuer { return &enqueuer{c: c} }
+
+// enqueue runs the enqueue script in the next batch and waits for its
+// answer or ctx.
+func (e *enqueuer) enqueue(ctx context.Context, keys []string, args ...any) ([]any, error) {
+	r := &enqueueReq{ctx: ctx, keys: keys, args: args, done: make(chan enqueueRes, 1)}
+	e.mu.Lock()
+	e.pending = append(e.pending, r)
+	if !e.busy {
+		e.busy = true
+		go e.lead()
+	}
+	e.mu.Unlock()
+	select {
+	case res := <-r.done:
+		return res.vals, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// lead sends batches until nothing is pending.
+func (e *enqueuer) lead() {
+	for {
+		e.mu.Lock()
+		batch := e.pending
+		if len(batch) > maxBatch {
+			batch, e.pending = batch[:maxBatch:maxBatch], batch[maxBatch:]
+		} else {
+			e.pending = nil
+		}
+		if len(batch) == 0 {
+			e.busy = false
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		e.send(batch)
+	}
+}
+
+func (e *enqueuer) send(batch []*enqueueReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if r.ctx.Err() == nil {
+			live = append(live, r)
+		} else {
+			r.done <- enqueueRes{err: r.ctx.Err()}
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The batch's deadline is its most patient request's (at least
+	// defaultBatchTimeout): one request giving up must not abort the
+	// others' writes.
+	var deadline time.Time
+	for _, r := range live {
+		d, ok := r.ctx.Deadline()
+		if !ok {
+			d = time.Now().Add(defaultBatchTimeout)
+		}
+		if d.After(deadline) {
+			deadline = d
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(live))
+	run := func(evalsha bool) {
+		_, _ = e.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, r := range live {
+				if cmds[i] != nil && !isNoScript(cmds[i].Err()) {
+					continue
+				}
+				if evalsha {
+					cmds[i] = enqueueScript.EvalSha(ctx, p, r.keys, r.args...)
+				} else {
+					cmds[i] = enqueueScript.Eval(ctx, p, r.keys, r.args...)
+				}
+			}
+			return nil
+		})
+	}
+	run(true)
+	for _, cmd := range cmds {
+		if isNoScript(cmd.Err()) {
+			// Not run (Redis restarted and lost its script cache): safe to
+			// send again with the script's source.
+			run(false)
+			break
+		}
+	}
+	for i, r := range live {
+		vals, err := cmds[i].Slice()
+		r.done <- enqueueRes{vals: vals, err: err}
+	}
+}
+
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
