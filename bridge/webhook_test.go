@@ -375,3 +375,32 @@ func TestWebhookRedisFailureLeavesNoDedupKey(t *testing.T) {
 		t.Fatalf("after restart: %d %v, want accepted 1", code, m)
 	}
 }
+
+// Concurrent webhooks: distinct episodes are all queued (batched into
+// shared pipelines), and copies of one episode are queued exactly once.
+func TestWebhookConcurrent(t *testing.T) {
+	tb := startTestBridge(t, testHCL, nil)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	accepted := 0
+	for i := range 200 {
+		wg.Go(func() {
+			fp := fmt.Sprintf("%04x", i%100+1) // each episode twice
+			code, m := tb.post(t, "Bearer "+testToken, payload("firing", firing("a1", fp, t0)))
+			if code != 202 {
+				t.Errorf("code %d %v", code, m)
+				return
+			}
+			mu.Lock()
+			accepted += int(m["accepted"].(float64))
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if accepted != 100 {
+		t.Errorf("accepted %d, want 100 (200 notifications of 100 episodes)", accepted)
+	}
+	if n := len(readJobs(t, tb.c, "n1")); n != 100 {
+		t.Errorf("%d jobs queued, want 100", n)
+	}
+}
