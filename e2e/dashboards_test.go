@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v2"
+
 	"github.com/medicops/medic/e2e/harness"
 )
 
@@ -172,5 +174,58 @@ func testDashboards(t *testing.T, s *stack) {
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
+	}
+}
+
+// The provisioning files are what Grafana reads: strict YAML with a
+// Prometheus datasource and a file provider.
+func TestGrafanaProvisioning(t *testing.T) {
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Name      string         `yaml:"name"`
+			UID       string         `yaml:"uid"`
+			Type      string         `yaml:"type"`
+			Access    string         `yaml:"access"`
+			URL       string         `yaml:"url"`
+			IsDefault bool           `yaml:"isDefault"`
+			JSONData  map[string]any `yaml:"jsonData"`
+		} `yaml:"datasources"`
+	}
+	var dp struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Name                  string `yaml:"name"`
+			Folder                string `yaml:"folder"`
+			Type                  string `yaml:"type"`
+			DisableDeletion       bool   `yaml:"disableDeletion"`
+			AllowUIUpdates        bool   `yaml:"allowUiUpdates"`
+			UpdateIntervalSeconds int    `yaml:"updateIntervalSeconds"`
+			Options               struct {
+				Path                      string `yaml:"path"`
+				FoldersFromFilesStructure bool   `yaml:"foldersFromFilesStructure"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	for _, f := range []struct {
+		path string
+		v    any
+	}{
+		{deployFile(t, "grafana", "provisioning", "datasources", "medic.yml"), &ds},
+		{deployFile(t, "grafana", "provisioning", "dashboards", "medic.yml"), &dp},
+	} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.UnmarshalStrict(b, f.v); err != nil {
+			t.Errorf("%s: %v", f.path, err)
+		}
+	}
+	if ds.APIVersion != 1 || len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL == "" {
+		t.Errorf("datasources: %+v", ds)
+	}
+	if dp.APIVersion != 1 || len(dp.Providers) != 1 || dp.Providers[0].Type != "file" || dp.Providers[0].Options.Path == "" {
+		t.Errorf("dashboard providers: %+v", dp)
 	}
 }
