@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 
@@ -16,7 +17,10 @@ func init() {
 	register("bridge", "Alertmanager webhook receiver, run records API, pool API and coordinator.", func(cmd *kingpin.CmdClause) action {
 		o := appFlags(cmd, ":9095", true)
 		return func(ctx context.Context, logger *slog.Logger) error {
-			opts := o()
+			opts, err := o()
+			if err != nil {
+				return err
+			}
 			opts.Logger = logger
 			return app.Run(ctx, opts)
 		}
@@ -27,7 +31,10 @@ func init() {
 		node := cmd.Flag("node.name", "This node's name: only its agents are acted on.").Default(host).String()
 		concurrency := cmd.Flag("node.jobs", "Jobs the node runs at once (runs for one agent are serialised by its lease).").Default("4").Int()
 		return func(ctx context.Context, logger *slog.Logger) error {
-			opts := o()
+			opts, err := o()
+			if err != nil {
+				return err
+			}
 			opts.Logger = logger
 			opts.Node = *node
 			opts.Concurrency = *concurrency
@@ -57,7 +64,7 @@ func init() {
 
 // appFlags declares the flags bridge and serve share and returns a
 // function that builds app.Options from them after parsing.
-func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() app.Options {
+func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() (app.Options, error) {
 	configFile := cmd.Flag("config.file", "HCL file or directory of *.hcl files.").Required().String()
 	redisFlag := cmd.Flag("redis.url", "Redis URL: redis://, rediss://, redis+cluster://, redis+sentinel://.")
 	if redisRequired {
@@ -72,12 +79,15 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 	deadline := cmd.Flag("bridge.job-deadline", "How long a job may wait for its node before it is recorded as expired instead of run late.").Default(bridge.DefaultJobDeadline.String()).Duration()
 	retention := cmd.Flag("runs.retention", "How long run records are kept.").Default(bridge.DefaultRunRetention.String()).Duration()
 	maxRuns := cmd.Flag("runs.max", "How many run records are kept.").Default("10000").Int()
-	return func() app.Options {
+	return func() (app.Options, error) {
+		if *web.WebSystemdSocket {
+			return app.Options{}, errors.New("--web.systemd-socket is not supported: use --web.listen-address")
+		}
 		return app.Options{
 			ConfigFile: *configFile, RedisURL: *redisURL, Prefix: *prefix,
 			ListenAddresses: *web.WebListenAddresses, WebConfigFile: *web.WebConfigFile, TokenFile: *tokenFile,
 			MaxBody: int64(*maxBody), DedupTTL: *dedupTTL, JobDeadline: *deadline,
 			RunRetention: *retention, MaxRuns: *maxRuns,
-		}
+		}, nil
 	}
 }
