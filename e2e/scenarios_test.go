@@ -261,7 +261,9 @@ func unrecoverable(t *testing.T, s *stack) {
 		t.Errorf("ta-fail answers although its start fails")
 	}
 	time.Sleep(2 * time.Second)
-	s.waitFiring(t, labels, time.Second)
+	if ok, why := s.firingNow(labels); !ok {
+		t.Errorf("the alert of an unrecoverable agent should stay firing: %s", why)
+	}
 	if v, ok := s.query(`medic_agent_up{agent="ta-fail"}`); !ok || v != 0 {
 		t.Errorf("medic_agent_up{agent=ta-fail} = %v (%v), want 0", v, ok)
 	}

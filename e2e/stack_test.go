@@ -75,6 +75,7 @@ type stack struct {
 	mu      sync.Mutex
 	ports   map[string]int
 	targets []harness.Target
+	seen    map[string]*seenAlert
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -93,7 +94,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	base := t.TempDir()
-	s := &stack{t: t, opts: o, base: base, dir: filepath.Join(base, "conf"), root: root, ports: map[string]int{}}
+	s := &stack{t: t, opts: o, base: base, dir: filepath.Join(base, "conf"), root: root, ports: map[string]int{}, seen: map[string]*seenAlert{}}
 	if err := os.Mkdir(s.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +167,10 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	harness.Eventually(t, 20*time.Second, 100*time.Millisecond, "every scrape target up", func() (bool, string) {
 		return s.prom.TargetsUp(context.Background())
 	})
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); s.watchAlerts(watchCtx) }()
+	t.Cleanup(func() { stopWatch(); <-watchDone })
 	return s
 }
 
@@ -353,27 +358,115 @@ func hasStep(r runbooks.RunRecord, name string, ok bool) bool {
 	return slices.ContainsFunc(r.Steps, func(st runbooks.Step) bool { return stepIs(st, name) && st.OK == ok })
 }
 
-// waitFiring waits until Prometheus has the alert firing and every
-// Alertmanager holds it; it returns the Alertmanager view.
+// seenAlert is what the watcher saw of one alert: firing in Prometheus,
+// and held by Alertmanager i (its view, with fingerprint and startsAt).
+type seenAlert struct {
+	labels     map[string]string
+	promFiring bool
+	am         map[int]harness.AMAlert
+}
+
+// watchAlerts records, every 100ms, every alert firing in Prometheus and
+// every alert each Alertmanager holds. A remediation can resolve an alert
+// within a second of it firing; polling from the scenario after the fact
+// could miss it, the watcher does not.
+func (s *stack) watchAlerts(ctx context.Context) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pa, _ := s.prom.Alerts(qctx)
+		ams := make([][]harness.AMAlert, len(s.ams))
+		for i, am := range s.ams {
+			ams[i], _ = am.Alerts(qctx)
+		}
+		cancel()
+		s.mu.Lock()
+		for _, a := range pa {
+			if a.State == "firing" {
+				s.seenLocked(a.Labels).promFiring = true
+			}
+		}
+		for i, as := range ams {
+			for _, a := range as {
+				sa := s.seenLocked(a.Labels)
+				if _, ok := sa.am[i]; !ok {
+					sa.am[i] = a
+				}
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *stack) seenLocked(labels map[string]string) *seenAlert {
+	keys := make([]string, 0, len(labels))
+	for k, v := range labels {
+		keys = append(keys, k+"="+v)
+	}
+	slices.Sort(keys)
+	key := strings.Join(keys, ",")
+	sa := s.seen[key]
+	if sa == nil {
+		sa = &seenAlert{labels: labels, am: map[int]harness.AMAlert{}}
+		s.seen[key] = sa
+	}
+	return sa
+}
+
+// waitFiring waits until the alert with labels (a subset) has been seen
+// firing in Prometheus and held by every Alertmanager, and returns the
+// first Alertmanager's view of it.
 func (s *stack) waitFiring(t testing.TB, labels map[string]string, timeout time.Duration) harness.AMAlert {
 	t.Helper()
-	ctx := context.Background()
 	var got harness.AMAlert
-	harness.Eventually(t, timeout, 50*time.Millisecond, fmt.Sprintf("alert %v firing", labels), func() (bool, string) {
-		pa, err := s.prom.AlertsFor(ctx, labels)
-		if err != nil || len(pa) == 0 || pa[0].State != "firing" {
-			return false, fmt.Sprintf("prometheus: %+v %v", pa, err)
-		}
-		for _, am := range s.ams {
-			as, err := am.AlertsFor(ctx, labels)
-			if err != nil || len(as) == 0 {
-				return false, fmt.Sprintf("%s: %+v %v", am.Name, as, err)
+	harness.Eventually(t, timeout, 50*time.Millisecond, fmt.Sprintf("alert %v fired", labels), func() (bool, string) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, sa := range s.seen {
+			if !hasAll(sa.labels, labels) {
+				continue
 			}
-			got = as[0]
+			if sa.promFiring && len(sa.am) == len(s.ams) {
+				got = sa.am[0]
+				return true, ""
+			}
+			return false, fmt.Sprintf("prometheus firing %v, held by %d of %d alertmanagers", sa.promFiring, len(sa.am), len(s.ams))
 		}
-		return true, ""
+		return false, "never seen"
 	})
 	return got
+}
+
+// firingNow reports whether Prometheus has the alert firing right now and
+// every Alertmanager holds it.
+func (s *stack) firingNow(labels map[string]string) (bool, string) {
+	ctx := context.Background()
+	pa, err := s.prom.AlertsFor(ctx, labels)
+	if err != nil || len(pa) == 0 || pa[0].State != "firing" {
+		return false, fmt.Sprintf("prometheus: %+v %v", pa, err)
+	}
+	for _, am := range s.ams {
+		as, err := am.AlertsFor(ctx, labels)
+		if err != nil || len(as) == 0 {
+			return false, fmt.Sprintf("%s: %+v %v", am.Name, as, err)
+		}
+	}
+	return true, ""
+}
+
+func hasAll(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // waitResolved waits until neither Prometheus nor any Alertmanager holds
