@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,26 +32,29 @@ func badInput(format string, args ...any) error {
 // for each alert, status, labels and startsAt. A missing fingerprint is
 // computed from the labels the way Alertmanager does.
 func DecodeWebhook(r io.Reader) ([]hcl.Alert, error) {
-	var msg struct {
-		Alerts []json.RawMessage `json:"alerts"`
-	}
-	dec := json.NewDecoder(r)
-	if err := dec.Decode(&msg); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, err
 		}
-		if errors.Is(err, io.EOF) {
-			return nil, badInput("body: empty, want an Alertmanager webhook payload")
-		}
 		return nil, badInput("body: %v", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, badInput("body: empty, want an Alertmanager webhook payload")
+	}
+	var msg struct {
+		Alerts *[]wireAlert `json:"alerts"`
+	}
+	if err := json.Unmarshal(data, &msg); err != nil {
+		return nil, explain(data, err)
 	}
 	if msg.Alerts == nil {
 		return nil, badInput("alerts: missing")
 	}
-	out := make([]hcl.Alert, 0, len(msg.Alerts))
-	for i, raw := range msg.Alerts {
-		a, err := decodeAlert(raw)
+	out := make([]hcl.Alert, 0, len(*msg.Alerts))
+	for i, w := range *msg.Alerts {
+		a, err := w.alert()
 		if err != nil {
 			return nil, badInput("alerts[%d]%s", i, err)
 		}
@@ -59,21 +63,39 @@ func DecodeWebhook(r io.Reader) ([]hcl.Alert, error) {
 	return out, nil
 }
 
-func decodeAlert(raw json.RawMessage) (hcl.Alert, error) {
-	var in struct {
-		Status      *string           `json:"status"`
-		Labels      map[string]string `json:"labels"`
-		Annotations map[string]string `json:"annotations"`
-		StartsAt    *string           `json:"startsAt"`
-		Fingerprint string            `json:"fingerprint"`
+// explain turns a decoding error into one that names the alert and field,
+// by decoding again one alert at a time (only malformed input pays this).
+func explain(data []byte, err error) error {
+	var msg struct {
+		Alerts []json.RawMessage `json:"alerts"`
 	}
-	if err := json.Unmarshal(raw, &in); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return hcl.Alert{}, fmt.Errorf(".%s: %s is not %s", te.Field, te.Value, te.Type)
+	if err := json.Unmarshal(data, &msg); err != nil {
+		return badInput("body: %v", err)
+	}
+	for i, raw := range msg.Alerts {
+		var w wireAlert
+		if err := json.Unmarshal(raw, &w); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && te.Field != "" {
+				return badInput("alerts[%d].%s: %s is not %s", i, te.Field, te.Value, te.Type)
+			}
+			return badInput("alerts[%d]: %v", i, err)
 		}
-		return hcl.Alert{}, fmt.Errorf(": %v", err)
 	}
+	return badInput("body: %v", err)
+}
+
+// wireAlert is one alert as Alertmanager sends it; pointers tell a missing
+// field from an empty one.
+type wireAlert struct {
+	Status      *string           `json:"status"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	StartsAt    *string           `json:"startsAt"`
+	Fingerprint string            `json:"fingerprint"`
+}
+
+func (in wireAlert) alert() (hcl.Alert, error) {
 	a := hcl.Alert{Labels: in.Labels, Annotations: in.Annotations}
 	switch {
 	case in.Status == nil:
@@ -101,7 +123,7 @@ func decodeAlert(raw json.RawMessage) (hcl.Alert, error) {
 	}
 	switch fp := in.Fingerprint; {
 	case fp == "":
-		a.Fingerprint = model.LabelSet(toLabelSet(in.Labels)).Fingerprint().String()
+		a.Fingerprint = toLabelSet(in.Labels).Fingerprint().String()
 	case !isHex(fp) || len(fp) > 64:
 		return a, fmt.Errorf(".fingerprint: %q is not a hex fingerprint", fp)
 	default:
@@ -148,7 +170,19 @@ func (b *Bridge) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, counts)
+	// The one answer on the hot path, written without reflection.
+	body := make([]byte, 0, 64)
+	body = append(body, `{"accepted":`...)
+	body = strconv.AppendInt(body, int64(counts.Accepted), 10)
+	body = append(body, `,"duplicates":`...)
+	body = strconv.AppendInt(body, int64(counts.Duplicates), 10)
+	body = append(body, `,"ignored":`...)
+	body = strconv.AppendInt(body, int64(counts.Ignored), 10)
+	body = append(body, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusAccepted)
+	w.Write(body)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
