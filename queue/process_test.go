@@ -148,71 +148,93 @@ func TestAgentSIGKILL(t *testing.T) {
 	}
 }
 
-// TestAgentSIGSTOP freezes the active agent right before a push (after its
-// fence check passed), lets the coordinator switch over and the new agent
-// deliver to every device, then resumes it: its held push must be rejected
-// as stale and nothing it sends afterwards applied.
+// TestAgentSIGSTOP freezes the active agent past its heartbeat — once
+// from outside at an arbitrary moment (the test sends SIGSTOP; a device
+// delays its answers so pushes are in flight), once by the agent itself
+// right after a fence check passed — lets the coordinator switch over and
+// the new agent deliver to every device, then SIGCONTs it. Whatever it
+// held in flight must be rejected as stale (or cancelled), it must send at
+// most that, and nothing it sends is applied.
 func TestAgentSIGSTOP(t *testing.T) {
 	srv, client := standalone(t, false)
-	h := newHarness(t, client, "", "stop")
-	a1 := h.startChild(srv.Addr(), "a1", "stop-before-push:25")
-	waitFor(t, 5*time.Second, "a1 registered", func() bool { return len(h.status().Agents) == 1 })
-	devices := []string{"d1", "d2", "d3"}
-	h.produce(context.Background(), devices, 3, 0)
-	a2 := h.startChild(srv.Addr(), "a2", "")
-	h.startCoordinator(nil)
+	tests := []struct {
+		name, at string
+		delay    time.Duration
+	}{
+		{"external", "", 2 * time.Millisecond},
+		{"after-fence-check", "stop-before-push:25", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, client, "", "stop-"+tc.name)
+			h.dev.Delay = tc.delay
+			a1 := h.startChild(srv.Addr(), "a1", tc.at)
+			waitFor(t, 5*time.Second, "a1 registered", func() bool { return len(h.status().Agents) == 1 })
+			devices := []string{"d1", "d2", "d3"}
+			h.produce(context.Background(), devices, 3, 0)
+			h.startChild(srv.Addr(), "a2", "")
+			h.startCoordinator(nil)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); h.produce(ctx, devices, 150, time.Millisecond) }()
-	waitFor(t, 10*time.Second, "a1 stopped itself", a1.stopped)
-	applied := map[string]int64{}
-	for _, d := range devices {
-		applied[d] = h.dev.Applied(d)
-	}
-	waitFor(t, 10*time.Second, "switchover to a2", func() bool {
-		st := h.status()
-		return st.Agent == "a2" && !st.Lock
-	})
-	// Let a2 deliver to every device so each has seen the new epoch.
-	waitFor(t, 10*time.Second, "a2 delivering to every device", func() bool {
-		for _, d := range devices {
-			if h.dev.Applied(d) <= applied[d] {
-				return false
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() { defer wg.Done(); h.produce(ctx, devices, 150, time.Millisecond) }()
+			if tc.at == "" {
+				waitFor(t, 10*time.Second, "deliveries", func() bool { return h.dev.AppliedTotal() >= 30 })
+				if err := a1.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		return true
-	})
-	resumed := time.Now()
-	if err := a1.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	h.waitApplied(15 * time.Second)
-	h.waitSettled(5 * time.Second)
-	time.Sleep(200 * time.Millisecond) // give a1 time to do anything stale
-	h.check()
-	// The held push either reaches the device, which rejects its old epoch,
-	// or is cancelled first by the agent noticing it was replaced; either
-	// way it is the only request a1 may send after SIGCONT.
-	var after []devicetest.Event
-	for _, d := range devices {
-		for _, ev := range h.dev.History(d) {
-			if ev.Agent == "a1" && !ev.At.Before(resumed) {
-				after = append(after, ev)
+			waitFor(t, 10*time.Second, "a1 stopped", a1.stopped)
+			applied := map[string]int64{}
+			for _, d := range devices {
+				applied[d] = h.dev.Applied(d)
 			}
-		}
+			waitFor(t, 10*time.Second, "switchover to a2", func() bool {
+				st := h.status()
+				return st.Agent == "a2" && !st.Lock
+			})
+			// Let a2 deliver to every device so each has seen the new epoch.
+			waitFor(t, 10*time.Second, "a2 delivering to every device", func() bool {
+				for _, d := range devices {
+					if h.dev.Applied(d) <= applied[d] {
+						return false
+					}
+				}
+				return true
+			})
+			resumed := time.Now()
+			if err := a1.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			h.waitApplied(15 * time.Second)
+			h.waitSettled(5 * time.Second)
+			time.Sleep(200 * time.Millisecond) // give a1 time to do anything stale
+			h.check()
+			// A held push either reaches its device, which rejects the old
+			// epoch, or is cancelled first by the agent noticing it was
+			// replaced; a1 may send nothing else.
+			for _, d := range devices {
+				var after []devicetest.Event
+				for _, ev := range h.dev.History(d) {
+					if ev.Agent == "a1" && !ev.At.Before(resumed) {
+						after = append(after, ev)
+					}
+				}
+				if len(after) > 1 || len(after) == 1 && after[0].Outcome != devicetest.Stale {
+					t.Errorf("%s: a1 after SIGCONT sent %+v; want at most its one held push, rejected as stale", d, after)
+				}
+				if len(after) > 0 {
+					t.Logf("%s: a1 after SIGCONT: seq %d epoch %d %s", d, after[0].Seq, after[0].Epoch, after[0].Outcome)
+				}
+			}
+			select {
+			case <-a1.done:
+				t.Errorf("a1 exited after SIGCONT: %v\n%s", a1.err, a1.stderr)
+			default:
+			}
+		})
 	}
-	if len(after) > 1 || len(after) == 1 && after[0].Outcome != devicetest.Stale {
-		t.Errorf("a1 after SIGCONT sent %+v; want at most its one held push, rejected as stale", after)
-	}
-	t.Logf("a1 after SIGCONT: %+v", after)
-	select {
-	case <-a1.done:
-		t.Errorf("a1 exited after SIGCONT: %v\n%s", a1.err, a1.stderr)
-	default:
-	}
-	_ = a2
 }
