@@ -3,7 +3,10 @@ package queue
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"runtime"
+	"strings"
 	"regexp"
 	"strconv"
 	"sync"
@@ -90,8 +93,19 @@ func BenchmarkDispatchThroughput(b *testing.B) {
 		b.ReportMetric(rate/xadd, "ratio")
 		fmt.Printf("dispatch: %d configs to %d devices delivered+acked in %s: %.0f configs/s (goal >= 10000; publishing alone took %s: %.0f/s)\n",
 			total, devices, elapsed.Round(time.Millisecond), rate, published.Round(time.Millisecond), float64(total)/published.Seconds())
-		fmt.Printf("dispatch: redis-benchmark XADD on the same server: %.0f/s; end-to-end / XADD = %.3f\n", xadd, rate/xadd)
+		fmt.Printf("dispatch: redis-benchmark XADD on the same server: %.0f/s; end-to-end / XADD = %.3f (load average %s on %d CPUs)\n",
+			xadd, rate/xadd, loadavg(), runtime.NumCPU())
 	}
+}
+
+// loadavg is the 1-minute load average, printed next to the figures: the
+// end-to-end rate is latency-bound and drops on a shared machine.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 var rpsRE = regexp.MustCompile(`([0-9.]+) requests per second`)

@@ -43,6 +43,9 @@ func TestSwitchoverOnCrashWhileProducing(t *testing.T) {
 	if n := testutil.ToFloat64(m.switchovers.WithLabelValues("crash")); n != 1 {
 		t.Errorf("medic_dispatch_switchovers_total = %v, want 1", n)
 	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("metrics lint: %v %v", problems, err)
+	}
 	if err := testutil.CollectAndCompare(reg, stringsReader(`
 # HELP medic_dispatch_backlog Configs published and not yet acknowledged: in agent streams plus the buffer.
 # TYPE medic_dispatch_backlog gauge
