@@ -267,6 +267,7 @@ type epochRun struct {
 
 	mu       sync.Mutex
 	queues   map[string]*deviceQueue
+	queued   map[string]bool // entry IDs read and not yet done
 	buffered int
 	space    chan struct{}
 	wg       sync.WaitGroup
@@ -283,7 +284,7 @@ type deviceQueue struct {
 func (c *Consumer) runEpoch(ctx context.Context, epoch int64) {
 	ectx, cancel := context.WithCancel(ctx)
 	r := &epochRun{c: c, epoch: epoch, ctx: ectx, cancel: cancel,
-		queues: map[string]*deviceQueue{}, space: make(chan struct{}, 1),
+		queues: map[string]*deviceQueue{}, queued: map[string]bool{}, space: make(chan struct{}, 1),
 		steps: make(chan *stepReq)}
 	stepperDone := make(chan struct{})
 	go func() {
@@ -360,12 +361,17 @@ func (r *epochRun) read() error {
 			continue
 		case err != nil:
 			if r.ctx.Err() != nil {
-				break
+				return context.Cause(r.ctx)
 			}
 			if err.Error() != lastErr {
 				c.o.Logger.Warn("read stream", "err", err)
 				lastErr = err.Error()
 			}
+			// The server may have delivered entries whose reply was lost
+			// (a dropped connection, a restart): they are in this
+			// consumer's pending list now, so read that again; entries
+			// already queued here are skipped by ID.
+			lastID = "0"
 			sleep(r.ctx, c.o.PollInterval)
 			continue
 		}
@@ -439,6 +445,10 @@ func (r *epochRun) waitSpace() bool {
 func (r *epochRun) add(e entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.queued[e.id] {
+		return
+	}
+	r.queued[e.id] = true
 	q := r.queues[e.device]
 	start := q == nil
 	if start {
@@ -472,6 +482,7 @@ func (r *epochRun) work(device string, q *deviceQueue) {
 
 		r.mu.Lock()
 		r.buffered--
+		delete(r.queued, e.id)
 		r.mu.Unlock()
 		select {
 		case r.space <- struct{}{}:
