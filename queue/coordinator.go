@@ -184,6 +184,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 func (c *Coordinator) runPool(ctx context.Context, p *poolCoord) error {
 	tick := min(p.leaseTTL/3, 200*time.Millisecond)
 	nextCheck := time.Now()
+	lastErr := ""
 	for {
 		if ctx.Err() != nil {
 			var crash errCrash
@@ -213,8 +214,12 @@ func (c *Coordinator) runPool(ctx context.Context, p *poolCoord) error {
 			if errors.As(stepErr, &crash) {
 				return crash
 			}
-			if stepErr != nil && ctx.Err() == nil {
+			switch {
+			case stepErr != nil && ctx.Err() == nil && stepErr.Error() != lastErr:
 				p.log.Warn("coordinator step", "err", stepErr)
+				lastErr = stepErr.Error()
+			case stepErr == nil:
+				lastErr = ""
 			}
 		}
 		wait := tick
