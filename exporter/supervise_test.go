@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -187,4 +189,62 @@ func TestNodeStopStopsChildren(t *testing.T) {
 		syscall.Kill(id.PID, syscall.SIGKILL)
 		t.Fatal("child outlived the node")
 	}
+}
+
+// A pidfile agent is restarted with its own stop and start argv; the node
+// follows it through the pidfile.
+func TestPidfileAgentRestartByArgv(t *testing.T) {
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "ext.pid")
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	def := &hcl.Agent{
+		Name:    "ext",
+		Pidfile: pidfile,
+		Workdir: dir,
+		// setsid -f: the agent leaves the start command's process group,
+		// as a daemon started by systemctl would.
+		Start: []string{"setsid", "-f", testagentBin, "--listen", addr, "--pidfile", pidfile},
+		Stop:  []string{"sh", "-c", `kill "$(cat "$0")"; while kill -0 "$(cat "$0")" 2>/dev/null; do sleep 0.01; done`, pidfile},
+		Probe: &hcl.Probe{Kind: hcl.ProbeHTTP, URL: "http://" + addr + "/healthz", Timeout: time.Second},
+	}
+	n := startNode(t, Options{Config: configOf(def)}, nil)
+	ctx := context.Background()
+	if ok, _, _ := n.Alive(ctx, "ext"); ok {
+		t.Fatal("alive before start")
+	}
+	// Not running: the stop argv fails, so start it by hand once.
+	if res := execStart(t, def.Start); res != nil {
+		t.Fatal(res)
+	}
+	first := n.waitServing(t, "ext")
+	t.Cleanup(func() { syscall.Kill(n.pidOf("ext").PID, syscall.SIGKILL) })
+	if err := n.Restart(ctx, "ext"); err != nil {
+		t.Fatal(err)
+	}
+	second := n.waitServing(t, "ext")
+	if second == first || second.PID == 0 {
+		t.Fatalf("identity %+v → %+v", first, second)
+	}
+	if ok, _ := aliveIdentity(first); ok {
+		t.Fatal("old process survived its stop argv")
+	}
+	if got := n.agents["ext"].restarts.Load(); got != 1 {
+		t.Errorf("restarts = %d", got)
+	}
+
+	// A failing stop argv fails the restart and starts nothing.
+	def2 := *def
+	def2.Stop = []string{"false"}
+	n.agents["ext"].setDef(&def2)
+	if err := n.Restart(ctx, "ext"); err == nil || !strings.Contains(err.Error(), "stop [false]") {
+		t.Fatalf("restart with a failing stop = %v", err)
+	}
+	if id := n.pidOf("ext"); id != second {
+		t.Fatalf("agent changed after a failed stop: %+v", id)
+	}
+}
+
+func execStart(t *testing.T, argv []string) error {
+	t.Helper()
+	return exec.Command(argv[0], argv[1:]...).Run()
 }

@@ -20,6 +20,10 @@ import (
 // DefaultTimeout applies when Cmd.Timeout is zero.
 const DefaultTimeout = 30 * time.Second
 
+// OutputGrace is how long Run keeps reading output after the command has
+// exited, for whatever it left running with its stdout (a daemon it started).
+const OutputGrace = 500 * time.Millisecond
+
 // DefaultMaxOutput applies when Cmd.MaxOutput is zero.
 const DefaultMaxOutput = 64 << 10
 
@@ -133,6 +137,10 @@ func Run(ctx context.Context, c Cmd) Result {
 		cmd.Stdin = bytes.NewReader(c.Stdin)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A command that starts a daemon in a session of its own (setsid -f,
+	// a double fork) leaves it holding our output pipe; without a bound,
+	// Wait would wait for that daemon to exit.
+	cmd.WaitDelay = OutputGrace
 	if err := cmd.Start(); err != nil {
 		res.Err = fmt.Errorf("start %s: %w", c.Argv[0], err)
 		res.Duration = time.Since(start)
@@ -167,7 +175,7 @@ func Run(ctx context.Context, c Cmd) Result {
 		res.Err = fmt.Errorf("%s timed out after %s; process group killed", c.Argv[0], timeout)
 	case ctx.Err() != nil:
 		res.Err = fmt.Errorf("%s cancelled: %w", c.Argv[0], ctx.Err())
-	case waitErr != nil:
+	case waitErr != nil && !errors.Is(waitErr, exec.ErrWaitDelay):
 		res.Err = fmt.Errorf("%s: %w", c.Argv[0], waitErr)
 	}
 	return res
