@@ -16,9 +16,9 @@ import (
 // systemd's watchdog are guarded unchanged. The path is short (a hash of
 // the name) because sun_path holds 108 bytes.
 func (a *agent) openNotify(runtimeDir string) error {
-	h := fnv.New32a()
+	h := fnv.New64a()
 	h.Write([]byte(a.name))
-	path := filepath.Join(runtimeDir, fmt.Sprintf("n%08x.sock", h.Sum32()))
+	path := filepath.Join(runtimeDir, fmt.Sprintf("n%016x.sock", h.Sum64()))
 	os.Remove(path)
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
