@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/medicops/medic/e2e/harness"
+	"github.com/medicops/medic/internal/redistest"
 )
 
 func deployFile(t testing.TB, parts ...string) string {
@@ -178,5 +180,64 @@ func TestSystemdUnitsFlags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// `medic bridge --web.config.file` with the example (TLS + basic auth) and
+// no token file: the password authenticates every endpoint, Alertmanager's
+// webhook included (http_config.basic_auth). A bearer token cannot be
+// added on top: Alertmanager sends one Authorization header.
+func TestBridgeWithWebConfigExample(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	b, err := os.ReadFile(deployFile(t, "web-config", "web-config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	webCfg := filepath.Join(dir, "web-config.yml")
+	os.WriteFile(webCfg, []byte(strings.NewReplacer("/etc/medic/tls/medic.crt", cert, "/etc/medic/tls/medic.key", key).Replace(string(b))), 0o600)
+	conf := filepath.Join(dir, "conf")
+	os.Mkdir(conf, 0o755)
+	os.WriteFile(filepath.Join(conf, "empty.hcl"), []byte("# nothing\n"), 0o644)
+	rdb := redistest.Start(t, redistest.Options{})
+	addr := harness.FreeAddr(t)
+	proc := harness.StartProc(t, "bridge-tls", []string{bins.Medic, "bridge",
+		"--config.file=" + conf, "--redis.url=" + rdb.URL(), "--web.listen-address=" + addr,
+		"--web.config.file=" + webCfg,
+	}, harness.ProcOptions{})
+
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	do := func(method, path, user string) int {
+		req, _ := http.NewRequest(method, "https://"+addr+path, strings.NewReader(`{"version":"4","status":"firing","receiver":"medic","groupKey":"{}:{}","alerts":[]}`))
+		if user != "" {
+			req.SetBasicAuth(user, "change-me")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	harness.Eventually(t, 30*time.Second, 100*time.Millisecond, "bridge ready over TLS", func() (bool, string) {
+		if exited, err := proc.Exited(); exited {
+			t.Fatalf("bridge exited: %v\n%s", err, proc.Tail(4<<10))
+		}
+		code := do("GET", "/-/ready", "prometheus")
+		return code == 200, fmt.Sprint(code)
+	})
+	for _, tc := range []struct {
+		method, path, user string
+		want               int
+	}{
+		{"GET", "/-/healthy", "", http.StatusUnauthorized},
+		{"GET", "/metrics", "prometheus", http.StatusOK},
+		{"GET", "/", "prometheus", http.StatusOK},
+		{"POST", "/api/v1/webhook", "", http.StatusUnauthorized},
+		{"POST", "/api/v1/webhook", "alertmanager", http.StatusAccepted},
+	} {
+		if got := do(tc.method, tc.path, tc.user); got != tc.want {
+			t.Errorf("%s %s user=%q: %d, want %d", tc.method, tc.path, tc.user, got, tc.want)
+		}
 	}
 }
