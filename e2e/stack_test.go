@@ -34,6 +34,15 @@ const nodeName = "e2e-node"
 // runbook and pool blocks once the stack's ports are known (it may also
 // register scrape targets); run exercises it. Scenarios use distinct agents
 // so they can run in parallel.
+//
+// To add one: write NAMEHCL(s *stack) string (s.supervisedAgent gives a
+// test agent with an http probe; recoveryRunbook a runbook matching one
+// alert of one agent) and NAME(t, s), and append it to allScenarios. The
+// helpers: s.kill / s.poke / s.waitAgentUp for the agent process,
+// s.waitFiring / s.waitResolved / s.firingNow for the alert in Prometheus
+// and every Alertmanager, s.waitRun for the run record, s.esc for
+// escalation webhooks, s.devices and s.startPublisher for pools, s.query
+// for PromQL.
 type scenario struct {
 	name string
 	hcl  func(s *stack) string
@@ -45,11 +54,12 @@ type stackOptions struct {
 	// Alertmanagers: 1 runs one without clustering; 2 or more form an HA
 	// cluster. Default 2.
 	Alertmanagers int
-	// Bridges: Alertmanager i posts to bridge i mod Bridges. Default 2.
+	// Bridges: every Alertmanager posts each notification to every bridge
+	// (one webhook_config per bridge), so the bridges always see
+	// duplicates. Default 2.
 	Bridges int
-	// PeerTimeout of the Alertmanager cluster. Default 5ms, so every
-	// member notifies and the bridges' deduplication is what keeps one run
-	// per episode.
+	// PeerTimeout of the Alertmanager cluster. Default 5ms, so the second
+	// member often notifies too: more duplicates for the bridges' dedup.
 	PeerTimeout time.Duration
 	Scenarios   []scenario
 }
@@ -140,9 +150,9 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		}
 	})
 
-	hooks := make([]string, o.Alertmanagers)
-	for i := range hooks {
-		hooks[i] = s.bridges[i%len(s.bridges)].WebhookURL()
+	var hooks []string
+	for _, b := range s.bridges {
+		hooks = append(hooks, b.WebhookURL())
 	}
 	s.ams = harness.StartAlertmanagers(t, o.Alertmanagers, harness.AlertmanagerOptions{
 		WebhookURLs: hooks, TokenFile: tokenFile, PeerTimeout: o.PeerTimeout,

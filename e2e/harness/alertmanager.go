@@ -12,8 +12,9 @@ import (
 
 // AlertmanagerOptions tune StartAlertmanagers.
 type AlertmanagerOptions struct {
-	// WebhookURLs[i] is where Alertmanager i sends notifications; with one
-	// URL every Alertmanager uses it.
+	// WebhookURLs are where every Alertmanager sends its notifications,
+	// one webhook_config each (the way to reach several bridges without a
+	// load balancer; each bridge gets every notification).
 	WebhookURLs []string
 	// TokenFile holds the bearer token sent with
 	// http_config.authorization.credentials_file.
@@ -36,9 +37,10 @@ type Alertmanager struct {
 	ConfigDir string
 }
 
-// AlertmanagerConfig renders an alertmanager.yml with one webhook receiver
-// that gets every alert at once (group_wait 0s) and its resolution.
-func AlertmanagerConfig(webhookURL, tokenFile string, repeat time.Duration) string {
+// AlertmanagerConfig renders an alertmanager.yml with one receiver that
+// posts every alert at once (group_wait 0s) and its resolution to each
+// webhook URL.
+func AlertmanagerConfig(webhookURLs []string, tokenFile string, repeat time.Duration) string {
 	if repeat == 0 {
 		repeat = 4 * time.Hour
 	}
@@ -52,16 +54,19 @@ func AlertmanagerConfig(webhookURL, tokenFile string, repeat time.Duration) stri
 receivers:
   - name: medic
     webhook_configs:
-      - url: %q
+`, repeat)
+	for _, u := range webhookURLs {
+		fmt.Fprintf(&b, `      - url: %q
         send_resolved: true
         max_alerts: 0
-`, repeat, webhookURL)
-	if tokenFile != "" {
-		fmt.Fprintf(&b, `        http_config:
+`, u)
+		if tokenFile != "" {
+			fmt.Fprintf(&b, `        http_config:
           authorization:
             type: Bearer
             credentials_file: %q
 `, tokenFile)
+		}
 	}
 	return b.String()
 }
@@ -84,12 +89,8 @@ func StartAlertmanagers(t testing.TB, n int, o AlertmanagerOptions) []*Alertmana
 		}
 	}
 	for i, am := range ams {
-		hook := o.WebhookURLs[0]
-		if i < len(o.WebhookURLs) {
-			hook = o.WebhookURLs[i]
-		}
 		cfgPath := filepath.Join(am.ConfigDir, "alertmanager.yml")
-		if err := os.WriteFile(cfgPath, []byte(AlertmanagerConfig(hook, o.TokenFile, o.RepeatInterval)), 0o644); err != nil {
+		if err := os.WriteFile(cfgPath, []byte(AlertmanagerConfig(o.WebhookURLs, o.TokenFile, o.RepeatInterval)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		args := []string{bin,

@@ -18,9 +18,9 @@ import (
 )
 
 // TestAlertPath checks the plumbing every e2e scenario relies on, with a
-// stand-in exporter and webhook: Prometheus scrapes at 1 s, the rule fires,
-// both clustered Alertmanagers notify at once (group_wait 0, short peer
-// timeout) with the bearer token, and the resolution follows.
+// stand-in exporter and two webhooks: Prometheus scrapes at 1 s, the rule
+// fires, the clustered Alertmanagers notify at once (group_wait 0) both
+// webhooks with the bearer token, and the resolution follows.
 func TestAlertPath(t *testing.T) {
 	var down atomic.Bool
 	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +96,7 @@ func TestAlertPath(t *testing.T) {
 
 	start := time.Now()
 	down.Store(true)
-	Eventually(t, 15*time.Second, 50*time.Millisecond, "firing notification from both Alertmanagers", func() (bool, string) {
+	Eventually(t, 15*time.Second, 50*time.Millisecond, "firing notification at both webhooks", func() (bool, string) {
 		per, _ := count("firing")
 		return per[0] > 0 && per[1] > 0, fmt.Sprintf("%v", per)
 	})
