@@ -242,7 +242,7 @@ func chaosRound(t *testing.T, client redis.UniversalClient, seed int64) {
 	for _, a := range agents {
 		a.resume()
 	}
-	h.dev.Fail = nil
+	h.dev.SetFail(nil)
 	newAgent("")
 	startCoord(false)
 	t.Logf("seed %d: %d devices, fail %d%%, events %v", seed, len(devices), failRate, events)

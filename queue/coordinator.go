@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,9 +61,14 @@ type CoordinatorOptions struct {
 // that dies mid-way is resumed by the next lease holder; the lock is never
 // cleared by a timeout.
 type Coordinator struct {
-	o     CoordinatorOptions
-	pools map[string]*poolCoord
-	order []string
+	o CoordinatorOptions
+
+	mu        sync.RWMutex
+	pools     map[string]*poolCoord
+	order     []string
+	runCtx    context.Context // set while Run runs
+	runCancel context.CancelCauseFunc
+	wg        sync.WaitGroup
 
 	// hook, when set (tests), runs before every switchover step; an error
 	// makes the coordinator stop as if it had crashed (lease kept).
@@ -70,17 +76,39 @@ type Coordinator struct {
 }
 
 type poolCoord struct {
-	spec     PoolSpec
-	k        Keys
-	token    string
-	kick     chan struct{}
-	idle     time.Duration
-	leaseTTL time.Duration
-	log      *slog.Logger
+	k     Keys
+	token string
+	kick  chan struct{}
+	log   *slog.Logger
+	cfg   atomic.Pointer[poolCfg] // replaced by SetPools
+	stop  context.CancelFunc      // ends the pool's loop; set while it runs
 
 	mu   sync.Mutex
 	held bool
 }
+
+// poolCfg is a pool's spec with the defaults derived from it.
+type poolCfg struct {
+	spec     PoolSpec
+	idle     time.Duration
+	leaseTTL time.Duration
+}
+
+func (c *Coordinator) newCfg(spec PoolSpec) *poolCfg {
+	if spec.CheckInterval <= 0 {
+		spec.CheckInterval = 2 * time.Second
+	}
+	cfg := &poolCfg{spec: spec, idle: c.o.IdleLimit, leaseTTL: c.o.LeaseTTL}
+	if cfg.idle <= 0 {
+		cfg.idle = max(4*spec.CheckInterval, 5*time.Second)
+	}
+	if cfg.leaseTTL <= 0 {
+		cfg.leaseTTL = max(3*spec.CheckInterval, 3*time.Second)
+	}
+	return cfg
+}
+
+func (p *poolCoord) spec() PoolSpec { return p.cfg.Load().spec }
 
 // Errors of Trigger.
 var (
@@ -109,29 +137,8 @@ func NewCoordinator(o CoordinatorOptions) (*Coordinator, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Coordinator{o: o, pools: map[string]*poolCoord{}}
-	for _, spec := range o.Pools {
-		k, err := NewKeys(o.Prefix, spec.Name)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := c.pools[spec.Name]; dup {
-			return nil, fmt.Errorf("pool %q listed twice", spec.Name)
-		}
-		if spec.CheckInterval <= 0 {
-			spec.CheckInterval = 2 * time.Second
-		}
-		p := &poolCoord{spec: spec, k: k, token: o.ID + ":" + randomToken(),
-			kick: make(chan struct{}, 1), idle: o.IdleLimit, leaseTTL: o.LeaseTTL,
-			log: o.Logger.With("pool", spec.Name)}
-		if p.idle <= 0 {
-			p.idle = max(4*spec.CheckInterval, 5*time.Second)
-		}
-		if p.leaseTTL <= 0 {
-			p.leaseTTL = max(3*spec.CheckInterval, 3*time.Second)
-		}
-		c.pools[spec.Name] = p
-		c.order = append(c.order, spec.Name)
-		o.Metrics.initPool(spec.Name)
+	if err := c.SetPools(o.Pools); err != nil {
+		return nil, err
 	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(&statusCollector{c: c}); err != nil {
@@ -147,12 +154,69 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
+// SetPools replaces the set of pools (a config reload): new pools start
+// being coordinated, removed ones stop (giving their lease back), and kept
+// ones take the new agents list and check interval at their next check. It
+// validates everything before changing anything.
+func (c *Coordinator) SetPools(specs []PoolSpec) error {
+	keys := map[string]Keys{}
+	for _, spec := range specs {
+		k, err := NewKeys(c.o.Prefix, spec.Name)
+		if err != nil {
+			return err
+		}
+		if _, dup := keys[spec.Name]; dup {
+			return fmt.Errorf("pool %q listed twice", spec.Name)
+		}
+		keys[spec.Name] = k
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var order []string
+	for _, spec := range specs {
+		p := c.pools[spec.Name]
+		if p == nil {
+			p = &poolCoord{k: keys[spec.Name], token: c.o.ID + ":" + randomToken(),
+				kick: make(chan struct{}, 1), log: c.o.Logger.With("pool", spec.Name)}
+			c.pools[spec.Name] = p
+			c.o.Metrics.initPool(spec.Name)
+			p.cfg.Store(c.newCfg(spec))
+			if c.runCtx != nil {
+				c.startLocked(p)
+			}
+		} else {
+			p.cfg.Store(c.newCfg(spec))
+		}
+		order = append(order, spec.Name)
+	}
+	for name, p := range c.pools {
+		if _, keep := keys[name]; !keep {
+			if p.stop != nil {
+				p.stop()
+			}
+			delete(c.pools, name)
+		}
+	}
+	c.order = order
+	return nil
+}
+
 // Pools lists the pool names in configuration order.
-func (c *Coordinator) Pools() []string { return append([]string(nil), c.order...) }
+func (c *Coordinator) Pools() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]string(nil), c.order...)
+}
+
+func (c *Coordinator) pool(name string) *poolCoord {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.pools[name]
+}
 
 // Keys returns the keys of a configured pool.
 func (c *Coordinator) Keys(pool string) (Keys, bool) {
-	p := c.pools[pool]
+	p := c.pool(pool)
 	if p == nil {
 		return Keys{}, false
 	}
@@ -163,29 +227,46 @@ func (c *Coordinator) Keys(pool string) (Keys, bool) {
 func (c *Coordinator) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var wg sync.WaitGroup
-	for _, name := range c.order {
-		p := c.pools[name]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.runPool(ctx, p); err != nil {
-				cancel(err)
-			}
-		}()
+	c.mu.Lock()
+	if c.runCtx != nil {
+		c.mu.Unlock()
+		return errors.New("coordinator already running")
 	}
-	wg.Wait()
+	c.runCtx, c.runCancel = ctx, cancel
+	for _, name := range c.order {
+		c.startLocked(c.pools[name])
+	}
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.mu.Lock()
+	c.runCtx = nil
+	c.mu.Unlock()
+	c.wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
 }
 
+// startLocked starts a pool's loop; c.mu is held and Run is running.
+func (c *Coordinator) startLocked(p *poolCoord) {
+	pctx, stop := context.WithCancel(c.runCtx)
+	p.stop = stop
+	cancelRun := c.runCancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.runPool(pctx, p); err != nil {
+			cancelRun(err)
+		}
+	}()
+}
+
 func (c *Coordinator) runPool(ctx context.Context, p *poolCoord) error {
-	tick := min(p.leaseTTL/3, 200*time.Millisecond)
 	nextCheck := time.Now()
 	lastErr := ""
 	for {
+		tick := min(p.cfg.Load().leaseTTL/3, 200*time.Millisecond)
 		if ctx.Err() != nil {
 			var crash errCrash
 			if errors.As(context.Cause(ctx), &crash) {
@@ -236,7 +317,7 @@ func (c *Coordinator) runPool(ctx context.Context, p *poolCoord) error {
 
 // renew takes or renews the pool's lease.
 func (c *Coordinator) renew(ctx context.Context, p *poolCoord) bool {
-	ok, err := leaseScript.Run(ctx, c.o.Client, []string{p.k.Lease()}, p.token, p.leaseTTL.Milliseconds()).Int()
+	ok, err := leaseScript.Run(ctx, c.o.Client, []string{p.k.Lease()}, p.token, p.cfg.Load().leaseTTL.Milliseconds()).Int()
 	held := err == nil && ok == 1
 	p.mu.Lock()
 	changed := held != p.held
@@ -253,7 +334,7 @@ func (c *Coordinator) renew(ctx context.Context, p *poolCoord) bool {
 // the agent's heartbeat expires before that, so that a dead agent is noticed
 // within its heartbeat timeout rather than a whole interval later.
 func (c *Coordinator) check(ctx context.Context, p *poolCoord) (time.Duration, error) {
-	interval := p.spec.CheckInterval
+	interval := p.spec().CheckInterval
 	now, err := serverNowMs(ctx, c.o.Client, p.k.Ctl())
 	if err != nil {
 		return interval, err
@@ -311,7 +392,8 @@ func (c *Coordinator) check(ctx context.Context, p *poolCoord) (time.Duration, e
 // idle is the seed's "does the queue still have a consumer" check: with
 // configs waiting, the agent's consumer must have read within the limit.
 func (c *Coordinator) idle(ctx context.Context, p *poolCoord, agent, stream string, activeFor int64) (string, error) {
-	if activeFor < p.idle.Milliseconds() {
+	limit := p.cfg.Load().idle
+	if activeFor < limit.Milliseconds() {
 		return "", nil
 	}
 	n, err := c.o.Client.XLen(ctx, stream).Result()
@@ -327,7 +409,7 @@ func (c *Coordinator) idle(ctx context.Context, p *poolCoord, agent, stream stri
 	}
 	for _, x := range cs {
 		if x.Name == agent {
-			if x.Idle > p.idle {
+			if x.Idle > limit {
 				return fmt.Sprintf("%d configs waiting, consumer idle %s", n, x.Idle.Round(time.Millisecond)), nil
 			}
 			return "", nil
@@ -355,7 +437,7 @@ func (c *Coordinator) begin(ctx context.Context, p *poolCoord, token, from, targ
 		return beginResult{}, false, err
 	}
 	res, err := beginScript.Run(ctx, c.o.Client, []string{p.k.Ctl(), p.k.Agents(), p.k.Lease()},
-		token, from, target, strings.Join(p.spec.Agents, " "), p.k.InPrefix(), reason).Slice()
+		token, from, target, strings.Join(p.spec().Agents, " "), p.k.InPrefix(), reason).Slice()
 	if err != nil {
 		return beginResult{}, false, err
 	}
@@ -377,7 +459,7 @@ func (c *Coordinator) begin(ctx context.Context, p *poolCoord, token, from, targ
 
 func (c *Coordinator) step(p *poolCoord, name string) error {
 	if c.hook != nil {
-		if err := c.hook(p.spec.Name, name); err != nil {
+		if err := c.hook(p.k.Pool(), name); err != nil {
 			return errCrash{err}
 		}
 	}
@@ -429,12 +511,12 @@ func (c *Coordinator) drive(ctx context.Context, p *poolCoord) error {
 				return nil
 			case "done":
 				d := time.Duration(asInt(res[3])-asInt(res[2])) * time.Millisecond
-				c.o.Metrics.observeSwitchover(p.spec.Name, d.Seconds())
+				c.o.Metrics.observeSwitchover(p.k.Pool(), d.Seconds())
 				p.log.Info("switchover done", "epoch", epoch, "duration", d)
 				return nil
 			}
 		default:
-			return fmt.Errorf("pool %s locked in unknown phase %q", p.spec.Name, phase)
+			return fmt.Errorf("pool %s locked in unknown phase %q", p.k.Pool(), phase)
 		}
 	}
 	return ctx.Err()
@@ -459,7 +541,7 @@ type SwitchoverResult struct {
 // another bridge's — drives the rest. A switchover already in progress is
 // waited for instead.
 func (c *Coordinator) Trigger(ctx context.Context, pool, from, target, reason string) (SwitchoverResult, error) {
-	p := c.pools[pool]
+	p := c.pool(pool)
 	if p == nil {
 		return SwitchoverResult{}, fmt.Errorf("%w %q", ErrUnknownPool, pool)
 	}
@@ -510,7 +592,7 @@ func (c *Coordinator) Switchover(ctx context.Context, pool, fromAgent string) (s
 
 // Status reads a configured pool's status.
 func (c *Coordinator) Status(ctx context.Context, pool string) (Status, error) {
-	p := c.pools[pool]
+	p := c.pool(pool)
 	if p == nil {
 		return Status{}, fmt.Errorf("%w %q", ErrUnknownPool, pool)
 	}
@@ -542,7 +624,7 @@ func (s *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (s *statusCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, name := range s.c.order {
+	for _, name := range s.c.Pools() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		st, err := s.c.Status(ctx, name)
 		cancel()

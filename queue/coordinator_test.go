@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -226,5 +227,49 @@ func TestManualSwitchoverTargets(t *testing.T) {
 	}
 	if _, err := c.c.Trigger(ctx, "nosuch", "", "", "x"); !errors.Is(err, ErrUnknownPool) {
 		t.Errorf("unknown pool: %v", err)
+	}
+}
+
+// TestSetPools reloads the coordinator's pools while it runs: an added pool
+// gets coordinated (its buffered configs reach the agent that appeared),
+// a removed one stops and gives its lease back, a bad list changes nothing.
+func TestSetPools(t *testing.T) {
+	_, client := standalone(t, false)
+	h1 := newHarness(t, client, "", "keep")
+	h2 := newHarness(t, client, "", "added")
+	c := h1.startCoordinator(nil)
+	ctx := context.Background()
+	h2.produce(ctx, []string{"d"}, 10, 0) // no agent: buffered
+	h2.startAgent("b1")
+	time.Sleep(300 * time.Millisecond)
+	if st := h2.status(); st.Agent != "" || st.Buffer != 10 {
+		t.Fatalf("pool not coordinated yet should wait: %+v", st)
+	}
+	if _, ok := c.c.Keys("added"); ok {
+		t.Fatal("pool known before SetPools")
+	}
+	spec := func(name string) PoolSpec { return PoolSpec{Name: name, CheckInterval: 100 * time.Millisecond} }
+	if err := c.c.SetPools([]PoolSpec{spec("keep"), spec("added"), spec("added")}); err == nil {
+		t.Fatal("duplicate pools accepted")
+	}
+	if diff := cmp.Diff([]string{"keep"}, c.c.Pools()); diff != "" {
+		t.Fatalf("a rejected SetPools changed the pools: %s", diff)
+	}
+	if err := c.c.SetPools([]PoolSpec{spec("keep"), spec("added")}); err != nil {
+		t.Fatal(err)
+	}
+	h2.waitApplied(5 * time.Second)
+	st := h2.waitSettled(2 * time.Second)
+	h2.check()
+	if st.Agent != "b1" {
+		t.Errorf("added pool: agent %q, want b1", st.Agent)
+	}
+	waitFor(t, 2*time.Second, "lease of keep", func() bool { return client.Exists(ctx, h1.keys.Lease()).Val() == 1 })
+	if err := c.c.SetPools([]PoolSpec{spec("added")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "lease of the removed pool released", func() bool { return client.Exists(ctx, h1.keys.Lease()).Val() == 0 })
+	if _, err := c.c.Trigger(ctx, "keep", "", "", "x"); !errors.Is(err, ErrUnknownPool) {
+		t.Errorf("removed pool: %v", err)
 	}
 }

@@ -54,8 +54,9 @@ type Server struct {
 	devices map[string]*device
 	srv     *httptest.Server
 
-	// Fail, when set, is asked before each request is judged; true makes
-	// the device answer 503 without looking at it.
+	// Fail, when set, is asked (under the server's lock) before each
+	// request is judged; true makes the device answer 503 without looking
+	// at it. Set it before requests arrive, or use SetFail.
 	Fail func(device string, seq int64) bool
 	// BeforeReply, when set, runs after a request was judged and before
 	// the answer is written (e.g. to kill the agent between the device
@@ -70,6 +71,13 @@ func New() *Server {
 	s := &Server{devices: map[string]*device{}}
 	s.srv = httptest.NewServer(s)
 	return s
+}
+
+// SetFail replaces Fail safely while requests are being served.
+func (s *Server) SetFail(f func(device string, seq int64) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Fail = f
 }
 
 // URL is the server's base URL.
