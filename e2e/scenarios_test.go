@@ -36,6 +36,7 @@ func TestE2E(t *testing.T) {
 		}
 	})
 	if t.Failed() {
+		t.Log("not checking dashboards and status page: a scenario failed")
 		return
 	}
 	t.Run("dashboards", func(t *testing.T) { testDashboards(t, s) })
@@ -52,8 +53,11 @@ var allScenarios = []scenario{
 }
 
 // recoveryRunbook renders a runbook for one alert of one agent that
-// restarts it and verifies quickly.
-func recoveryRunbook(s *stack, name, alertname, agent, causes string) string {
+// restarts it and verifies every 250ms, up to attempts times (0: 20).
+func recoveryRunbook(s *stack, name, alertname, agent, causes string, attempts int) string {
+	if attempts == 0 {
+		attempts = 20
+	}
 	return fmt.Sprintf(`runbook %q {
   match {
     alertname = %q
@@ -61,7 +65,7 @@ func recoveryRunbook(s *stack, name, alertname, agent, causes string) string {
   }
 %s
   verify {
-    attempts = 20
+    attempts = %d
     interval = "250ms"
   }
   escalate {
@@ -73,14 +77,14 @@ func recoveryRunbook(s *stack, name, alertname, agent, causes string) string {
     window   = "1h"
   }
 }
-`, name, alertname, agent, causes, s.esc.url())
+`, name, alertname, agent, causes, attempts, s.esc.url())
 }
 
 // ---- (a) an agent is killed and restarted through the alert path.
 
 func killRestartHCL(s *stack) string {
 	return s.supervisedAgent("ta-kill", "  watchdog = false\n") +
-		recoveryRunbook(s, "e2e-kill", "MedicAgentDown", "ta-kill", "")
+		recoveryRunbook(s, "e2e-kill", "MedicAgentDown", "ta-kill", "", 0)
 }
 
 func killRestart(t *testing.T, s *stack) {
@@ -139,7 +143,7 @@ echo "repair: released memory of $MEDIC_AGENT (cause $MEDIC_CAUSE)"
   }
 `, hclList([]string{script, out}))
 	return s.supervisedAgent("ta-mem", body) +
-		recoveryRunbook(s, "e2e-memory", "MedicAgentProbeFailing", "ta-mem", causes)
+		recoveryRunbook(s, "e2e-memory", "MedicAgentProbeFailing", "ta-mem", causes, 0)
 }
 
 func memTotal(t testing.TB) uint64 {
@@ -224,8 +228,7 @@ func memoryHang(t *testing.T, s *stack) {
 
 func unrecoverableHCL(s *stack) string {
 	return s.supervisedAgent("ta-fail", "  watchdog = false\n", "--fail-start") +
-		strings.Replace(recoveryRunbook(s, "e2e-unrecoverable", "MedicAgentDown", "ta-fail", ""),
-			"attempts = 20", "attempts = 2", 1)
+		recoveryRunbook(s, "e2e-unrecoverable", "MedicAgentDown", "ta-fail", "", 2)
 }
 
 func unrecoverable(t *testing.T, s *stack) {
@@ -288,7 +291,7 @@ func heartbeatHCL(s *stack) string {
 	node := "http://127.0.0.1:" + strconv.Itoa(s.port("node"))
 	body := "  watchdog = false\n  heartbeat {\n    timeout = \"2s\"\n  }\n"
 	return s.supervisedAgent("ta-hb", body, "--heartbeat-url="+node, "--heartbeat-interval=250ms") +
-		recoveryRunbook(s, "e2e-heartbeat", "MedicAgentHeartbeatMissed", "ta-hb", "")
+		recoveryRunbook(s, "e2e-heartbeat", "MedicAgentHeartbeatMissed", "ta-hb", "", 0)
 }
 
 func heartbeat(t *testing.T, s *stack) {
@@ -320,7 +323,7 @@ func heartbeat(t *testing.T, s *stack) {
 
 func haDedupHCL(s *stack) string {
 	return s.supervisedAgent("ta-ha", "  watchdog = false\n") +
-		recoveryRunbook(s, "e2e-ha", "MedicAgentDown", "ta-ha", "")
+		recoveryRunbook(s, "e2e-ha", "MedicAgentDown", "ta-ha", "", 0)
 }
 
 func haDedup(t *testing.T, s *stack) {
