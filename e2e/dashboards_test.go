@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,26 @@ func TestDashboardsStructure(t *testing.T) {
 			t.Errorf("%s/%s: variable left in %q", q.dashboard, q.panel, e)
 		}
 	}
+	// Every metric of DESIGN.md §6 is on a dashboard.
+	for _, m := range designMetrics {
+		if !slices.ContainsFunc(queries, func(q panelQuery) bool { return strings.Contains(q.expr, m) }) {
+			t.Errorf("no panel shows %s", m)
+		}
+	}
+}
+
+// designMetrics are the metric names of DESIGN.md §6, plus the node's
+// collector metrics.
+var designMetrics = []string{
+	"medic_agent_up", "medic_agent_probe_success", "medic_agent_probe_duration_seconds",
+	"medic_agent_cpu_seconds_total", "medic_agent_resident_memory_bytes", "medic_agent_memory_ratio",
+	"medic_agent_disk_used_ratio", "medic_agent_heartbeat_age_seconds", "medic_agent_heartbeat_timeout_seconds",
+	"medic_agent_restarts_total",
+	"medic_webhook_requests_total", "medic_alerts_received_total", "medic_alerts_deduplicated_total",
+	"medic_remediations_total", "medic_remediation_duration_seconds",
+	"medic_dispatch_published_total", "medic_dispatch_delivered_total", "medic_dispatch_backlog",
+	"medic_dispatch_switchovers_total", "medic_dispatch_switchover_duration_seconds",
+	"medic_scrape_collector_success", "medic_scrape_collector_duration_seconds",
 }
 
 // testDashboards runs every panel query and every variable query of every
