@@ -137,3 +137,56 @@ agent "api" {
 	waitMetrics(t, url, `agent="api"`, false)
 	waitMetrics(t, url, `medic_agent_up{agent="web",node="n1"} 1`, true)
 }
+
+// --web.config.file reaches the server: basic auth guards every endpoint.
+func TestNodeCommandWebConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "node.hcl")
+	os.WriteFile(cfgFile, []byte("agent \"ext\" {\n  pidfile = \"/nonexistent.pid\"\n  start = [\"true\"]\n}\n"), 0o644)
+	webFile := filepath.Join(dir, "web.yml")
+	// bcrypt of "s3cret"
+	os.WriteFile(webFile, []byte("basic_auth_users:\n  admin: $2a$04$ZG9M3ZJCumCl9TJyUuZVuOMHyrlktkGChT.9dUacLkFWld/Hr97hi\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan []string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- runNode(ctx, slog.New(slog.DiscardHandler), nodeOptions{
+			ConfigFile: cfgFile, NodeName: "n1", Listen: []string{"127.0.0.1:0"}, WebConfigFile: webFile,
+			RuntimeDir: filepath.Join(dir, "run"), Registry: prometheus.NewRegistry(), OnListening: func(a []string) { addrs <- a },
+		})
+	}()
+	var url string
+	select {
+	case a := <-addrs:
+		url = "http://" + a[0]
+	case err := <-done:
+		cancel()
+		t.Fatalf("runNode: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("not listening")
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runNode: %v", err)
+		}
+	}()
+	for _, tc := range []struct {
+		user, pass string
+		code       int
+	}{{"", "", 401}, {"admin", "wrong", 401}, {"admin", "s3cret", 200}} {
+		req, _ := http.NewRequest("GET", url+"/metrics", nil)
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, tc.pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s:%s → %d, want %d", tc.user, tc.pass, resp.StatusCode, tc.code)
+		}
+	}
+}
