@@ -627,15 +627,7 @@ func poolSwitchover(t *testing.T, s *stack) {
 	sw := s.waitRun(t, victim, 30*time.Second, func(r runbooks.RunRecord) bool {
 		return r.Runbook == "e2e-pool-switchover" && r.Outcome != ""
 	})
-	switch {
-	case sw.Outcome == runbooks.OutcomeSwitched:
-	case sw.Outcome == runbooks.OutcomeFailed && strings.Contains(sw.Error, "no switcher configured"):
-		// KNOWN GAP: `medic node` builds its engine without a Switcher
-		// (cmd/medic/cmd_node.go), so switchover runbooks fail on a node;
-		// the coordinator's own check switched the pool above. Make this
-		// case an error once the node passes a queue.Coordinator.
-		t.Logf("KNOWN GAP: switchover runbook on medic node: %s", sw.Error)
-	default:
+	if sw.Outcome != runbooks.OutcomeSwitched {
 		t.Errorf("switchover run: %s", summarizeRuns([]runbooks.RunRecord{sw}))
 	}
 	s.waitRun(t, victim, 30*time.Second, func(r runbooks.RunRecord) bool {

@@ -25,6 +25,7 @@ import (
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/app"
 	"github.com/medicops/medic/internal/redisx"
+	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -102,8 +103,20 @@ func runNode(ctx context.Context, logger *slog.Logger, o nodeOptions) error {
 
 	var locker runbooks.Locker = runbooks.NewMemoryLocker()
 	var onRecord func(*runbooks.RunRecord)
+	var onReload func(*hcl.Config) error
 	var store *bridge.RunStore
+	var switcher runbooks.Switcher
 	if client != nil {
+		// Not run: a switchover runbook only asks the bridges' leased
+		// coordinator to switch the pool, and waits for it.
+		coord, err := queue.NewCoordinator(queue.CoordinatorOptions{
+			Client: client, Prefix: o.Prefix, Pools: app.PoolSpecs(cfg), Logger: logger.With("component", "switcher"),
+		})
+		if err != nil {
+			return err
+		}
+		switcher = coord
+		onReload = func(c *hcl.Config) error { return coord.SetPools(app.PoolSpecs(c)) }
 		locker = runbooks.NewRedisLocker(client, o.Prefix).WithLogger(logger)
 		store = bridge.NewRunStore(client, bridge.StoreOptions{Keys: bridge.Keys{Prefix: o.Prefix}})
 		onRecord = func(rec *runbooks.RunRecord) {
@@ -118,7 +131,7 @@ func runNode(ctx context.Context, logger *slog.Logger, o nodeOptions) error {
 	node, err := exporter.New(exporter.Options{
 		Config: cfg, NodeName: o.NodeName, Logger: logger.With("component", "node"),
 		Registerer: reg, Gatherer: reg, Redis: client, RedisPrefix: o.Prefix,
-		Load: load, OnRecord: onRecord,
+		Load: load, OnReload: onReload, OnRecord: onRecord,
 		StopGrace: o.StopGrace, CPUWindow: o.CPUWindow, RuntimeDir: o.RuntimeDir,
 	})
 	if err != nil {
@@ -128,7 +141,7 @@ func runNode(ctx context.Context, logger *slog.Logger, o nodeOptions) error {
 	// (its watchdog's runner); both read the configuration the node holds,
 	// so a reload reaches them together.
 	engine := runbooks.New(runbooks.Options{
-		Config: node.Config, Node: o.NodeName, Agents: node, Locker: locker,
+		Config: node.Config, Node: o.NodeName, Agents: node, Locker: locker, Switcher: switcher,
 		Logger: logger.With("component", "engine"), Registerer: reg,
 	})
 	node.SetRunner(engine)

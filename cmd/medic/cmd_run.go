@@ -15,6 +15,7 @@ import (
 
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/app"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"
@@ -135,13 +136,9 @@ func runOnce(ctx context.Context, logger *slog.Logger, o runOptions) error {
 		}
 		defer client.Close()
 		locker = runbooks.NewRedisLocker(client, o.Prefix).WithLogger(logger)
-		var specs []queue.PoolSpec
-		for _, p := range cfg.Pools {
-			specs = append(specs, queue.PoolSpec{Name: p.Name, Agents: p.Agents, CheckInterval: p.CheckInterval})
-		}
 		// Not run: Switchover only asks the leased coordinator of the
 		// bridges to switch, and waits for it.
-		coord, err := queue.NewCoordinator(queue.CoordinatorOptions{Client: client, Prefix: o.Prefix, Pools: specs, Logger: logger})
+		coord, err := queue.NewCoordinator(queue.CoordinatorOptions{Client: client, Prefix: o.Prefix, Pools: app.PoolSpecs(cfg), Logger: logger})
 		if err != nil {
 			return err
 		}

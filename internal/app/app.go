@@ -140,14 +140,12 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	// Pools: publisher, API and the leased coordinator.
 	qm := queue.NewMetrics(reg)
-	var specs []queue.PoolSpec
 	agents := map[string][]string{}
 	for _, p := range cfg.Pools {
-		specs = append(specs, queue.PoolSpec{Name: p.Name, Agents: p.Agents, CheckInterval: p.CheckInterval})
 		agents[p.Name] = p.Agents
 	}
 	coord, err := queue.NewCoordinator(queue.CoordinatorOptions{
-		Client: client, Prefix: o.Prefix, Pools: specs, Logger: log.With("component", "coordinator"), Metrics: qm, Registerer: reg,
+		Client: client, Prefix: o.Prefix, Pools: PoolSpecs(cfg), Logger: log.With("component", "coordinator"), Metrics: qm, Registerer: reg,
 	})
 	if err != nil {
 		return err
@@ -204,6 +202,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		mux.Handle("/api/v1/heartbeats/", nh)
 		mux.Handle("GET /api/v1/agents", nh)
 	}
+
+	// Last, because SetPools takes effect at once: every other component
+	// has accepted the new configuration by then.
+	rl.apply = append(rl.apply, func(_ context.Context, c *hcl.Config) error { return coord.SetPools(PoolSpecs(c)) })
 
 	// Listen first, so that a busy port fails the start, not a goroutine.
 	var listeners []net.Listener

@@ -14,7 +14,17 @@ import (
 	hcl2 "github.com/hashicorp/hcl/v2"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/queue"
 )
+
+// PoolSpecs is what the pool coordinator needs of the configuration's pools.
+func PoolSpecs(cfg *hcl.Config) []queue.PoolSpec {
+	specs := make([]queue.PoolSpec, 0, len(cfg.Pools))
+	for _, p := range cfg.Pools {
+		specs = append(specs, queue.PoolSpec{Name: p.Name, Agents: p.Agents, CheckInterval: p.CheckInterval})
+	}
+	return specs
+}
 
 // LoadConfig loads --config.file and turns error diagnostics into one
 // error that lists them as file:line:col: severity: summary.
