@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/execx"
 )
 
 // maxWebhookResponse bounds how much of an escalation webhook's answer is
@@ -36,10 +37,6 @@ func (r *run) escalate(reason string) {
 		r.done(s, true, "no escalate target configured; the run record is the escalation", nil)
 		return
 	}
-	timeout := esc.Timeout
-	if timeout <= 0 {
-		timeout = hcl.DefaultEscalateTimeout
-	}
 	// The receiver gets the record as it stands, outcome included.
 	r.rec.Finished = r.e.opts.Now()
 	r.rec.Duration = r.rec.Finished.Sub(r.rec.Started).Seconds()
@@ -49,51 +46,99 @@ func (r *run) escalate(reason string) {
 		r.done(s, false, "", fmt.Errorf("encode run record: %w", err))
 		return
 	}
+	x := Escalator{Client: r.e.client, Now: r.e.opts.Now, KillGrace: r.e.opts.KillGrace}
+	for _, s := range x.Send(r.ctx, esc, r.rec.ID, body, r.env("")) {
+		r.rec.Steps = append(r.rec.Steps, s)
+		r.log.Debug("step", "step", s.Name, "ok", s.OK, "detail", s.Detail, "error", s.Error)
+	}
+}
+
+// noRedirects is the default escalation client: an escalation goes where it
+// was configured to go, not where a redirect points.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// Escalator delivers an escalation to the targets of an escalate block.
+// The engine uses it for its runs and the bridge for the records it makes
+// itself (unroutable alerts), so receivers get the same thing either way.
+type Escalator struct {
+	Client    *http.Client
+	Now       func() time.Time
+	KillGrace time.Duration
+}
+
+// Send POSTs body to esc's webhook and runs esc's command with body on
+// stdin and env in its environment, each bounded by esc's timeout, and
+// returns one "escalate" step per target.
+func (x Escalator) Send(ctx context.Context, esc *hcl.Escalate, runID string, body []byte, env map[string]string) []Step {
+	if x.Now == nil {
+		x.Now = time.Now
+	}
+	if x.Client == nil {
+		x.Client = noRedirects
+	}
+	timeout := esc.Timeout
+	if timeout <= 0 {
+		timeout = hcl.DefaultEscalateTimeout
+	}
+	var steps []Step
 	if esc.Webhook != "" {
-		r.escalateWebhook(esc.Webhook, body, timeout)
+		steps = append(steps, x.webhook(ctx, esc.Webhook, runID, body, timeout))
 	}
 	if len(esc.Command) > 0 {
-		s := r.step("escalate")
-		res := r.script(s, esc.Command, r.env(""), timeout, body)
+		s := Step{Name: "escalate", Started: x.Now()}
+		res := execx.Run(ctx, execx.Cmd{
+			Argv: esc.Command, Env: env, Timeout: timeout, Grace: x.KillGrace, MaxOutput: MaxStepOutput, Stdin: body,
+		})
+		if res.ExitCode >= 0 || res.TimedOut {
+			code := res.ExitCode
+			s.ExitCode = &code
+		}
+		s.Output = res.Output
 		detail := fmt.Sprintf("command %s exited %d", esc.Command[0], res.ExitCode)
 		if res.TimedOut {
 			detail = fmt.Sprintf("command %s timed out after %s; its process group was killed", esc.Command[0], timeout)
 		}
-		r.done(s, res.OK(), detail, res.Err)
+		steps = append(steps, x.finish(s, res.OK(), detail, res.Err))
 	}
+	return steps
 }
 
-func (r *run) escalateWebhook(target string, body []byte, timeout time.Duration) {
-	s := r.step("escalate")
+func (x Escalator) finish(s Step, ok bool, detail string, err error) Step {
+	s.Duration = x.Now().Sub(s.Started).Seconds()
+	s.OK, s.Detail = ok, detail
+	if err != nil {
+		s.Error = err.Error()
+	}
+	return s
+}
+
+func (x Escalator) webhook(ctx context.Context, target, runID string, body []byte, timeout time.Duration) Step {
+	s := Step{Name: "escalate", Started: x.Now()}
 	shown := target
 	if u, err := url.Parse(target); err == nil {
 		u.RawQuery = ""
 		shown = u.Redacted()
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		r.done(s, false, "webhook "+shown, err)
-		return
+		return x.finish(s, false, "webhook "+shown, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "medic")
-	req.Header.Set("X-Medic-Run-Id", r.rec.ID)
-	resp, err := r.e.client.Do(req)
+	req.Header.Set("X-Medic-Run-Id", runID)
+	resp, err := x.Client.Do(req)
 	if err != nil {
-		r.done(s, false, "webhook "+shown, err)
-		return
+		return x.finish(s, false, "webhook "+shown, err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxWebhookResponse))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	code := resp.StatusCode
 	s.Output = strings.TrimSpace(string(answer))
 	detail := fmt.Sprintf("webhook %s answered %s", shown, resp.Status)
-	if code < 200 || code > 299 {
-		r.done(s, false, detail, fmt.Errorf("webhook answered %d", code))
-		return
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return x.finish(s, false, detail, fmt.Errorf("webhook answered %d", resp.StatusCode))
 	}
-	r.done(s, true, detail, nil)
+	return x.finish(s, true, detail, nil)
 }
