@@ -14,9 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -32,7 +34,7 @@ var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMa
 		if t.IsZero() {
 			return ""
 		}
-		return roundDuration(now.Sub(t)) + " ago"
+		return ago(now.Sub(t)) + " ago"
 	},
 	"secs": func(f float64) string {
 		return roundDuration(time.Duration(f * float64(time.Second)))
@@ -43,9 +45,30 @@ var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMa
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"deref": func(p *int) int { return *p },
-	"ratio": func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
-	"join":  strings.Join,
+	"clock": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("15:04:05Z")
+	},
+	"deref":      func(p *int) int { return *p },
+	"deref_bool": func(p *bool) bool { return *p },
+	"deref64":    func(p *int64) int64 { return *p },
+	"usages":     func(a agentView) []usageView { return []usageView{a.Memory, a.CPU, a.Disk} },
+	"pct":        percent,
+	"trunc":      truncate,
+	"shortid":    shortID,
+	"outcome":    outcomeClass,
+	"lines": func(s string) int {
+		return strings.Count(strings.TrimRight(s, "\n"), "\n") + 1
+	},
+	"plural": func(n int, word string) string {
+		if n == 1 {
+			return "1 " + word
+		}
+		return strconv.Itoa(n) + " " + word + "s"
+	},
+	"join": strings.Join,
 }).ParseFS(statusFS, "templates/status.html"))
 
 func roundDuration(d time.Duration) string {
@@ -165,7 +188,7 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.Refresh = max(1, int(p.o.Refresh/time.Second))
 	}
 	if p.o.Redis != nil {
-		nodes, err := readNodes(ctx, p.o.Redis, p.o.Keys)
+		nodes, err := readNodes(ctx, p.o.Redis, p.o.Keys, d.Now)
 		d.Nodes = nodes
 		if err != nil {
 			d.NodesError = err.Error()
@@ -210,33 +233,81 @@ type nodeView struct {
 	Name    string
 	Updated time.Time
 	Stale   bool // the snapshot expired: the node stopped writing
+	Old     bool // the snapshot is older than snapshotOld: the node may be stuck
 	Agents  []agentView
 	Error   string
+	// Counts are the agents by state, for the node's heading: the
+	// states that need attention first.
+	Counts []stateCount
 }
 
-// agentView is one agent of a node snapshot.
+type stateCount struct {
+	State, Class string
+	N            int
+}
+
+// agentView is one agent of a node snapshot in the page's columns. The
+// node owns the snapshot's format (exporter.AgentState); every field is
+// optional here, and a missing one renders as "—".
 type agentView struct {
 	Name  string
-	State string // up, down, hung, unknown, or what the node says
+	State string // up, down, hung, failing, unknown, or what the node says
 	Class string // ok, bad, warn: the CSS class of State
-	// Facts are the other scalar fields of the snapshot, sorted by key.
-	Facts []fact
+	// Detail is the node's word on the process ("pid 42 alive",
+	// "pid 42 exited (exit status 1)").
+	Detail       string
+	Unsupervised bool
+	PID          int64 // 0: unknown
+	Probe        *bool // nil: no probe, or not run yet
+	ProbeDetail  string
+	Heartbeat    heartbeatView
+	Restarts     *int64
+	Memory       usageView
+	CPU          usageView
+	Disk         usageView
+	RSS          string // human-readable; "" unknown
+	// Extra holds the snapshot's scalar fields that have no column
+	// ("key=value …"); the agent cell shows it as its title.
+	Extra string
 }
 
-type fact struct{ Key, Value string }
+type heartbeatView struct {
+	Registered bool    // false: the agent does not heartbeat, "—"
+	HasAge     bool    //
+	Age        float64 // seconds since the last heartbeat
+	Timeout    float64 // seconds; 0: unknown
+	Overdue    bool    // Age > Timeout: the agent counts as hung
+}
 
-// maxNodes bounds how many node snapshots one page reads; maxFacts how
-// many details one agent shows.
+type usageView struct {
+	Known     bool
+	Ratio     float64
+	Threshold float64
+	Hot       bool // Ratio > Threshold
+}
+
+// maxNodes bounds how many node snapshots one page reads; maxExtra how
+// long an agent's Extra gets; snapshotOld is the age past which a
+// snapshot is flagged (nodes write one every 5 s, and it expires after
+// 30 s).
 const (
-	maxNodes = 200
-	maxFacts = 24
+	maxNodes    = 200
+	maxExtra    = 400
+	snapshotOld = 15 * time.Second
 )
+
+// Default usage thresholds when the snapshot carries none (DESIGN.md §1.1).
+var defaultThresholds = map[string]float64{
+	"memory": hcl.DefaultMemoryThreshold,
+	"cpu":    hcl.DefaultCPUThreshold,
+	"disk":   hcl.DefaultDiskThreshold,
+}
 
 // readNodes reads the node snapshots. The node owns their format; this
 // reads it tolerantly: an object with "agents" as a list of objects (with
-// "name"/"agent"/"id") or as a map from name to object, and state from
-// "state", or from "up"/"alive" and "probe_success"/"probe_ok".
-func readNodes(ctx context.Context, c redis.UniversalClient, k Keys) ([]nodeView, error) {
+// "name"/"agent"/"id") or as a map from name to object; fields it does not
+// know, or that are missing, never fail the page.
+func readNodes(ctx context.Context, c redis.UniversalClient, k Keys, now time.Time) ([]nodeView, error) {
 	names, err := c.SMembers(ctx, k.prefix()+"nodes").Result()
 	if err != nil {
 		return nil, fmt.Errorf("read nodes: %w", err)
@@ -267,14 +338,14 @@ func readNodes(ctx context.Context, c redis.UniversalClient, k Keys) ([]nodeView
 			out = append(out, nodeView{Name: n, Error: err.Error()})
 			continue
 		}
-		out = append(out, parseNodeSnapshot(n, data))
+		out = append(out, parseNodeSnapshot(n, data, now))
 	}
 	return out, nil
 }
 
 func nodeStateKey(k Keys, node string) string { return k.prefix() + "node:" + node + ":state" }
 
-func parseNodeSnapshot(name string, data []byte) nodeView {
+func parseNodeSnapshot(name string, data []byte, now time.Time) nodeView {
 	v := nodeView{Name: name}
 	var top map[string]any
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -289,6 +360,7 @@ func parseNodeSnapshot(name string, data []byte) nodeView {
 			break
 		}
 	}
+	v.Old = !v.Updated.IsZero() && now.Sub(v.Updated) > snapshotOld
 	switch agents := top["agents"].(type) {
 	case []any:
 		for _, a := range agents {
@@ -303,10 +375,30 @@ func parseNodeSnapshot(name string, data []byte) nodeView {
 			}
 		}
 	}
-	sort.Slice(v.Agents, func(i, j int) bool { return v.Agents[i].Name < v.Agents[j].Name })
+	// Agents that need attention first, then by name.
+	rank := map[string]int{"bad": 0, "warn": 1, "ok": 2}
+	sort.Slice(v.Agents, func(i, j int) bool {
+		a, b := v.Agents[i], v.Agents[j]
+		if rank[a.Class] != rank[b.Class] {
+			return rank[a.Class] < rank[b.Class]
+		}
+		if a.State != b.State {
+			return a.State < b.State
+		}
+		return a.Name < b.Name
+	})
+	for _, a := range v.Agents {
+		if n := len(v.Counts); n > 0 && v.Counts[n-1].State == a.State {
+			v.Counts[n-1].N++
+			continue
+		}
+		v.Counts = append(v.Counts, stateCount{a.State, a.Class, 1})
+	}
 	return v
 }
 
+// parseAgent reads one agent of a snapshot. The field names are those of
+// exporter.AgentState, with a few older spellings.
 func parseAgent(name string, m map[string]any) agentView {
 	a := agentView{Name: name}
 	used := map[string]bool{}
@@ -319,7 +411,67 @@ func parseAgent(name string, m map[string]any) agentView {
 		}
 	}
 	up, hasUp := firstBool(m, used, "up", "alive", "running")
-	probe, hasProbe := firstBool(m, used, "probe_success", "probe_ok", "healthy")
+	if p, ok := firstBool(m, used, "probe_ok", "probe_success", "healthy"); ok {
+		a.Probe = &p
+	}
+	a.ProbeDetail = firstString(m, used, "probe_detail")
+	a.Detail = firstString(m, used, "detail")
+	if s, ok := firstBool(m, used, "supervised"); ok {
+		a.Unsupervised = !s
+	}
+	if n, ok := firstNumber(m, used, "pid"); ok && n > 0 {
+		a.PID = int64(n)
+	}
+	if n, ok := firstNumber(m, used, "restarts"); ok {
+		r := int64(n)
+		a.Restarts = &r
+	}
+
+	hb := &a.Heartbeat
+	reg, hasReg := firstBool(m, used, "heartbeat_registered")
+	hb.Age, hb.HasAge = firstNumber(m, used, "heartbeat_age_seconds", "heartbeat_age")
+	hb.Timeout, _ = firstNumber(m, used, "heartbeat_timeout_seconds", "heartbeat_timeout")
+	hb.Registered = reg || (!hasReg && hb.HasAge)
+	hb.Overdue = hb.Registered && hb.HasAge && hb.Timeout > 0 && hb.Age > hb.Timeout
+
+	thresholds := map[string]float64{}
+	if t, ok := m["thresholds"].(map[string]any); ok {
+		used["thresholds"] = true
+		for k := range defaultThresholds {
+			if f, ok := number(t[k]); ok && f > 0 {
+				thresholds[k] = f
+			}
+		}
+	}
+	if u, ok := m["usage"].(map[string]any); ok {
+		used["usage"] = true
+		for k, dst := range map[string]*usageView{"memory": &a.Memory, "cpu": &a.CPU, "disk": &a.Disk} {
+			f, ok := number(u[k])
+			if !ok {
+				continue
+			}
+			th, ok := thresholds[k]
+			if !ok {
+				th = defaultThresholds[k]
+			}
+			*dst = usageView{Known: true, Ratio: f, Threshold: th, Hot: f > th}
+		}
+		if f, ok := number(u["rss_bytes"]); ok {
+			a.RSS = humanBytes(f)
+		}
+	}
+
+	if hasUp && !up {
+		// A stopped process has no usage: its zeros are no reading.
+		for _, u := range []*usageView{&a.Memory, &a.CPU, &a.Disk} {
+			if u.Ratio == 0 {
+				u.Known = false
+			}
+		}
+		if a.RSS == "0 B" {
+			a.RSS = ""
+		}
+	}
 	if s, ok := m["state"].(string); ok && s != "" {
 		a.State, used["state"] = s, true
 	} else if s, ok := m["status"].(string); ok && s != "" {
@@ -329,9 +481,11 @@ func parseAgent(name string, m map[string]any) agentView {
 	case a.State != "":
 	case hasUp && !up:
 		a.State = "down"
-	case hasProbe && !probe:
+	case hb.Overdue:
+		a.State = "hung" // alive, but its heartbeat is older than its timeout
+	case a.Probe != nil && !*a.Probe:
 		a.State = "failing"
-	case hasUp || hasProbe:
+	case hasUp || a.Probe != nil:
 		a.State = "up"
 	default:
 		a.State = "unknown"
@@ -344,12 +498,7 @@ func parseAgent(name string, m map[string]any) agentView {
 	default:
 		a.Class = "bad"
 	}
-	if hasUp {
-		a.Facts = append(a.Facts, fact{"up", strconv.FormatBool(up)})
-	}
-	if hasProbe {
-		a.Facts = append(a.Facts, fact{"probe", strconv.FormatBool(probe)})
-	}
+
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		if !used[k] {
@@ -357,29 +506,127 @@ func parseAgent(name string, m map[string]any) agentView {
 		}
 	}
 	sort.Strings(keys)
+	var extra []string
 	for _, k := range keys {
 		if s, ok := scalar(m[k]); ok {
-			a.Facts = append(a.Facts, fact{k, s})
-			continue
-		}
-		// One level of nesting ("usage": {"memory": …}) is flattened.
-		if sub, ok := m[k].(map[string]any); ok {
-			subKeys := make([]string, 0, len(sub))
-			for sk := range sub {
-				subKeys = append(subKeys, sk)
-			}
-			sort.Strings(subKeys)
-			for _, sk := range subKeys {
-				if s, ok := scalar(sub[sk]); ok {
-					a.Facts = append(a.Facts, fact{k + "." + sk, s})
-				}
-			}
+			extra = append(extra, k+"="+s)
 		}
 	}
-	if len(a.Facts) > maxFacts {
-		a.Facts = a.Facts[:maxFacts]
-	}
+	a.Extra = truncate(strings.Join(extra, " "), maxExtra)
 	return a
+}
+
+func firstString(m map[string]any, used map[string]bool, keys ...string) string {
+	for _, k := range keys {
+		if s, ok := m[k].(string); ok {
+			used[k] = true
+			return s
+		}
+	}
+	return ""
+}
+
+func firstNumber(m map[string]any, used map[string]bool, keys ...string) (float64, bool) {
+	for _, k := range keys {
+		if f, ok := number(m[k]); ok {
+			used[k] = true
+			return f, true
+		}
+	}
+	return 0, false
+}
+
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	case float64:
+		return x, true
+	}
+	return 0, false
+}
+
+// truncate shortens s to at most n runes, marking the cut with "…".
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+// humanBytes formats a byte count in binary units: "512 B", "8.1 MiB", "25 MiB".
+func humanBytes(f float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	switch {
+	case i == 0:
+		return strconv.FormatFloat(f, 'f', 0, 64) + " B"
+	case f < 10:
+		return strconv.FormatFloat(f, 'f', 1, 64) + " " + units[i]
+	default:
+		return strconv.FormatFloat(f, 'f', 0, 64) + " " + units[i]
+	}
+}
+
+// percent formats a ratio: "0%", "<0.1%", "0.5%", "20%", "99.5%" (a
+// decimal near 100%, where thresholds sit).
+func percent(r float64) string {
+	p := r * 100
+	switch {
+	case p == 0:
+		return "0%"
+	case p < 0.1:
+		return "<0.1%"
+	case p < 10, p >= 99 && p < 100:
+		return strings.TrimSuffix(strconv.FormatFloat(p, 'f', 1, 64), ".0") + "%"
+	default:
+		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
+	}
+}
+
+// ago formats an age for a human scanning a page: "612ms", "8.6s",
+// "4m12s", "3h04m", "2d3h".
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return roundDuration(d)
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	default:
+		return fmt.Sprintf("%dd%dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+	}
+}
+
+// shortID is the part of a run id a human tells runs apart by: the random
+// suffix of "20261122T010839545-55b27e0471"; the page keeps the full id
+// in a title and in data-run.
+func shortID(id string) string {
+	if i := strings.LastIndexByte(id, '-'); i >= 0 && len(id)-i-1 >= 6 {
+		return id[i+1:]
+	}
+	if len(id) <= 16 {
+		return id
+	}
+	return "…" + id[len(id)-12:]
+}
+
+// outcomeClass is the CSS class of a run outcome.
+func outcomeClass(o string) string {
+	switch o {
+	case runbooks.OutcomeRecovered, runbooks.OutcomeHealthy, runbooks.OutcomeSwitched:
+		return "ok"
+	case runbooks.OutcomeSkipped, runbooks.OutcomeCancelled, runbooks.OutcomeExpired:
+		return "warn"
+	}
+	return "bad"
 }
 
 func firstBool(m map[string]any, used map[string]bool, keys ...string) (bool, bool) {
@@ -397,10 +644,7 @@ func firstBool(m map[string]any, used map[string]bool, keys ...string) (bool, bo
 func scalar(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
-		if len(x) > 120 {
-			x = x[:120] + "…"
-		}
-		return x, true
+		return truncate(x, 120), true
 	case json.Number:
 		if f, err := x.Float64(); err == nil && strings.ContainsAny(x.String(), ".eE") {
 			return strconv.FormatFloat(f, 'g', 4, 64), true

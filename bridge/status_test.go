@@ -20,21 +20,30 @@ func TestStatusPage(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
 
-	// Three node snapshot shapes the page must read, one silent node and
-	// one garbled snapshot.
-	c.SAdd(ctx, "medic:nodes", "web-01", "web-02", "web-03", "web-04")
-	// web-01 is what medic node writes (exporter.NodeState).
+	// The snapshot medic node writes (exporter.NodeState), an older
+	// shape, a silent node, a garbled snapshot and a snapshot that
+	// stopped being refreshed.
+	c.SAdd(ctx, "medic:nodes", "web-01", "web-02", "web-03", "web-04", "web-05")
+	longProbe := "http http://127.0.0.1:39141/healthz: Get \\\"http://127.0.0.1:39141/healthz\\\": dial tcp 127.0.0.1:39141: connect: connection refused"
 	c.Set(ctx, "medic:node:web-01:state", `{"node":"web-01","updated":"2026-11-22T00:59:58Z","agents":[
 		{"name":"ops-agent","supervised":true,"up":true,"pid":4242,"probe_ok":true,"probe_detail":"200 OK",
-		 "heartbeat_registered":false,"restarts":0,"usage":{"memory":0.1234,"cpu":0.01,"disk":0.5,"rss_bytes":1048576}},
-		{"name":"dead-agent","supervised":true,"up":false,"detail":"exited: exit status 1","restarts":3,"usage":{"memory":0,"cpu":0,"disk":0,"rss_bytes":0}}]}`, time.Minute)
+		 "heartbeat_registered":false,"restarts":0,"usage":{"memory":0.1234,"cpu":0.004998,"disk":0.5,"rss_bytes":26468352}},
+		{"name":"dead-agent","supervised":true,"up":false,"detail":"exited: exit status 1","restarts":3,"usage":{"memory":0,"cpu":0,"disk":0,"rss_bytes":0}},
+		{"name":"hung-agent","supervised":true,"up":true,"pid":77,"heartbeat_registered":true,"heartbeat_age_seconds":12.3,
+		 "heartbeat_timeout_seconds":5,"restarts":1,"usage":{"memory":0.91,"cpu":0.02,"disk":0.2047,"rss_bytes":9146368}},
+		{"name":"beat-agent","supervised":true,"up":true,"pid":78,"heartbeat_registered":true,"heartbeat_age_seconds":0.072,
+		 "heartbeat_timeout_seconds":2,"usage":{"memory":0.91,"cpu":0.85,"disk":0.995},"thresholds":{"memory":0.95}},
+		{"name":"probe-agent","supervised":false,"up":true,"pid":79,"probe_ok":false,"probe_detail":"`+longProbe+`",
+		 "color":"blue","future":{"nested":[1,2]},"usage":"not an object"}]}`, time.Minute)
 	c.Set(ctx, "medic:node:web-02:state", `{"time":1795309190000,"agents":{"hb-agent":{"state":"hung","heartbeat_age_seconds":31.5}}}`, time.Minute)
 	c.Set(ctx, "medic:node:web-04:state", `{not json`, time.Minute)
+	c.Set(ctx, "medic:node:web-05:state", `{"node":"web-05","updated":"2026-11-22T00:59:40Z","agents":[{"name":"x","up":true}]}`, time.Minute)
 
 	store := NewRunStore(c, StoreOptions{Now: func() time.Time { return now }})
 	exit0, exit1 := 0, 1
+	longError := "http://127.0.0.1:39141/healthz:" + strings.Repeat("connection-refused/", 30)
 	for _, r := range []*runbooks.RunRecord{
-		{ID: "run-recovered-1", Runbook: "agent-recovery", Agent: "ops-agent", Node: "web-01", Trigger: "alert",
+		{ID: "20261122T005900000-55b27e0471", Runbook: "agent-recovery", Agent: "ops-agent", Node: "web-01", Trigger: "alert",
 			Outcome: runbooks.OutcomeRecovered, Causes: []string{"memory"}, Started: now.Add(-time.Minute), Duration: 2.5,
 			Steps: []runbooks.Step{
 				{Name: "liveness", OK: true, Detail: "pid 4242 alive"},
@@ -43,7 +52,10 @@ func TestStatusPage(t *testing.T) {
 			}},
 		{ID: "run-escalated-2", Runbook: "agent-recovery", Agent: "dead-agent", Node: "web-01", Trigger: "watchdog",
 			Outcome: runbooks.OutcomeEscalated, Started: now.Add(-30 * time.Second), Error: "verify failed 3 times",
-			Steps: []runbooks.Step{{Name: "restart", ExitCode: &exit1, Error: "start: exit status 1"}}},
+			Steps: []runbooks.Step{
+				{Name: "restart", ExitCode: &exit1, Error: "start: exit status 1", Output: "line 1\nline 2\n"},
+				{Name: "verify 1/2", Detail: "probe failed", Error: longError},
+			}},
 	} {
 		if err := store.Save(ctx, r); err != nil {
 			t.Fatal(err)
@@ -68,26 +80,64 @@ func TestStatusPage(t *testing.T) {
 			name: "page", method: "GET", target: "/", code: 200,
 			want: []string{
 				`<meta http-equiv="refresh" content="5">`,
-				// agents of every readable shape, with their state
-				`data-agent="ops-agent"`, `<span class="pill ok">up</span>`, `pid=<code>4242</code>`, `usage.memory=<code>0.1234</code>`, `usage.rss_bytes=<code>1048576</code>`,
-				`probe_detail=<code>200 OK</code>`, `detail=<code>exited: exit status 1</code>`,
-				`data-agent="dead-agent"`, `<span class="pill bad">down</span>`,
-				`data-agent="hb-agent"`, `<span class="pill bad">hung</span>`, `heartbeat_age_seconds=<code>31.5</code>`,
-				`node <code>web-03</code> <span class="pill bad">no snapshot (node silent)</span>`,
+				// the node heading counts agents by state, problems first
+				`node <code>web-01</code> <span class="pill bad">1 down</span> <span class="pill bad">1 failing</span> <span class="pill bad">1 hung</span> <span class="pill ok">2 up</span>`,
+				`<span class="muted small" title="2026-11-22 00:59:58Z">updated 2s ago</span>`,
+				// a healthy agent: pid, probe, no heartbeat, usage in percent, RSS in binary units
+				`<tr data-agent="ops-agent" class="ok-row">`, `<td class="num">4242</td>`,
+				`<td title="200 OK"><span class="pill ok">ok</span></td>`,
+				`<td class="num"><span class="muted">—</span></td>
+<td class="num"><span class="muted">0</span></td>
+<td class="num"><span title="threshold 80%">12%</span></td>
+<td class="num"><span title="threshold 80%">0.5%</span></td>
+<td class="num"><span title="threshold 99%">50%</span></td>
+<td class="num">25 MiB</td>`,
+				// a dead one: its detail under the badge, its zeros not shown as readings
+				`<tr data-agent="dead-agent" class="bad-row">`,
+				`<span class="pill bad">down</span><br><span class="muted small" title="exited: exit status 1">exited: exit status 1</span>`,
+				`<td class="num">3</td>
+<td class="num"><span class="muted">—</span></td>`,
+				// a hung one: overdue heartbeat age in red against its timeout, memory above 80% in red
+				`<tr data-agent="hung-agent" class="bad-row">`, `<span class="pill bad">hung</span>`,
+				`<span class="hot" title="overdue: no heartbeat for 12.3s, timeout 5s">12.3s</span><span class="muted"> / 5s</span>`,
+				`<span class="hot" title="threshold 80%">91%</span>`,
+				// the snapshot's own thresholds win over the defaults
+				`<tr data-agent="beat-agent" class="ok-row">`, `<span>72ms</span><span class="muted"> / 2s</span>`,
+				`<span title="threshold 95%">91%</span>`, `<span class="hot" title="threshold 80%">85%</span>`,
+				`<span class="hot" title="threshold 99%">99.5%</span>`,
+				// a failing probe: the detail truncated under the badge, whole in the title;
+				// unknown fields only in the agent's title, a malformed usage ignored
+				`<tr data-agent="probe-agent" class="bad-row">`, `<span class="pill bad">failing</span>`,
+				`<span class="pill bad">fail</span><br><span class="muted small">http http://127.0.0.1:39141/healthz: Get &#34;http://127.0.0.1:39141/heal…</span>`,
+				`title="http http://127.0.0.1:39141/healthz: Get &#34;http://127.0.0.1:39141/healthz&#34;: dial tcp 127.0.0.1:39141: connect: connection refused"`,
+				`<td title="color=blue usage=not an object"><code>probe-agent</code><br><span class="muted small">unsupervised</span></td>`,
+				// the older shape
+				`data-agent="hb-agent"`, `<td class="num"><span>31.5s</span></td>`,
+				`node <code>web-03</code> <span class="pill bad">snapshot expired: node silent</span>`,
 				`unreadable snapshot`,
-				"updated 2s ago",
-				// runs, newest first, with steps and escaped output
-				`data-run="run-escalated-2"`, `data-run="run-recovered-1"`,
+				`node <code>web-05</code> <span class="pill ok">1 up</span> <span class="pill warn" title="updated 2026-11-22 00:59:40Z">snapshot 20s ago</span>`,
+				// runs, newest first: short id with the full one in a title, agent on node, runbook and trigger
+				`<tr class="run" data-run="run-escalated-2">`, `data-run="20261122T005900000-55b27e0471"`,
+				`<code title="20261122T005900000-55b27e0471">55b27e0471</code>`,
+				`<td title="2026-11-22 00:59:00Z">00:59:00Z<br><span class="muted small">1m00s ago</span></td>`,
+				`<code>ops-agent</code><br><span class="muted small">on web-01</span>`,
+				`agent-recovery<br><span class="muted small">watchdog</span>`,
 				`<span class="pill ok">recovered</span>`, `<span class="pill bad">escalated</span>`,
-				`repair:memory`, `exit 0`, `exit 1`, `freed caches &lt;script&gt;alert(1)&lt;/script&gt;`,
-				`verify failed 3 times`, `memory`,
+				`<td class="num">2.5s</td>`, `<td>memory</td>`,
+				// steps with escaped output, folded unless the step failed
+				`repair:memory`, `exit 0`, `exit 1`,
+				`<details class="out"><summary>output · 1 line</summary><pre>freed caches &lt;script&gt;alert(1)&lt;/script&gt;</pre></details>`,
+				`<details class="out" open><summary>output · 2 lines</summary><pre>line 1`,
+				// a long error sits in the detail cell of a fixed-layout table that wraps anywhere
+				`<td class="detail">probe failed<br><span class="err">` + longError + `</span>`,
+				`table.agents, table.runs, table.steps { table-layout: fixed; }`, `overflow-wrap: anywhere;`,
 				// a run that needs attention shows its steps unfolded
-				`<details open><summary>1 steps`, `<details><summary>3 steps`,
+				`<details open><summary>2 steps · <span class="err">verify failed 3 times</span>`, `<details><summary>3 steps</summary>`,
 				// pools
 				`data-pool="routers"`, `data-pool="switches"`, `<code>cfg-agent-2</code>`,
-				`<span class="pill warn">locked</span>`, `<td>12</td>`,
+				`<span class="pill warn">locked</span>`, `<td class="num">12</td>`,
 			},
-			notWant: []string{"<script>alert(1)</script>"},
+			notWant: []string{"<script>alert(1)</script>", "usage.", "heartbeat_registered=", "future"},
 		},
 		{name: "no refresh", method: "GET", target: "/?refresh=0", code: 200, notWant: []string{`http-equiv="refresh"`}},
 		{name: "other path", method: "GET", target: "/nope", code: 404},
@@ -116,7 +166,7 @@ func TestStatusPage(t *testing.T) {
 				if ct := rec.Header().Get("Content-Type"); ct != "text/html; charset=utf-8" {
 					t.Errorf("Content-Type %q", ct)
 				}
-				if i, j := strings.Index(page, "run-escalated-2"), strings.Index(page, "run-recovered-1"); i > j {
+				if i, j := strings.Index(page, "run-escalated-2"), strings.Index(page, "55b27e0471"); i > j {
 					t.Errorf("runs not newest first")
 				}
 			}
@@ -168,5 +218,39 @@ func TestStatusPageEmpty(t *testing.T) {
 	}
 	if strings.Contains(page, "refresh") {
 		t.Errorf("refresh disabled but present")
+	}
+}
+
+func TestStatusFormats(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{percent(0), "0%"},
+		{percent(0.0004), "<0.1%"},
+		{percent(0.004998), "0.5%"},
+		{percent(0.01), "1%"},
+		{percent(0.2047), "20%"},
+		{percent(0.91), "91%"},
+		{percent(0.99), "99%"},
+		{percent(0.995), "99.5%"},
+		{percent(1.2), "120%"},
+		{humanBytes(0), "0 B"},
+		{humanBytes(1023), "1023 B"},
+		{humanBytes(8425472), "8.0 MiB"},
+		{humanBytes(26468352), "25 MiB"},
+		{humanBytes(3 << 30), "3.0 GiB"},
+		{ago(612 * time.Millisecond), "612ms"},
+		{ago(8600 * time.Millisecond), "8.6s"},
+		{ago(4*time.Minute + 12*time.Second), "4m12s"},
+		{ago(3*time.Hour + 4*time.Minute), "3h04m"},
+		{ago(51 * time.Hour), "2d3h"},
+		{shortID("20261122T010839545-55b27e0471"), "55b27e0471"},
+		{shortID("run-1"), "run-1"},
+		{shortID("an-id-without-a-long-random-tail-x"), "…andom-tail-x"},
+		{truncate("héllo wörld", 6), "héllo…"},
+		{truncate("short", 6), "short"},
+	}
+	for i, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%d: got %q, want %q", i, tc.got, tc.want)
+		}
 	}
 }
