@@ -167,7 +167,7 @@ func setupPublish(cmd *kingpin.CmdClause) action {
 
 func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout io.Writer) error {
 	var r io.Reader = stdin
-	if o.File != "-" {
+	if !isStdin(o.File) {
 		f, err := os.Open(o.File)
 		if err != nil {
 			return err

@@ -191,9 +191,14 @@ func orDefault(s, def string) string {
 	return s
 }
 
+// isStdin reports whether a file argument means standard input. kingpin
+// hands a bare "-" argument over as "" (its lexer turns "-" into an empty
+// argument token), so `medic publish ... -` and `--alert -` arrive as "".
+func isStdin(path string) bool { return path == "-" || path == "" }
+
 func readBounded(path string, stdin io.Reader) ([]byte, error) {
 	var r io.Reader = stdin
-	if path != "-" {
+	if !isStdin(path) {
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, err

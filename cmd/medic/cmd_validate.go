@@ -99,7 +99,7 @@ func formatFiles(paths []string, check bool, stdout, stderr io.Writer) error {
 
 func setupPlan(cmd *kingpin.CmdClause) action {
 	configFile := cmd.Flag("config.file", "HCL file or directory of *.hcl files.").Required().String()
-	alertFile := cmd.Flag("alert", "Alertmanager webhook payload (JSON, version 4).").Required().String()
+	alertFile := cmd.Flag("alert", "Alertmanager webhook payload (JSON, version 4); - reads standard input.").Required().String()
 	return func(context.Context, *slog.Logger) error {
 		return plan(*configFile, *alertFile, os.Stdout, os.Stderr)
 	}
@@ -122,12 +122,16 @@ func plan(configFile, alertFile string, stdout, stderr io.Writer) error {
 	if diags.HasErrors() {
 		return exitCode(1)
 	}
-	f, err := os.Open(alertFile)
-	if err != nil {
-		return err
+	var r io.Reader = os.Stdin
+	if !isStdin(alertFile) {
+		f, err := os.Open(alertFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
-	payload, err := io.ReadAll(io.LimitReader(f, maxPayload+1))
+	payload, err := io.ReadAll(io.LimitReader(r, maxPayload+1))
 	if err != nil {
 		return err
 	}
