@@ -106,8 +106,6 @@ func writeSnippet(buf *bytes.Buffer, r hcl2.Range, src []byte) {
 		} else {
 			lineEnd += pos
 		}
-		text := strings.TrimRight(string(src[pos:lineEnd]), "\r")
-		fmt.Fprintf(buf, "  %*d | %s\n", width, line, text)
 		// Mark the part of the range on this line.
 		from, to := pos, lineEnd
 		if n == 0 {
@@ -119,19 +117,9 @@ func writeSnippet(buf *bytes.Buffer, r hcl2.Range, src []byte) {
 		if from > to {
 			from = to
 		}
-		var mark strings.Builder
-		for _, c := range string(src[pos:from]) {
-			if c == '\t' {
-				mark.WriteByte('\t')
-			} else {
-				mark.WriteByte(' ')
-			}
-		}
-		mark.WriteByte('^')
-		if k := utf8.RuneCount(src[from:to]); k > 1 {
-			mark.WriteString(strings.Repeat("~", k-1))
-		}
-		fmt.Fprintf(buf, "  %*s | %s\n", width, "", mark.String())
+		text, mark := snippetLine(src[pos:lineEnd], from-pos, to-pos)
+		fmt.Fprintf(buf, "  %*d | %s\n", width, line, text)
+		fmt.Fprintf(buf, "  %*s | %s\n", width, "", mark)
 		// Go on only if the range covers part of the next line.
 		if end <= lineEnd+1 {
 			break
@@ -139,4 +127,57 @@ func writeSnippet(buf *bytes.Buffer, r hcl2.Range, src []byte) {
 		pos = lineEnd + 1
 		line++
 	}
+}
+
+// maxSnippetColumns bounds how much of one source line a snippet shows: a
+// generated or minified file can hold a line of megabytes, and printing it
+// (twice, with its marker) buries the diagnostic.
+const maxSnippetColumns = 160
+
+// snippetContext is how many characters before the marked range a cut line
+// keeps.
+const snippetContext = 40
+
+// snippetLine returns the text of one source line and the marker line under
+// it for the range [from, to) (byte offsets into line). A line longer than
+// maxSnippetColumns is cut to a window around the range, with "…" where
+// text was left out.
+func snippetLine(line []byte, from, to int) (text, mark string) {
+	line = bytes.TrimRight(line, "\r")
+	from, to = min(from, len(line)), min(to, len(line))
+	winFrom, winTo := 0, len(line)
+	if utf8.RuneCount(line) > maxSnippetColumns {
+		winFrom = from
+		for k := 0; k < snippetContext && winFrom > 0; k++ {
+			_, size := utf8.DecodeLastRune(line[:winFrom])
+			winFrom -= size
+		}
+		winTo = winFrom
+		for k := 0; k < maxSnippetColumns && winTo < len(line); k++ {
+			_, size := utf8.DecodeRune(line[winTo:])
+			winTo += size
+		}
+	}
+	var t, m strings.Builder
+	if winFrom > 0 {
+		t.WriteString("…")
+		m.WriteByte(' ')
+	}
+	t.Write(line[winFrom:winTo])
+	if winTo < len(line) {
+		t.WriteString("…")
+	}
+	for _, c := range string(line[winFrom:max(winFrom, from)]) {
+		if c == '\t' {
+			m.WriteByte('\t')
+		} else {
+			m.WriteByte(' ')
+		}
+	}
+	m.WriteByte('^')
+	markTo := min(max(to, from), winTo)
+	if k := utf8.RuneCount(line[min(from, markTo):markTo]); k > 1 {
+		m.WriteString(strings.Repeat("~", k-1))
+	}
+	return t.String(), m.String()
 }
