@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,8 +64,10 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 }
 
 // decode reads a bounded JSON body into v; it answers the request itself
-// and returns false when the body is too large or malformed.
-func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
+// and returns false when the body is too large or malformed. strict also
+// rejects fields v does not have: a misspelt field of a switchover
+// ({"agent":"a2"}) must not turn into a switchover to any agent.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional, strict bool) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -78,8 +81,16 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
 	if optional && len(body) == 0 {
 		return true
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return false
+	}
+	if rest := bytes.TrimSpace(body[dec.InputOffset():]); len(rest) > 0 {
+		writeError(w, http.StatusBadRequest, "malformed JSON: data after the object")
 		return false
 	}
 	return true
@@ -111,7 +122,7 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req publishRequest
-	if !decode(w, r, &req, false) {
+	if !decode(w, r, &req, false, false) {
 		return
 	}
 	if req.IdempotencyKey == "" {
@@ -166,7 +177,7 @@ func (a *api) switchover(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req switchoverRequest
-	if !decode(w, r, &req, true) {
+	if !decode(w, r, &req, true, true) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.o.SwitchoverTimeout)

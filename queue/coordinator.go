@@ -452,6 +452,12 @@ func (c *Coordinator) begin(ctx context.Context, p *poolCoord, token, from, targ
 		return r, false, ErrNoTarget
 	case "lease":
 		return r, false, errors.New("lease lost")
+	case "same":
+		return r, false, fmt.Errorf("%w: %s is already the active agent of pool %s", ErrBadTarget, r.target, p.k.Pool())
+	case "notallowed":
+		return r, false, fmt.Errorf("%w: %s is not an agent of pool %s (its agents: %s)", ErrBadTarget, r.target, p.k.Pool(), strings.Join(p.spec().Agents, ", "))
+	case "unhealthy":
+		return r, false, fmt.Errorf("%w: %s is not healthy (no heartbeat within its timeout)", ErrBadTarget, r.target)
 	default:
 		return r, false, fmt.Errorf("%w: %s (%s)", ErrBadTarget, r.target, r.status)
 	}
