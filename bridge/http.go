@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,10 +71,32 @@ func (b *Bridge) countCodes(h http.Handler) http.Handler {
 	})
 }
 
+// runFilters are the query parameters of GET /api/v1/runs. Any other is
+// refused: a misspelt filter (?agnt=x) would otherwise list every run, and
+// a misspelt outcome none, and both look like an answer.
+var runFilters = []string{"agent", "node", "runbook", "outcome", "limit"}
+
+// runOutcomes are the values a run's outcome can take.
+var runOutcomes = []string{
+	runbooks.OutcomeHealthy, runbooks.OutcomeRecovered, runbooks.OutcomeEscalated, runbooks.OutcomeSwitched,
+	runbooks.OutcomeUnroutable, runbooks.OutcomeExpired, runbooks.OutcomeCancelled, runbooks.OutcomeSkipped,
+	runbooks.OutcomeFailed,
+}
+
 // handleRuns is GET /api/v1/runs?agent=&node=&runbook=&outcome=&limit=.
 func (b *Bridge) handleRuns(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	for name := range q {
+		if !slices.Contains(runFilters, name) {
+			writeError(w, http.StatusBadRequest, "unknown parameter "+strconv.Quote(name)+": want "+strings.Join(runFilters, ", "))
+			return
+		}
+	}
 	f := RunFilter{Agent: q.Get("agent"), Node: q.Get("node"), Runbook: q.Get("runbook"), Outcome: q.Get("outcome")}
+	if f.Outcome != "" && !slices.Contains(runOutcomes, f.Outcome) {
+		writeError(w, http.StatusBadRequest, "outcome: want one of "+strings.Join(runOutcomes, ", "))
+		return
+	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > MaxListLimit {
