@@ -69,6 +69,10 @@ type loader struct {
 type decodedFile struct {
 	diags  hcl2.Diagnostics // parse and top-level diagnostics
 	blocks []decodedBlock
+	// syntaxErr: the file does not parse, so it was not decoded. Decoding
+	// the parser's recovered body only adds misleading errors (after an
+	// unclosed brace every later block is "not expected here").
+	syntaxErr bool
 }
 
 // decodedBlock keeps only the positions of its block, not the block, so
@@ -100,11 +104,17 @@ func loadSources(srcs []Source) (*Config, hcl2.Diagnostics) {
 		defs: map[string]map[string]hcl2.Range{"agent": {}, "runbook": {}, "pool": {}},
 	}
 	files := decodeFiles(srcs)
+	syntaxErr := false
 	for i, s := range srcs {
 		l.cfg.Sources[s.Name] = s.Bytes
 		l.merge(files[i])
+		syntaxErr = syntaxErr || files[i].syntaxErr
 	}
-	l.crossCheck()
+	// With a file left out, references to its blocks would all look
+	// undefined: check them once every file parses.
+	if !syntaxErr {
+		l.crossCheck()
+	}
 	if l.diags.HasErrors() {
 		return nil, l.diags
 	}
@@ -154,7 +164,8 @@ func decodeFile(src Source) decodedFile {
 	var f decodedFile
 	file, diags := hclsyntax.ParseConfig(src.Bytes, src.Name, hcl2.InitialPos)
 	f.diags = diags
-	if file == nil || file.Body == nil {
+	if file == nil || file.Body == nil || diags.HasErrors() {
+		f.syntaxErr = diags.HasErrors()
 		return f
 	}
 	content, diags := file.Body.Content(rootSchema)
