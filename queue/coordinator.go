@@ -323,7 +323,12 @@ func (c *Coordinator) renew(ctx context.Context, p *poolCoord) bool {
 	changed := held != p.held
 	p.held = held
 	p.mu.Unlock()
-	if changed {
+	switch {
+	case changed && !held && err != nil:
+		// Said once per outage, not once per tick.
+		p.log.Warn("coordinator lease lost: cannot reach Redis; this pool is not checked or switched over until it is back",
+			"coordinator", c.o.ID, "err", err)
+	case changed:
 		p.log.Info("coordinator lease", "held", held, "coordinator", c.o.ID)
 	}
 	return held
