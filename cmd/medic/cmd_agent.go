@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redisx"
@@ -162,10 +163,12 @@ func setupPublish(cmd *kingpin.CmdClause) action {
 	cmd.Flag("idempotency-key", "Retries with the same key publish once and print the first result.").StringVar(&o.IdempotencyKey)
 	cmd.Flag("timeout", "Give up after this long.").Default("10s").DurationVar(&o.Timeout)
 	cmd.Arg("FILE", "The config payload (JSON); - reads standard input.").Required().StringVar(&o.File)
-	return func(ctx context.Context, logger *slog.Logger) error { return runPublish(ctx, o, os.Stdin, os.Stdout) }
+	return func(ctx context.Context, logger *slog.Logger) error {
+		return runPublish(ctx, o, os.Stdin, os.Stdout, os.Stderr)
+	}
 }
 
-func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout io.Writer) error {
+func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 	var r io.Reader = stdin
 	if !isStdin(o.File) {
 		f, err := os.Open(o.File)
@@ -202,10 +205,38 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout i
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	if o.ConfigFile == "" {
+		warnUnknownPool(ctx, client, o.Prefix, o.Pool, stderr)
+	}
 	pub := queue.NewPublisher(queue.PublisherOptions{Client: client, Prefix: o.Prefix, Agents: agents})
 	res, err := pub.Publish(ctx, o.Pool, o.Device, payload, o.IdempotencyKey)
 	if err != nil {
 		return err
 	}
 	return json.NewEncoder(stdout).Encode(res)
+}
+
+// warnUnknownPool warns when nothing in Redis knows the pool: no
+// coordinator has held it, no agent has registered and nothing was
+// published. Without --config.file a misspelt --pool would otherwise create
+// a pool no agent serves, and the config would wait there unseen. It only
+// warns: a platform may publish before the pool's first agent starts.
+func warnUnknownPool(ctx context.Context, client redis.UniversalClient, prefix, pool string, stderr io.Writer) {
+	k, err := queue.NewKeys(prefix, pool)
+	if err != nil {
+		return // Publish reports the bad name
+	}
+	n := int64(0)
+	for _, key := range []string{k.Ctl(), k.Agents(), k.Lease(), k.Seq()} {
+		// One key at a time: on Redis Cluster they share a slot anyway.
+		m, err := client.Exists(ctx, key).Result()
+		if err != nil {
+			return // Publish reports Redis errors
+		}
+		n += m
+	}
+	if n == 0 {
+		fmt.Fprintf(stderr, "medic publish: warning: Redis knows no pool %q (no coordinator, no registered agent, nothing published before); "+
+			"check the name, or give --config.file to check it against the configuration\n", pool)
+	}
 }

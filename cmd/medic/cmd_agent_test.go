@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -66,7 +67,7 @@ pool "sw" {
 		var out bytes.Buffer
 		err := runPublish(ctx, publishOptions{ConfigFile: cfg, RedisURL: srv.URL(), Prefix: "medic:", Pool: "sw",
 			Device: "sw-01", IdempotencyKey: fmt.Sprint("k", i), File: "-", Timeout: 5 * time.Second},
-			strings.NewReader(payload), &out)
+			strings.NewReader(payload), &out, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
