@@ -33,7 +33,7 @@ type webhookMessage struct {
 func ParseWebhook(payload []byte) ([]Alert, error) {
 	var msg webhookMessage
 	if err := json.Unmarshal(payload, &msg); err != nil {
-		return nil, fmt.Errorf("not an Alertmanager webhook payload: %w", err)
+		return nil, fmt.Errorf("not an Alertmanager webhook payload: %s", describeJSONError(payload, err))
 	}
 	if msg.Data == nil || msg.Alerts == nil {
 		return nil, errors.New(`not an Alertmanager webhook payload: no "alerts" list`)
@@ -324,3 +324,40 @@ func WritePlan(w io.Writer, plans []AlertPlan) error {
 
 // dur prints a duration the way it is written in HCL: "1h", not "1h0m0s".
 func dur(d time.Duration) string { return model.Duration(d).String() }
+
+// describeJSONError says where a payload is not JSON (line:column) or which
+// field has the wrong type, in the payload's terms rather than Go's
+// ("cannot unmarshal array into Go value of type hcl.webhookMessage").
+func describeJSONError(payload []byte, err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var tim *time.ParseError
+	switch {
+	case errors.As(err, &syn):
+		line, col := 1, 1
+		for _, c := range payload[:min(int(syn.Offset), len(payload))] {
+			if c == '\n' {
+				line, col = line+1, 1
+			} else {
+				col++
+			}
+		}
+		return fmt.Sprintf("line %d, column %d: %s", line, col, syn.Error())
+	case errors.As(err, &typ):
+		want := typ.Type.Kind().String()
+		switch want {
+		case "struct", "map":
+			want = "object"
+		case "slice":
+			want = "array"
+		}
+		field := strings.TrimPrefix(typ.Field, "Data.") // the embedded template.Data
+		if field == "" {
+			return fmt.Sprintf("want a JSON object at the top level, got %s", typ.Value)
+		}
+		return fmt.Sprintf("%s: want %s, got %s", field, want, typ.Value)
+	case errors.As(err, &tim):
+		return fmt.Sprintf("an alert's time (startsAt, endsAt) is %q, want RFC 3339 such as \"2026-11-22T00:00:00Z\"", tim.Value)
+	}
+	return err.Error()
+}
