@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -89,6 +90,21 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 		}
 		if err := checkWebConfig(*web.WebConfigFile, *tokenFile, *web.WebListenAddresses); err != nil {
 			return app.Options{}, err
+		}
+		// Zero or negative values would silently mean the defaults.
+		for _, d := range []struct {
+			flag string
+			v    time.Duration
+		}{{"--bridge.dedup-ttl", *dedupTTL}, {"--bridge.job-deadline", *deadline}, {"--runs.retention", *retention}} {
+			if d.v <= 0 {
+				return app.Options{}, fmt.Errorf("%s must be a positive duration, not %s", d.flag, d.v)
+			}
+		}
+		if *maxRuns < 1 {
+			return app.Options{}, fmt.Errorf("--runs.max must be at least 1, not %d", *maxRuns)
+		}
+		if *maxBody < 1 {
+			return app.Options{}, fmt.Errorf("--bridge.max-body must be positive, not %d", *maxBody)
 		}
 		return app.Options{
 			ConfigFile: *configFile, RedisURL: *redisURL, Prefix: *prefix,

@@ -71,3 +71,25 @@ func TestBridgeWebConfigFile(t *testing.T) {
 		})
 	}
 }
+
+// TestBridgeFlagValues: a zero or negative duration or count is refused
+// with the flag's name instead of silently meaning the default.
+func TestBridgeFlagValues(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct{ flag, want string }{
+		{"--bridge.dedup-ttl=-5s", "--bridge.dedup-ttl must be a positive duration, not -5s"},
+		{"--bridge.job-deadline=0s", "--bridge.job-deadline must be a positive duration, not 0s"},
+		{"--runs.retention=0s", "--runs.retention must be a positive duration, not 0s"},
+		{"--runs.max=0", "--runs.max must be at least 1, not 0"},
+		{"--bridge.max-body=0B", "--bridge.max-body must be positive, not 0"},
+	}
+	for _, tc := range tests {
+		for _, cmd := range []string{"bridge", "serve"} {
+			args := []string{cmd, "--config.file=" + dir, "--redis.url=redis://127.0.0.1:1", "--web.listen-address=127.0.0.1:0", tc.flag}
+			code, _, stderr := withStdio(t, "", func() int { return runMain(args) })
+			if code != 1 || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "medic is up") {
+				t.Errorf("medic %s: exit %d, stderr:\n%s\nwant exit 1 before start-up with %q", strings.Join(args, " "), code, stderr, tc.want)
+			}
+		}
+	}
+}
