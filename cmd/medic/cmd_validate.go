@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/alecthomas/kingpin/v2"
+	hcl2 "github.com/hashicorp/hcl/v2"
 
 	"github.com/medicops/medic/hcl"
 )
@@ -21,7 +22,7 @@ func init() {
 }
 
 func setupValidate(cmd *kingpin.CmdClause) action {
-	paths := cmd.Arg("path", "HCL files or directories of *.hcl files, loaded as one configuration.").Required().Strings()
+	paths := cmd.Arg("path", "HCL files or directories of *.hcl files, loaded as one configuration; - reads standard input.").Required().Strings()
 	format := cmd.Flag("format", "Output format: text or json.").Default("text").Enum("text", "json")
 	return func(context.Context, *slog.Logger) error {
 		return validate(*paths, *format, os.Stdout)
@@ -31,7 +32,7 @@ func setupValidate(cmd *kingpin.CmdClause) action {
 // validate loads the paths as one configuration and prints every
 // diagnostic; exitCode(1) when any is an error.
 func validate(paths []string, format string, stdout io.Writer) error {
-	srcs, diags := hcl.ReadSources(paths...)
+	srcs, diags := readSources(paths, os.Stdin)
 	_, more := hcl.LoadSources(srcs)
 	diags = append(diags, more...)
 	if format == "json" {
@@ -49,6 +50,44 @@ func validate(paths []string, format string, stdout io.Writer) error {
 	return nil
 }
 
+// stdinName is the name diagnostics give to a configuration read from
+// standard input ("-").
+const stdinName = "<stdin>"
+
+// maxStdinConfig bounds a configuration read from standard input.
+const maxStdinConfig = 64 << 20
+
+// readSources reads the paths like hcl.ReadSources; "-" (which kingpin
+// hands over as "") reads standard input, once.
+func readSources(paths []string, stdin io.Reader) ([]hcl.Source, hcl2.Diagnostics) {
+	var files []string
+	var fromStdin bool
+	for _, p := range paths {
+		if isStdin(p) {
+			fromStdin = true
+		} else {
+			files = append(files, p)
+		}
+	}
+	var srcs []hcl.Source
+	var diags hcl2.Diagnostics
+	if len(files) > 0 {
+		srcs, diags = hcl.ReadSources(files...)
+	}
+	if fromStdin {
+		b, err := io.ReadAll(io.LimitReader(stdin, maxStdinConfig+1))
+		switch {
+		case err != nil:
+			diags = append(diags, &hcl2.Diagnostic{Severity: hcl2.DiagError, Summary: "Cannot read configuration", Detail: "standard input: " + err.Error()})
+		case len(b) > maxStdinConfig:
+			diags = append(diags, &hcl2.Diagnostic{Severity: hcl2.DiagError, Summary: "Configuration too large", Detail: fmt.Sprintf("standard input holds more than %d bytes", maxStdinConfig)})
+		default:
+			srcs = append(srcs, hcl.Source{Name: stdinName, Bytes: b})
+		}
+	}
+	return srcs, diags
+}
+
 func sourceMap(srcs []hcl.Source) map[string][]byte {
 	m := make(map[string][]byte, len(srcs))
 	for _, s := range srcs {
@@ -58,7 +97,7 @@ func sourceMap(srcs []hcl.Source) map[string][]byte {
 }
 
 func setupFmt(cmd *kingpin.CmdClause) action {
-	paths := cmd.Arg("path", "HCL files or directories of *.hcl files.").Required().Strings()
+	paths := cmd.Arg("path", "HCL files or directories of *.hcl files; - formats standard input to standard output.").Required().Strings()
 	check := cmd.Flag("check", "Only list the files that are not formatted; exit 1 if there are any.").Bool()
 	return func(context.Context, *slog.Logger) error {
 		return formatFiles(*paths, *check, os.Stdout, os.Stderr)
@@ -68,11 +107,22 @@ func setupFmt(cmd *kingpin.CmdClause) action {
 // formatFiles lists on stdout each file that is (or, with check, would be)
 // rewritten. A file that does not parse is reported and left alone.
 func formatFiles(paths []string, check bool, stdout, stderr io.Writer) error {
-	srcs, diags := hcl.ReadSources(paths...)
+	srcs, diags := readSources(paths, os.Stdin)
 	changed := 0
 	for _, src := range srcs {
 		out, d := hcl.Format(src)
 		diags = append(diags, d...)
+		if src.Name == stdinName && !check {
+			// `medic fmt -` is a filter, for editors: the result goes to
+			// standard output (the input as is when it does not parse).
+			if d.HasErrors() {
+				out = src.Bytes
+			}
+			if _, err := stdout.Write(out); err != nil {
+				return err
+			}
+			continue
+		}
 		if d.HasErrors() || bytes.Equal(out, src.Bytes) {
 			continue
 		}

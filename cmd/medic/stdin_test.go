@@ -45,7 +45,7 @@ func withStdio(t *testing.T, input string, f func() int) (code int, stdout, stde
 }
 
 // TestDashReadsStandardInput: "-" as a file argument means standard input
-// for publish (positional FILE) and for plan and run (--alert -). kingpin
+// for publish (positional FILE), plan and run (--alert -), validate and fmt. kingpin
 // delivers a bare "-" as "", which used to end in `open : no such file or
 // directory`.
 func TestDashReadsStandardInput(t *testing.T) {
@@ -79,6 +79,14 @@ func TestDashReadsStandardInput(t *testing.T) {
 			"alert 1: MedicAgentMemoryHigh", ""},
 		{"run --alert -", []string{"run", "--config.file=" + cfg, "--node.name=nowhere", "--alert", "-"}, string(payload), 0,
 			"", "HighRequestLatency 99aa88bb77cc66dd: no runbook matches"},
+		{"validate - (clean)", []string{"validate", "-"}, "agent \"x\" {\n  command = [\"/bin/x\"]\n}\n", 0, "", ""},
+		{"validate - (error)", []string{"validate", "-"}, "agent \"x\" {\n  comand = [\"/bin/x\"]\n}\n", 1,
+			"<stdin>:2:3: error: Unsupported argument", ""},
+		{"validate dir -", []string{"validate", cfg, "-"}, "agent \"ops-agent\" {\n  command = [\"/bin/x\"]\n}\n", 1,
+			"<stdin>:1:7: error: Duplicate agent \"ops-agent\"", ""},
+		{"fmt -", []string{"fmt", "-"}, "agent \"x\" {\ncommand=[\"a\"]\n}\n", 0, "agent \"x\" {\n  command = [\"a\"]\n}\n", ""},
+		{"fmt --check -", []string{"fmt", "--check", "-"}, "agent \"x\" {\ncommand=[\"a\"]\n}\n", 1, "<stdin>\n", ""},
+		{"fmt - (syntax error)", []string{"fmt", "-"}, "agent \"x\" {\n", 1, "agent \"x\" {\n", "<stdin>:1:11: error: Unclosed configuration block"},
 		{"publish -", []string{"publish", "--redis.url=" + srv.URL(), "--pool=sw", "--device=d1", "-"}, `{"vlan":1}`, 0,
 			`"seq":1`, ""},
 	}
