@@ -76,6 +76,14 @@ func runAgent(ctx context.Context, logger *slog.Logger, o agentOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.WebConfigFile != "" {
+		if o.Listen == "" {
+			return errors.New("--web.config.file needs --web.listen-address")
+		}
+		if err := web.Validate(o.WebConfigFile); err != nil {
+			return fmt.Errorf("--web.config.file %s: %w", o.WebConfigFile, err)
+		}
+	}
 	if o.HeartbeatInterval <= 0 {
 		check := hcl.DefaultCheckInterval
 		if pool != nil && pool.CheckInterval > 0 {
@@ -132,8 +140,12 @@ func deviceURLFunc(pool *hcl.Pool, template string) (func(string) (string, error
 		if !strings.Contains(template, "${device}") {
 			return nil, fmt.Errorf("--device.url %q does not mention ${device}", template)
 		}
-		if _, err := url.Parse(strings.ReplaceAll(template, "${device}", "x")); err != nil {
+		u, err := url.Parse(strings.ReplaceAll(template, "${device}", "x"))
+		if err != nil {
 			return nil, fmt.Errorf("--device.url: %w", err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--device.url %q: want an http:// or https:// URL with a host, e.g. http://${device}.example/api/config", template)
 		}
 		return func(d string) (string, error) {
 			return strings.ReplaceAll(template, "${device}", url.PathEscape(d)), nil
