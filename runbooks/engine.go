@@ -233,7 +233,14 @@ func (e *Engine) Run(ctx context.Context, req Request) *RunRecord {
 		runbook = r.rb.Name // from the config: a bounded label
 	}
 	e.metrics.observe(runbook, rec)
-	r.log.Info("run finished", "outcome", rec.Outcome, "reason", rec.Reason, "duration", rec.Finished.Sub(rec.Started))
+	level := slog.LevelInfo
+	switch rec.Outcome {
+	case OutcomeEscalated, OutcomeFailed, OutcomeUnroutable, OutcomeExpired:
+		// The agent is still broken, or nothing was done about the alert:
+		// what an operator greps the log for.
+		level = slog.LevelWarn
+	}
+	r.log.Log(ctx, level, "run finished", "outcome", rec.Outcome, "reason", rec.Reason, "duration", rec.Finished.Sub(rec.Started))
 	return rec
 }
 
