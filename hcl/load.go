@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -256,7 +257,9 @@ func (l *loader) crossCheck() {
 			}
 			seen[name] = true
 			if _, ok := agentDefs[name]; !ok {
-				l.diags = append(l.diags, unknownRef("agent", name, agents, subject))
+				// Suggest only agents the pool does not list already.
+				others := slices.DeleteFunc(slices.Clone(agents), func(a string) bool { return slices.Contains(p.Agents, a) })
+				l.diags = append(l.diags, unknownRef("agent", name, others, subject))
 			}
 		}
 	}
