@@ -314,6 +314,7 @@ func TestDemo(t *testing.T) {
 		Up                  bool   `json:"up"`
 		PID                 int    `json:"pid"`
 		HeartbeatRegistered bool   `json:"heartbeat_registered"`
+		ProbeOK             *bool  `json:"probe_ok"`
 	}
 	agents := func() map[string]agentState {
 		var st struct{ Agents []agentState }
@@ -325,8 +326,12 @@ func TestDemo(t *testing.T) {
 		}
 		return m
 	}
+	// A heartbeat declared in the configuration is registered from the
+	// start; only a passing probe says demo-web is serving, and the alert
+	// below must find it healthy.
+	up := func(a agentState) bool { return a.Up && a.ProbeOK != nil && *a.ProbeOK }
 	deadline := time.Now().Add(20 * time.Second)
-	for a := agents(); !(a["demo-web"].Up && a["demo-worker"].Up && a["demo-web"].HeartbeatRegistered); a = agents() {
+	for a := agents(); !(up(a["demo-web"]) && a["demo-worker"].Up && a["demo-web"].HeartbeatRegistered); a = agents() {
 		if time.Now().After(deadline) {
 			t.Fatalf("demo agents not up: %+v", a)
 		}
