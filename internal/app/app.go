@@ -19,10 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/bridge"
@@ -30,7 +27,6 @@ import (
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
-	"github.com/medicops/medic/runbooks"
 )
 
 // Options are what the bridge, serve and demo commands configure.
@@ -74,25 +70,15 @@ const ShutdownTimeout = 10 * time.Second
 // taking requests, let jobs in flight finish (or hand them back), stop
 // the node's agents and the coordinator, close Redis.
 func Run(ctx context.Context, o Options) (err error) {
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if o.Prefix == "" {
 		o.Prefix = bridge.DefaultPrefix
 	}
 	if len(o.ListenAddresses) == 0 {
 		o.ListenAddresses = []string{":9095"}
 	}
-	var cleanups []func()
-	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-	}()
-
-	load := func() (*hcl.Config, error) { return LoadConfig(o.ConfigFile) }
-	cfg, err := load()
+	var cleanups cleanupList
+	defer func() { cleanups.run() }()
+	log, cfg, load, err := begin(o.Logger, o.ConfigFile)
 	if err != nil {
 		return err
 	}
@@ -111,28 +97,20 @@ func Run(ctx context.Context, o Options) (err error) {
 		if err != nil {
 			return err
 		}
-		cleanups = append(cleanups, func() { client.Close() })
+		cleanups.add(func() { client.Close() })
 	case o.Node != "":
 		c, _, closeStore, err := redisx.Embedded()
 		if err != nil {
 			return err
 		}
 		client = c
-		cleanups = append(cleanups, closeStore)
+		cleanups.add(closeStore)
 		log.Warn("no --redis.url: using an embedded in-memory store; jobs, run records and pool state are NOT durable and are lost when medic exits")
 	default:
 		return errors.New("--redis.url is required")
 	}
 
-	reg := o.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		versioncollector.NewCollector("medic"),
-	)
+	reg := processRegistry(o.Registry)
 	keys := bridge.Keys{Prefix: o.Prefix}
 	metrics := bridge.NewMetrics(reg)
 	store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
@@ -157,7 +135,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline,
 		Logger: log.With("component", "bridge"), Metrics: metrics,
 	})
-	cleanups = append(cleanups, b.Wait)
+	cleanups.add(b.Wait)
 
 	mux := http.NewServeMux()
 	b.Register(mux)
@@ -172,32 +150,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	var node *exporter.Node
 	var consumer *bridge.Consumer
 	if o.Node != "" {
-		var agentsRef lateAgents
-		engine := runbooks.New(runbooks.Options{
-			Config: rl.Config, Node: o.Node, Agents: &agentsRef,
-			Locker:   runbooks.NewRedisLocker(client, o.Prefix).WithLogger(log),
-			Switcher: coord, Logger: log.With("component", "engine"), Registerer: reg,
-		})
-		node, err = exporter.New(exporter.Options{
-			Config: cfg, NodeName: o.Node, Logger: log.With("component", "node"), Registerer: reg,
-			Redis: client, RedisPrefix: o.Prefix, Runner: engine,
-			OnRecord: func(rec *runbooks.RunRecord) {
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if err := store.Save(sctx, rec); err != nil {
-					log.Error("store watchdog run record", "run", rec.ID, "err", err)
-				}
-			},
+		node, consumer, err = newNode(nodeParts{
+			Name: o.Node, Config: cfg, Client: client, Prefix: o.Prefix, Store: store, Switcher: coord,
+			Registry: reg, Metrics: metrics, Concurrency: o.Concurrency, Log: log,
 		})
 		if err != nil {
 			return err
 		}
-		agentsRef.Agents = node
 		rl.apply = append(rl.apply, node.ApplyConfig)
-		consumer = bridge.NewConsumer(bridge.ConsumerOptions{
-			Client: client, Keys: keys, Node: o.Node, Runner: engine, Store: store,
-			Concurrency: o.Concurrency, Logger: log.With("component", "consumer"), Metrics: metrics,
-		})
 		nh := node.Handler()
 		mux.Handle("/api/v1/heartbeats/", nh)
 		mux.Handle("GET /api/v1/agents", nh)
@@ -207,38 +167,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	// has accepted the new configuration by then.
 	rl.apply = append(rl.apply, func(_ context.Context, c *hcl.Config) error { return coord.SetPools(PoolSpecs(c)) })
 
-	// Listen first, so that a busy port fails the start, not a goroutine.
-	var listeners []net.Listener
-	for _, addr := range o.ListenAddresses {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		listeners = append(listeners, l)
+	hs, err := listen(o.ListenAddresses, mux)
+	if err != nil {
+		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	webFlags := &web.FlagConfig{WebListenAddresses: &o.ListenAddresses, WebConfigFile: &o.WebConfigFile}
-	serveErr := make(chan error, 1)
-	fail := func(err error) {
-		select {
-		case serveErr <- err:
-		default: // the first error is the one reported
-		}
-	}
-	for _, l := range listeners {
-		go func() {
-			if err := web.Serve(l, srv, webFlags, log); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fail(err)
-			}
-		}()
-	}
-	var addrs []string
-	for _, l := range listeners {
-		addrs = append(addrs, l.Addr().String())
-	}
+	serveErr := newFirstError()
+	fail := serveErr.report
+	hs.serve(o.ListenAddresses, o.WebConfigFile, log, fail)
+	addrs := hs.Addrs
 
 	// Background components, each stopped in order below.
 	runCtx, stopAll := context.WithCancel(ctx)
@@ -252,24 +188,13 @@ func Run(ctx context.Context, o Options) (err error) {
 			}
 		})
 	}
-	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(runCtx))
-	defer stopNode()
-	var nodeDone sync.WaitGroup
+	stopNode := func() {}
 	if node != nil {
-		nodeDone.Go(func() {
-			if err := node.Run(nodeCtx); err != nil {
-				fail(fmt.Errorf("node: %w", err))
-			}
-		})
+		stopNode = startNode(runCtx, node, consumer,
+			func(err error) { fail(fmt.Errorf("node: %w", err)) },
+			func(err error) { fail(fmt.Errorf("job consumer: %w", err)) })
 	}
-	var consumerDone sync.WaitGroup
-	if consumer != nil {
-		consumerDone.Go(func() {
-			if err := consumer.Run(runCtx); err != nil {
-				fail(fmt.Errorf("job consumer: %w", err))
-			}
-		})
-	}
+	defer stopNode()
 	start("coordinator", runCtx, coord.Run)
 	wg.Go(func() { rl.run(runCtx) })
 
@@ -283,20 +208,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-	defer cancel()
-	_ = srv.Shutdown(sctx) // stop taking webhooks
+	hs.shutdown() // stop taking webhooks
 	stopAll()
-	consumerDone.Wait() // jobs in flight finish or are handed back
-	stopNode()          // then the node stops its agents
-	nodeDone.Wait()
+	stopNode() // jobs in flight finish or are handed back, then the node stops its agents
 	wg.Wait()
 	return err
 }
-
-// lateAgents lets the engine be built before the node that implements
-// runbooks.Agents (the node needs the engine as its watchdog's runner).
-type lateAgents struct{ runbooks.Agents }
 
 func authMode(token, webConfig string) string {
 	switch {

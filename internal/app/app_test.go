@@ -78,14 +78,23 @@ type running struct {
 
 func start(t *testing.T, o Options) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan []string, 1)
-	errc := make(chan error, 1)
-	o.OnListening = func(a []string) { addrs <- a }
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	go func() { errc <- Run(ctx, o) }()
+	return inBackground(t, func(ctx context.Context, onListening func([]string)) error {
+		o.OnListening = onListening
+		return Run(ctx, o)
+	})
+}
+
+// inBackground runs a command until the test ends or stop is called, and
+// returns once it listens.
+func inBackground(t *testing.T, run func(ctx context.Context, onListening func([]string)) error) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan []string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, func(a []string) { addrs <- a }) }()
 	select {
 	case a := <-addrs:
 		r := &running{base: "http://" + a[0]}
@@ -380,11 +389,22 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	}
 	r := start(t, Options{ConfigFile: dir, RedisURL: rs.URL(), ListenAddresses: []string{"127.0.0.1:0"}, WebConfigFile: webCfg})
 	body := `{"alerts":[{"status":"firing","labels":{"alertname":"Y"},"startsAt":"2026-01-01T00:00:00Z"}]}`
-	for _, tc := range []struct {
-		user, pass string
-		code       int
-	}{{"", "", 401}, {"alertmanager", "wrong", 401}, {"alertmanager", "am-pass", 202}} {
-		req, _ := http.NewRequest("POST", r.base+"/api/v1/webhook", strings.NewReader(body))
+	checkBasicAuth(t, "POST", r.base+"/api/v1/webhook", body, []authCase{
+		{"", "", 401}, {"alertmanager", "wrong", 401}, {"alertmanager", "am-pass", 202},
+	})
+}
+
+type authCase struct {
+	user, pass string
+	code       int
+}
+
+// checkBasicAuth sends one request per case, with the case's basic auth
+// (none when user is empty), and checks the status code.
+func checkBasicAuth(t *testing.T, method, url, body string, cases []authCase) {
+	t.Helper()
+	for _, tc := range cases {
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
 		if tc.user != "" {
 			req.SetBasicAuth(tc.user, tc.pass)
 		}
@@ -394,7 +414,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != tc.code {
-			t.Errorf("webhook as %q/%q: %d, want %d", tc.user, tc.pass, resp.StatusCode, tc.code)
+			t.Errorf("%s %s as %q/%q: %d, want %d", method, url, tc.user, tc.pass, resp.StatusCode, tc.code)
 		}
 	}
 }

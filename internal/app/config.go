@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -122,4 +123,14 @@ func (r *reloader) reload(ctx context.Context) error {
 	r.cur.Store(cfg)
 	r.log.Info("configuration reloaded", "agents", len(cfg.Agents), "runbooks", len(cfg.Runbooks), "pools", len(cfg.Pools))
 	return nil
+}
+
+// ServeHTTP is medic node's POST /-/reload: the caller gets the reload's
+// error.
+func (r *reloader) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if err := r.Reload(req.Context()); err != nil {
+		http.Error(w, "reload: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintln(w, "configuration reloaded")
 }

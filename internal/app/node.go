@@ -1,0 +1,241 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/redisx"
+	"github.com/medicops/medic/queue"
+	"github.com/medicops/medic/runbooks"
+)
+
+// NodeOptions are what `medic node` configures.
+type NodeOptions struct {
+	// ConfigFile is --config.file: an HCL file or a directory of them.
+	ConfigFile string
+	// RedisURL is --redis.url; empty: the per-agent lease is in-process,
+	// watchdog run records are only logged, no jobs and no state for the
+	// bridge.
+	RedisURL string
+	// Prefix is the Redis key prefix (default "medic:").
+	Prefix string
+	// NodeName is --node.name: the node runs the agents whose node is
+	// this name or unset.
+	NodeName string
+
+	ListenAddresses []string
+	WebConfigFile   string
+
+	StopGrace  time.Duration
+	CPUWindow  time.Duration
+	RuntimeDir string
+
+	Logger *slog.Logger
+	// Registry, when set, is the registry /metrics serves (tests read it).
+	Registry *prometheus.Registry
+	// OnListening is called with the bound addresses once serving.
+	OnListening func(addrs []string)
+}
+
+// RunNode is `medic node`: the node (supervisor, exporter, heartbeat API,
+// watchdog) with the engine as its watchdog's runner and, with Redis, the
+// consumer of the jobs the bridge routes to it, served over HTTP until ctx
+// ends. SIGHUP and POST /-/reload reload the configuration safely. Shutdown
+// is ordered: HTTP, then the job consumer, then the node and its agents,
+// then Redis.
+func RunNode(ctx context.Context, o NodeOptions) error {
+	if o.NodeName == "" {
+		return errors.New("no node name: set --node.name")
+	}
+	if o.Prefix == "" {
+		o.Prefix = bridge.DefaultPrefix
+	}
+	if len(o.ListenAddresses) == 0 {
+		o.ListenAddresses = []string{":9105"}
+	}
+	var cleanups cleanupList
+	defer func() { cleanups.run() }()
+	log, cfg, load, err := begin(o.Logger, o.ConfigFile)
+	if err != nil {
+		return err
+	}
+	rl := newReloader(cfg, load, log)
+
+	var client redis.UniversalClient
+	if o.RedisURL != "" {
+		if client, err = redisx.New(o.RedisURL); err != nil {
+			return err
+		}
+		cleanups.add(func() { client.Close() })
+	} else {
+		log.Warn("no --redis.url: the per-agent lease is in-process only, watchdog run records are only logged, no state for the bridge")
+	}
+
+	reg := processRegistry(o.Registry)
+	var store *bridge.RunStore
+	var switcher runbooks.Switcher
+	if client != nil {
+		// Not run: a switchover runbook only asks the bridges' leased
+		// coordinator to switch the pool, and waits for it.
+		coord, err := queue.NewCoordinator(queue.CoordinatorOptions{
+			Client: client, Prefix: o.Prefix, Pools: PoolSpecs(cfg), Logger: log.With("component", "switcher"),
+		})
+		if err != nil {
+			return err
+		}
+		switcher = coord
+		// First, unlike medic serve: this coordinator is not run, so the
+		// new pools take effect at no moment of their own, and SetPools is
+		// the step that can refuse the configuration; refused here, nothing
+		// has changed.
+		rl.apply = append(rl.apply, func(_ context.Context, c *hcl.Config) error { return coord.SetPools(PoolSpecs(c)) })
+		store = bridge.NewRunStore(client, bridge.StoreOptions{Keys: bridge.Keys{Prefix: o.Prefix}})
+	}
+
+	node, consumer, err := newNode(nodeParts{
+		Name: o.NodeName, Config: cfg, Client: client, Prefix: o.Prefix, Store: store, Switcher: switcher,
+		Registry: reg, Metrics: bridge.NewConsumerMetrics(reg),
+		StopGrace: o.StopGrace, CPUWindow: o.CPUWindow, RuntimeDir: o.RuntimeDir, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	rl.apply = append(rl.apply, node.ApplyConfig)
+
+	mux := http.NewServeMux()
+	mux.Handle("POST /-/reload", rl)
+	mux.Handle("/", node.Handler())
+	hs, err := listen(o.ListenAddresses, mux)
+	if err != nil {
+		return err
+	}
+	cleanups.add(hs.close)
+
+	// Started in the reverse order of stopping: the cleanups stop HTTP
+	// first, then the reloader (no request waits on it any more), then
+	// the job consumer, then the node and its agents; Redis closes last.
+	errs := newFirstError()
+	cleanups.add(startNode(ctx, node, consumer,
+		func(err error) { errs.report(fmt.Errorf("node stopped: %v", err)) },
+		func(err error) { log.Error("job consumer stopped", "err", err) }))
+	reloadCtx, stopReloads := context.WithCancel(context.WithoutCancel(ctx))
+	var reloads sync.WaitGroup
+	reloads.Go(func() { rl.run(reloadCtx) })
+	cleanups.add(func() { stopReloads(); reloads.Wait() })
+	hs.serve(o.ListenAddresses, o.WebConfigFile, log, func(err error) {
+		log.Error("HTTP server failed", "err", err)
+		errs.report(err)
+	})
+	cleanups.add(hs.shutdown)
+
+	log.Info("medic node is up", "node", o.NodeName, "listen", hs.Addrs, "agents", len(cfg.AgentsForNode(o.NodeName)))
+	if o.OnListening != nil {
+		o.OnListening(hs.Addrs)
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errs:
+		return err
+	}
+}
+
+// nodeParts are what a node is built from: `medic node` takes them from
+// its flags, `medic serve` shares the bridge's.
+type nodeParts struct {
+	Name   string
+	Config *hcl.Config
+	// Client is the estate's Redis. nil (medic node without --redis.url):
+	// the per-agent lease is in-process, watchdog run records are only
+	// logged and there is no job consumer.
+	Client   redis.UniversalClient
+	Prefix   string
+	Store    *bridge.RunStore
+	Switcher runbooks.Switcher
+	Registry *prometheus.Registry
+	// Metrics are the job consumer's.
+	Metrics     *bridge.Metrics
+	Concurrency int
+	StopGrace   time.Duration
+	CPUWindow   time.Duration
+	RuntimeDir  string
+	Log         *slog.Logger
+}
+
+// newNode builds the node (supervisor, exporter, heartbeat API, watchdog),
+// the engine that serves its watchdog and its jobs, and the job consumer
+// that reads the stream medic:{node:NAME}:jobs the bridge routes alerts
+// to. Nothing runs yet.
+func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
+	var locker runbooks.Locker = runbooks.NewMemoryLocker()
+	var onRecord func(*runbooks.RunRecord)
+	if p.Client != nil {
+		locker = runbooks.NewRedisLocker(p.Client, p.Prefix).WithLogger(p.Log)
+		onRecord = saveRecords(p.Store, p.Log)
+	}
+	node, err := exporter.New(exporter.Options{
+		Config: p.Config, NodeName: p.Name, Logger: p.Log.With("component", "node"),
+		Registerer: p.Registry, Gatherer: p.Registry, Redis: p.Client, RedisPrefix: p.Prefix,
+		OnRecord: onRecord, StopGrace: p.StopGrace, CPUWindow: p.CPUWindow, RuntimeDir: p.RuntimeDir,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	// The engine needs the node (its Agents) and the node needs the engine
+	// (its watchdog's runner); both read the configuration the node holds,
+	// so a reload reaches them together.
+	engine := runbooks.New(runbooks.Options{
+		Config: node.Config, Node: p.Name, Agents: node, Locker: locker, Switcher: p.Switcher,
+		Logger: p.Log.With("component", "engine"), Registerer: p.Registry,
+	})
+	node.SetRunner(engine)
+	if p.Client == nil {
+		return node, nil, nil
+	}
+	consumer := bridge.NewConsumer(bridge.ConsumerOptions{
+		Client: p.Client, Keys: bridge.Keys{Prefix: p.Prefix}, Node: p.Name, Runner: engine, Store: p.Store,
+		Concurrency: p.Concurrency, Logger: p.Log.With("component", "consumer"), Metrics: p.Metrics,
+	})
+	return node, consumer, nil
+}
+
+// startNode runs the job consumer and the node until stop. The node's
+// context is not ctx: at shutdown the consumer stops first, so that jobs
+// in flight finish (or are handed back) while their agents still run, and
+// only then the node, which stops its agents. nodeFailed and
+// consumerFailed hear an error that ends one of them early. stop is
+// idempotent.
+func startNode(ctx context.Context, node *exporter.Node, consumer *bridge.Consumer, nodeFailed, consumerFailed func(error)) (stop func()) {
+	consumerCtx, stopConsumer := context.WithCancel(ctx)
+	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
+	var consumerDone, nodeDone sync.WaitGroup
+	nodeDone.Go(func() {
+		if err := node.Run(nodeCtx); err != nil {
+			nodeFailed(err)
+		}
+	})
+	if consumer != nil {
+		consumerDone.Go(func() {
+			if err := consumer.Run(consumerCtx); err != nil {
+				consumerFailed(err)
+			}
+		})
+	}
+	return sync.OnceFunc(func() {
+		stopConsumer()
+		consumerDone.Wait()
+		stopNode()
+		nodeDone.Wait()
+	})
+}

@@ -1,0 +1,157 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func nodeGet(t *testing.T, method, url string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func waitMetrics(t *testing.T, url, want string, present bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		_, body := nodeGet(t, "GET", url+"/metrics")
+		if strings.Contains(body, want) == present {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("/metrics: %q present=%v never happened", want, !present)
+}
+
+// startNodeApp runs RunNode on 127.0.0.1:0 until the test ends.
+func startNodeApp(t *testing.T, o NodeOptions) *running {
+	t.Helper()
+	o.Logger = slog.New(slog.DiscardHandler)
+	o.ListenAddresses = []string{"127.0.0.1:0"}
+	o.Registry = prometheus.NewRegistry()
+	return inBackground(t, func(ctx context.Context, onListening func([]string)) error {
+		o.OnListening = onListening
+		return RunNode(ctx, o)
+	})
+}
+
+// medic node in-process: it supervises a real agent (this test binary as
+// a demo agent), serves its metrics and heartbeat API, and reloads safely
+// by HTTP and by SIGHUP.
+func TestRunNode(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentAddr := ln.Addr().String()
+	ln.Close()
+	cfgFile := filepath.Join(dir, "node.hcl")
+	web := fmt.Sprintf(`
+agent "web" {
+  command = [%q, "demo-agent", "--name=web", "--listen=%s"]
+  workdir = %q
+  probe "http" {
+    url      = "http://%s/healthz"
+    interval = "200ms"
+  }
+}
+`, os.Args[0], agentAddr, filepath.Join(dir, "web"), agentAddr)
+	api := `
+agent "api" {
+  pidfile = "/nonexistent/api.pid"
+  start   = ["true"]
+}
+`
+	write := func(s string) {
+		if err := os.WriteFile(cfgFile, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(web)
+
+	r := startNodeApp(t, NodeOptions{
+		ConfigFile: cfgFile, NodeName: "n1",
+		StopGrace: time.Second, CPUWindow: 50 * time.Millisecond, RuntimeDir: filepath.Join(dir, "run"),
+	})
+	url := r.base
+	defer func() {
+		if err := r.stop(); err != nil {
+			t.Errorf("RunNode: %v", err)
+		}
+		if c, err := net.Dial("tcp", agentAddr); err == nil {
+			c.Close()
+			t.Error("agent outlived medic node")
+		}
+	}()
+
+	if code, _ := nodeGet(t, "GET", url+"/-/healthy"); code != 200 {
+		t.Fatalf("/-/healthy = %d", code)
+	}
+	waitMetrics(t, url, `medic_agent_up{agent="web",node="n1"} 1`, true)
+	waitMetrics(t, url, `medic_agent_probe_success{agent="web",node="n1"} 1`, true)
+	if code, body := nodeGet(t, "PUT", url+"/api/v1/heartbeats/nobody"); code != 404 || !strings.Contains(body, "error") {
+		t.Fatalf("heartbeat of unknown agent = %d %s", code, body)
+	}
+
+	// A broken file: the reload fails, the caller hears why, nothing changes.
+	write(web + "agent \"broken\" {\n  command = \n}\n")
+	code, body := nodeGet(t, "POST", url+"/-/reload")
+	if code != 500 || !strings.Contains(body, "node.hcl") {
+		t.Fatalf("reload of a broken config = %d %s", code, body)
+	}
+	waitMetrics(t, url, `medic_agent_up{agent="web",node="n1"} 1`, true)
+
+	write(web + api)
+	if code, body := nodeGet(t, "POST", url+"/-/reload"); code != 200 {
+		t.Fatalf("reload = %d %s", code, body)
+	}
+	waitMetrics(t, url, `medic_agent_up{agent="api",node="n1"} 0`, true)
+
+	write(web)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitMetrics(t, url, `agent="api"`, false)
+	waitMetrics(t, url, `medic_agent_up{agent="web",node="n1"} 1`, true)
+}
+
+// --web.config.file reaches the server: basic auth guards every endpoint.
+func TestRunNodeWebConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "node.hcl")
+	os.WriteFile(cfgFile, []byte("agent \"ext\" {\n  pidfile = \"/nonexistent.pid\"\n  start = [\"true\"]\n}\n"), 0o644)
+	webFile := filepath.Join(dir, "web.yml")
+	// bcrypt of "s3cret"
+	os.WriteFile(webFile, []byte("basic_auth_users:\n  admin: $2a$04$ZG9M3ZJCumCl9TJyUuZVuOMHyrlktkGChT.9dUacLkFWld/Hr97hi\n"), 0o644)
+	r := startNodeApp(t, NodeOptions{
+		ConfigFile: cfgFile, NodeName: "n1", WebConfigFile: webFile, RuntimeDir: filepath.Join(dir, "run"),
+	})
+	defer func() {
+		if err := r.stop(); err != nil {
+			t.Errorf("RunNode: %v", err)
+		}
+	}()
+	checkBasicAuth(t, "GET", r.base+"/metrics", "", []authCase{
+		{"", "", 401}, {"admin", "wrong", 401}, {"admin", "s3cret", 200},
+	})
+}

@@ -1,0 +1,140 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/medicops/medic/hcl"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/runbooks"
+)
+
+// processRegistry returns reg (a new registry when nil) with what every
+// medic process exports about itself: Go runtime, process and build.
+func processRegistry(reg *prometheus.Registry) *prometheus.Registry {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("medic"),
+	)
+	return reg
+}
+
+// firstError carries the first error that ends a command; later ones are
+// dropped, because the first is the cause.
+type firstError chan error
+
+func newFirstError() firstError { return make(firstError, 1) }
+
+func (f firstError) report(err error) {
+	select {
+	case f <- err:
+	default:
+	}
+}
+
+// httpServer is a command's HTTP side: every address is bound before
+// anything is served, so that a busy port fails the start rather than a
+// goroutine, and each listener is served through exporter-toolkit (TLS and
+// basic auth of --web.config.file).
+type httpServer struct {
+	srv       *http.Server
+	listeners []net.Listener
+	// Addrs are the bound addresses (127.0.0.1:0 resolved).
+	Addrs []string
+}
+
+func listen(addrs []string, h http.Handler) (*httpServer, error) {
+	s := &httpServer{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
+	for _, addr := range addrs {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		s.listeners = append(s.listeners, l)
+		s.Addrs = append(s.Addrs, l.Addr().String())
+	}
+	return s, nil
+}
+
+// serve serves every listener until shutdown; an error that ends serving
+// goes to fail.
+func (s *httpServer) serve(addrs []string, webConfigFile string, log *slog.Logger, fail func(error)) {
+	flags := &web.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &webConfigFile}
+	for _, l := range s.listeners {
+		go func() {
+			if err := web.Serve(l, s.srv, flags, log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fail(err)
+			}
+		}()
+	}
+}
+
+// shutdown stops taking requests and waits, up to ShutdownTimeout, for
+// those in flight.
+func (s *httpServer) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	_ = s.srv.Shutdown(ctx)
+	s.close()
+}
+
+// close closes the listeners web.Serve never reached (it fails before
+// serving on a bad --web.config.file); closing a served one again is
+// harmless.
+func (s *httpServer) close() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+}
+
+// saveRecords stores each watchdog run record, each save bounded in time
+// so that a slow Redis cannot hold the watchdog.
+func saveRecords(store *bridge.RunStore, log *slog.Logger) func(*runbooks.RunRecord) {
+	return func(rec *runbooks.RunRecord) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := store.Save(ctx, rec); err != nil {
+			log.Error("store watchdog run record", "run", rec.ID, "err", err)
+		}
+	}
+}
+
+// begin is what every long-running command begins with: its logger (a
+// discarding one when nil), its configuration and the loader a reload
+// calls again.
+func begin(logger *slog.Logger, configFile string) (log *slog.Logger, cfg *hcl.Config, load func() (*hcl.Config, error), err error) {
+	log = logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	load = func() (*hcl.Config, error) { return LoadConfig(configFile) }
+	cfg, err = load()
+	return log, cfg, load, err
+}
+
+// cleanupList runs in reverse order of being added: what started last stops
+// first.
+type cleanupList []func()
+
+func (c *cleanupList) add(f func()) { *c = append(*c, f) }
+
+func (c cleanupList) run() {
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
+}
