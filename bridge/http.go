@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -130,11 +131,28 @@ func (b *Bridge) handleRun(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleReady is GET /-/ready: ready when Redis answers PING.
+// readyTimeout bounds GET /-/ready.
+const readyTimeout = time.Second
+
+// handleReady is GET /-/ready: ready when Redis answers PING within
+// readyTimeout. The client does not apply a context's deadline to a
+// connection that is open but silent (it waits for its read or dial
+// timeout, 3-5 s), so the PING is waited for here.
 func (b *Bridge) handleReady(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
-	if err := b.opts.Client.Ping(ctx).Err(); err != nil {
+	errc := make(chan error, 1)
+	go func() { errc <- b.opts.Client.Ping(ctx).Err() }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer to PING within %s", readyTimeout)
+	}
+	if err != nil {
 		http.Error(w, "Not ready: Redis: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
