@@ -61,10 +61,13 @@ type reloader struct {
 
 	cur  atomic.Pointer[hcl.Config]
 	reqs chan chan error
+	// stopped is closed when run returns: a reload asked for during
+	// shutdown is refused rather than left waiting for an answer.
+	stopped chan struct{}
 }
 
 func newReloader(cfg *hcl.Config, load func() (*hcl.Config, error), log *slog.Logger) *reloader {
-	r := &reloader{load: load, log: log, reqs: make(chan chan error)}
+	r := &reloader{load: load, log: log, reqs: make(chan chan error), stopped: make(chan struct{})}
 	r.cur.Store(cfg)
 	return r
 }
@@ -77,6 +80,8 @@ func (r *reloader) Reload(ctx context.Context) error {
 	ch := make(chan error, 1)
 	select {
 	case r.reqs <- ch:
+	case <-r.stopped:
+		return errors.New("shutting down")
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -88,8 +93,9 @@ func (r *reloader) Reload(ctx context.Context) error {
 	}
 }
 
-// run serves reload requests and SIGHUP until ctx ends.
+// run serves reload requests and SIGHUP until ctx ends. Call it once.
 func (r *reloader) run(ctx context.Context) {
+	defer close(r.stopped)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -1,0 +1,75 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/medicops/medic/hcl"
+)
+
+// A reload swaps the configuration only when loading and every apply step
+// succeed; the caller gets the error; after run returns, a reload is
+// refused at once instead of waiting forever.
+func TestReloader(t *testing.T) {
+	oldCfg, newCfg := &hcl.Config{}, &hcl.Config{}
+	errLoad, errApply := errors.New("load failed"), errors.New("apply failed")
+	for _, tc := range []struct {
+		name     string
+		loadErr  error
+		applyErr error
+		want     *hcl.Config
+		applied  int
+	}{
+		{"ok", nil, nil, newCfg, 2},
+		{"load fails", errLoad, nil, oldCfg, 0},
+		{"apply fails", nil, errApply, oldCfg, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newReloader(oldCfg, func() (*hcl.Config, error) {
+				if tc.loadErr != nil {
+					return nil, tc.loadErr
+				}
+				return newCfg, nil
+			}, slog.New(slog.DiscardHandler))
+			applied := 0
+			r.apply = append(r.apply,
+				func(_ context.Context, c *hcl.Config) error {
+					if c != newCfg {
+						t.Errorf("apply got %p, want the new config %p", c, newCfg)
+					}
+					applied++
+					return tc.applyErr
+				},
+				func(context.Context, *hcl.Config) error { applied++; return nil })
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { r.run(ctx); close(done) }()
+
+			err := r.Reload(context.Background())
+			want := tc.loadErr
+			if want == nil {
+				want = tc.applyErr
+			}
+			if err != want {
+				t.Errorf("Reload = %v, want %v", err, want)
+			}
+			if r.Config() != tc.want {
+				t.Errorf("Config after reload: old=%v, want old=%v", r.Config() == oldCfg, tc.want == oldCfg)
+			}
+			if applied != tc.applied {
+				t.Errorf("%d apply steps ran, want %d", applied, tc.applied)
+			}
+
+			cancel()
+			<-done
+			rctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+			defer stop()
+			if err := r.Reload(rctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Reload after run returned = %v, want refused at once", err)
+			}
+		})
+	}
+}
