@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/runbooks"
 )
 
 func nodeGet(t *testing.T, method, url string) (int, string) {
@@ -154,4 +161,91 @@ func TestRunNodeWebConfig(t *testing.T) {
 	checkBasicAuth(t, "GET", r.base+"/metrics", "", []authCase{
 		{"", "", 401}, {"admin", "wrong", 401}, {"admin", "s3cret", 200},
 	})
+}
+
+// With Redis, a reload reaches the node's switcher: a switchover job for a
+// pool the configuration does not have fails; after a reload that adds the
+// pool, the same job is switched (nothing to do: no agent of the pool is
+// active).
+func TestRunNodeReloadReachesSwitcher(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "node.hcl")
+	base := `
+agent "a1" {
+  pidfile = "/nonexistent/a1.pid"
+  start   = ["true"]
+}
+agent "a2" {
+  pidfile = "/nonexistent/a2.pid"
+  start   = ["true"]
+}
+runbook "sw" {
+  match {
+    alertname = "MedicPoolAgentDown"
+  }
+  switchover {
+    pool = alert.labels.pool
+  }
+}
+`
+	pool := `
+pool "p" {
+  agents     = ["a1", "a2"]
+  device_url = "http://127.0.0.1:1/${device}"
+}
+`
+	write := func(s string) {
+		if err := os.WriteFile(cfgFile, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(base)
+	r := startNodeApp(t, NodeOptions{ConfigFile: cfgFile, NodeName: "n1", RedisURL: rs.URL(), RuntimeDir: filepath.Join(dir, "run")})
+	defer func() {
+		if err := r.stop(); err != nil {
+			t.Errorf("RunNode: %v", err)
+		}
+	}()
+
+	client := rs.Client()
+	keys := bridge.Keys{Prefix: bridge.DefaultPrefix}
+	store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: keys})
+	runJob := func(id string) *runbooks.RunRecord {
+		t.Helper()
+		now := time.Now()
+		job, _ := json.Marshal(bridge.Job{
+			ID: id, Runbook: "sw", Agent: "a1", Node: "n1", Enqueued: now, Deadline: now.Add(time.Minute),
+			Alert: hcl.Alert{Status: "firing", StartsAt: now, Labels: map[string]string{
+				"alertname": "MedicPoolAgentDown", "pool": "p", "agent": "a1", "node": "n1"}},
+		})
+		ctx := context.Background()
+		if err := client.XAdd(ctx, &redis.XAddArgs{Stream: keys.Jobs("n1"), Values: map[string]any{"job": string(job)}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			if rec, err := store.Get(ctx, id); err == nil && rec != nil && rec.Outcome != "" {
+				return rec
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("job %s: no finished run record", id)
+		return nil
+	}
+
+	rec := runJob("before-reload")
+	t.Logf("before the reload: %s: %s", rec.Outcome, rec.Reason)
+	if rec.Outcome == runbooks.OutcomeSwitched || !strings.Contains(rec.Reason, "unknown pool") {
+		t.Fatalf("switchover of a pool the config lacks: %s %s, want it to fail", rec.Outcome, rec.Reason)
+	}
+	write(base + pool)
+	if code, body := nodeGet(t, "POST", r.base+"/-/reload"); code != 200 {
+		t.Fatalf("reload = %d %s", code, body)
+	}
+	rec = runJob("after-reload")
+	t.Logf("after the reload: %s: %s", rec.Outcome, rec.Reason)
+	if rec.Outcome != runbooks.OutcomeSwitched {
+		t.Fatalf("switchover after the reload added the pool: %s %s, want %s", rec.Outcome, rec.Reason, runbooks.OutcomeSwitched)
+	}
 }
