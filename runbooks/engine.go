@@ -648,15 +648,18 @@ func (r *run) restart(why string) bool {
 	ctx, cancel := context.WithTimeout(r.ctx, r.e.opts.RestartTimeout)
 	defer cancel()
 	r.e.budgets.record(name, r.e.opts.Now())
+	// The detail reads as what happened, not as the state before: a
+	// record saying `restart ok "agent is not running"` looks like a
+	// restart that did not work.
 	if err := r.e.opts.Agents.Restart(ctx, name); err != nil {
-		r.done(s, false, why, err)
+		r.done(s, false, "restart failed ("+why+")", err)
 		if r.cancelled() {
 			return false
 		}
 		r.escalate("restart failed: " + err.Error())
 		return false
 	}
-	r.done(s, true, why, nil)
+	r.done(s, true, "restarted ("+why+")", nil)
 	return true
 }
 
