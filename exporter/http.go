@@ -63,6 +63,11 @@ func (n *Node) handleBeat(w http.ResponseWriter, r *http.Request) {
 	var req beatRequest
 	if len(body) > 0 {
 		if err := json.Unmarshal(body, &req); err != nil {
+			var typ *json.UnmarshalTypeError
+			if errors.As(err, &typ) && typ.Field == "timeout" {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf(`invalid JSON: timeout must be a duration string such as {"timeout":"15s"}, not a %s`, typ.Value))
+				return
+			}
 			writeError(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
 			return
 		}
@@ -70,7 +75,7 @@ func (n *Node) handleBeat(w http.ResponseWriter, r *http.Request) {
 	var timeout time.Duration
 	if req.Timeout != "" {
 		if timeout, err = time.ParseDuration(req.Timeout); err != nil || timeout <= 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid timeout %q", req.Timeout))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf(`invalid timeout %q: want a positive duration with a unit, such as "15s" or "1m"`, req.Timeout))
 			return
 		}
 	}
