@@ -260,6 +260,17 @@ func (s *scope) checkExpr(expr hcl2.Expression, want cty.Type, attrName string) 
 	if val.Type() == cty.DynamicPseudoType {
 		return diags
 	}
+	// A string converts to bool only when it happens to hold "true" or
+	// "false": `when = alert.labels.x` would load and then fail at
+	// diagnosis time, so a condition must be a bool already.
+	if want == cty.Bool && val.Type() == cty.String {
+		return append(diags, &hcl2.Diagnostic{
+			Severity: hcl2.DiagError,
+			Summary:  fmt.Sprintf("Invalid %s value", attrName),
+			Detail:   fmt.Sprintf("The value of %s must be a bool; this expression is a string. Compare it instead, e.g. alert.labels.x == \"true\".", attrName),
+			Subject:  expr.Range().Ptr(),
+		})
+	}
 	if _, err := convertTo(val, want); err != nil {
 		diags = append(diags, &hcl2.Diagnostic{
 			Severity: hcl2.DiagError,
