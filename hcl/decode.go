@@ -186,8 +186,10 @@ func decodeAgent(block *hcl2.Block) (*Agent, hcl2.Diagnostics) {
 		sort.Strings(keys)
 		for _, k := range keys {
 			if !envName.MatchString(k) {
-				diags = append(diags, attrDiag(attr, "Invalid environment variable name",
-					fmt.Sprintf("%q is not a valid environment variable name: use letters, digits and '_', not starting with a digit.", k)))
+				d := attrDiag(attr, "Invalid environment variable name",
+					fmt.Sprintf("%q is not a valid environment variable name: use letters, digits and '_', not starting with a digit.", k))
+				d.Subject = mapKeyRange(attr.Expr, k, d.Subject)
+				diags = append(diags, d)
 			}
 		}
 	}
@@ -543,4 +545,21 @@ func hasBlock(blocks hcl2.Blocks, typ string) bool {
 		}
 	}
 	return false
+}
+
+// mapKeyRange is where key is written in a map literal, so that a
+// diagnostic about one key points at it rather than at the whole map;
+// otherwise def.
+func mapKeyRange(expr hcl2.Expression, key string, def *hcl2.Range) *hcl2.Range {
+	pairs, diags := hcl2.ExprMap(expr)
+	if diags.HasErrors() {
+		return def
+	}
+	for _, kv := range pairs {
+		v, d := kv.Key.Value(nil)
+		if !d.HasErrors() && v.Type() == cty.String && v.IsKnown() && !v.IsNull() && v.AsString() == key {
+			return kv.Key.Range().Ptr()
+		}
+	}
+	return def
 }
