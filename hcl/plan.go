@@ -112,8 +112,15 @@ func (c *Config) planAlert(alert Alert) AlertPlan {
 	p := AlertPlan{Alert: alert}
 	rb, skipped := c.Match(alert)
 	p.Skipped = skipped
-	if alert.Status == "resolved" {
+	switch alert.Status {
+	case "firing":
+	case "resolved":
 		p.Ignored = "resolved: medic acts on firing alerts only"
+		return p
+	default:
+		// The bridge refuses such a payload (400): say so rather than plan
+		// a run that would never happen.
+		p.Ignored = fmt.Sprintf("status %q is neither \"firing\" nor \"resolved\": the bridge would refuse the payload (400)", alert.Status)
 		return p
 	}
 	if rb == nil {

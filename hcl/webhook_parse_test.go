@@ -27,3 +27,33 @@ func TestParseWebhookErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanAlertStatus: only a firing alert gets a plan; an alert whose
+// status is neither firing nor resolved (which the bridge refuses) is
+// ignored with the reason, not planned as if it were firing.
+func TestPlanAlertStatus(t *testing.T) {
+	cfg, diags := LoadSources([]Source{{Name: "s.hcl", Bytes: []byte(`
+agent "a" {
+  command = ["/bin/a"]
+}
+runbook "r" {
+  match {
+    alertname = "A"
+  }
+}`)}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	tests := []struct{ status, ignored string }{
+		{"firing", ""},
+		{"resolved", "resolved: medic acts on firing alerts only"},
+		{"weird", `status "weird" is neither "firing" nor "resolved"`},
+		{"", `status "" is neither "firing" nor "resolved"`},
+	}
+	for _, tc := range tests {
+		p := cfg.Plan([]Alert{{Labels: map[string]string{"alertname": "A", "agent": "a"}, Status: tc.status}})[0]
+		if (tc.ignored == "") != (p.Ignored == "") || !strings.Contains(p.Ignored, tc.ignored) || (tc.ignored != "" && len(p.Steps) > 0) {
+			t.Errorf("status %q: ignored %q, %d steps; want ignored %q", tc.status, p.Ignored, len(p.Steps), tc.ignored)
+		}
+	}
+}
