@@ -28,26 +28,41 @@ func PoolSpecs(cfg *hcl.Config) []queue.PoolSpec {
 }
 
 // LoadConfig loads --config.file and turns error diagnostics into one
-// error that lists them as file:line:col: severity: summary.
+// error that lists each as `medic validate` prints it: file:line:col:
+// severity: summary, the detail indented below, and the source lines.
 func LoadConfig(path string) (*hcl.Config, error) {
-	cfg, diags := hcl.Load(path)
+	srcs, diags := hcl.ReadSources(path)
+	if diags.HasErrors() {
+		return nil, diagsError(path, diags, srcs)
+	}
+	cfg, more := hcl.LoadSources(srcs)
+	diags = append(diags, more...)
 	if diags.HasErrors() || cfg == nil {
-		return nil, diagsError(path, diags)
+		return nil, diagsError(path, diags, srcs)
 	}
 	return cfg, nil
 }
 
-func diagsError(path string, diags hcl2.Diagnostics) error {
-	var lines []string
+// diagsError keeps the detail and snippet of each error: the summary alone
+// ("Invalid duration") does not say what to fix.
+func diagsError(path string, diags hcl2.Diagnostics, srcs []hcl.Source) error {
+	var errs hcl2.Diagnostics
 	for _, d := range diags {
 		if d.Severity == hcl2.DiagError {
-			lines = append(lines, hcl.DiagnosticLine(d))
+			errs = append(errs, d)
 		}
 	}
-	if len(lines) == 0 {
+	if len(errs) == 0 {
 		return fmt.Errorf("load %s: no configuration", path)
 	}
-	return fmt.Errorf("load %s:\n  %s", path, strings.Join(lines, "\n  "))
+	sources := make(map[string][]byte, len(srcs))
+	for _, s := range srcs {
+		sources[s.Name] = s.Bytes
+	}
+	var b strings.Builder
+	_ = hcl.WriteDiagnostics(&b, errs, sources) // a strings.Builder does not fail
+	text := strings.TrimRight(b.String(), "\n")
+	return fmt.Errorf("load %s:\n  %s", path, strings.ReplaceAll(text, "\n", "\n  "))
 }
 
 // reloader holds the current configuration and swaps in a new one only

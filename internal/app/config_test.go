@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +74,28 @@ func TestReloader(t *testing.T) {
 				t.Errorf("Reload after run returned = %v, want refused at once", err)
 			}
 		})
+	}
+}
+
+// A config error at start-up or reload says what to fix: the detail and
+// the source line, not only the summary.
+func TestLoadConfigErrorHasDetail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "estate.hcl")
+	src := "agent \"a\" {\n  command = [\"/bin/a\"]\n\n  heartbeat {\n    timeout = \"15 seconds\"\n  }\n}\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	if err == nil {
+		t.Fatal("LoadConfig of a bad duration succeeded")
+	}
+	for _, want := range []string{
+		path + ":5:15: error: Invalid duration",
+		`"15 seconds"`,           // the detail names the bad value
+		`timeout = "15 seconds"`, // the snippet shows the line
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%s", want, err)
+		}
 	}
 }
