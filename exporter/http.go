@@ -15,8 +15,10 @@ import (
 const maxHeartbeatBody = 4 << 10
 
 // Handler serves the node's HTTP API: GET /metrics, PUT and DELETE
-// /api/v1/heartbeats/{agent}, GET /api/v1/agents, GET /-/healthy and
-// POST /-/reload.
+// /api/v1/heartbeats/{agent}, GET /api/v1/agents and GET /-/healthy.
+// POST /-/reload is not here: the command that embeds the node owns the
+// configuration and serves it (internal/app's reloader, which calls
+// ApplyConfig).
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if n.opts.Gatherer != nil {
@@ -33,13 +35,6 @@ func (n *Node) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "Healthy")
-	})
-	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
-		if err := n.Reload(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "configuration reloaded")
 	})
 	return mux
 }

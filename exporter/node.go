@@ -60,11 +60,6 @@ type Options struct {
 	Runner runbooks.Runner
 	// OnRecord receives the record of every watchdog run.
 	OnRecord func(*runbooks.RunRecord)
-	// Load re-reads the configuration for Reload (POST /-/reload, SIGHUP).
-	Load func() (*hcl.Config, error)
-	// OnReload is called with a validated new config before the node swaps
-	// it in; an error aborts the reload.
-	OnReload func(*hcl.Config) error
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -372,39 +367,16 @@ func (n *Node) checkLoop(ctx context.Context) {
 	}
 }
 
-// Reload loads the configuration again (Options.Load), validates it, and
-// swaps it in. On error the old configuration stays.
-func (n *Node) Reload(ctx context.Context) error {
-	if n.opts.Load == nil {
-		return errors.New("reload: no configuration loader")
-	}
-	n.reloadMu.Lock()
-	defer n.reloadMu.Unlock()
-	cfg, err := n.opts.Load()
-	if err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
-	return n.applyLocked(ctx, cfg)
-}
-
 // ApplyConfig swaps in cfg: new agents start, removed ones stop, changed
 // ones take their new definition (a changed command applies from the next
-// restart).
-func (n *Node) ApplyConfig(ctx context.Context, cfg *hcl.Config) error {
-	n.reloadMu.Lock()
-	defer n.reloadMu.Unlock()
-	return n.applyLocked(ctx, cfg)
-}
-
-func (n *Node) applyLocked(_ context.Context, cfg *hcl.Config) error {
+// restart). Reading and validating the configuration is the caller's job
+// (medic node and medic serve reload through internal/app).
+func (n *Node) ApplyConfig(_ context.Context, cfg *hcl.Config) error {
 	if cfg == nil {
 		return errors.New("reload: nil config")
 	}
-	if n.opts.OnReload != nil {
-		if err := n.opts.OnReload(cfg); err != nil {
-			return fmt.Errorf("reload: %w", err)
-		}
-	}
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
 	want := map[string]*hcl.Agent{}
 	for _, def := range cfg.AgentsForNode(n.opts.NodeName) {
 		want[def.Name] = def

@@ -86,34 +86,24 @@ func TestApplyConfig(t *testing.T) {
 	}
 }
 
-func TestReloadFailureKeepsConfig(t *testing.T) {
+// A refused configuration changes nothing; the next good one applies.
+func TestApplyConfigRefusedKeepsConfig(t *testing.T) {
 	def, _ := testAgent(t, "steady")
 	cfg := configOf(def)
-	fail := true
-	n := startNode(t, Options{Config: cfg, Load: func() (*hcl.Config, error) {
-		if fail {
-			return nil, errTest
-		}
-		return configOf(def, &hcl.Agent{Name: "new", Pidfile: "/x"}), nil
-	}}, nil)
-	code, body := call(t, "POST", n.URL+"/-/reload", "")
-	if code != 500 || body != "reload: broken config\n" {
-		t.Fatalf("failed reload = %d %q", code, body)
+	n := startNode(t, Options{Config: cfg}, nil)
+	if err := n.ApplyConfig(context.Background(), nil); err == nil {
+		t.Fatal("nil config applied")
 	}
 	if n.Config() != cfg {
-		t.Fatal("config swapped after a failed reload")
+		t.Fatal("config swapped after a refused apply")
 	}
-	fail = false
-	if code, _ := call(t, "POST", n.URL+"/-/reload", ""); code != 200 {
-		t.Fatalf("reload = %d", code)
+	if _, err := n.agent("steady"); err != nil {
+		t.Fatalf("agent lost by a refused apply: %v", err)
+	}
+	if err := n.ApplyConfig(context.Background(), configOf(def, &hcl.Agent{Name: "new", Pidfile: "/x"})); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := n.agent("new"); err != nil {
 		t.Fatal(err)
 	}
 }
-
-type testError string
-
-func (e testError) Error() string { return string(e) }
-
-const errTest = testError("broken config")
