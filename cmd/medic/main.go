@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
+
+	"github.com/medicops/medic/internal/redisx"
 )
 
 // action runs a parsed subcommand.
@@ -61,6 +63,7 @@ func runMain(args []string) int {
 		return 2
 	}
 	logger := promslog.New(logCfg)
+	redisx.SetLogger(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := actions[selected](ctx, logger); err != nil {

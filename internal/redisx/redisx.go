@@ -4,7 +4,9 @@
 package redisx
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 
@@ -65,4 +67,22 @@ func Embedded() (client redis.UniversalClient, url string, close func(), err err
 	}
 	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	return c, "redis://" + m.Addr(), func() { c.Close(); m.Close() }, nil
+}
+
+// SetLogger sends go-redis's own log lines (dial failures, pool errors) to
+// logger at debug. Without it they go to stderr unstructured, several a
+// second while Redis is down, ignoring --log.level and --log.format. The
+// go-redis logger is process-wide, so main calls this once.
+func SetLogger(logger *slog.Logger) {
+	redis.SetLogger(slogLogger{logger})
+}
+
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Printf(ctx context.Context, format string, v ...any) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	msg := strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: ")
+	s.l.Log(ctx, slog.LevelDebug, msg, "component", "redis")
 }
