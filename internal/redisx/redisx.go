@@ -14,7 +14,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// New returns a UniversalClient for a URL:
+// New returns a UniversalClient for a URL. Its commands honour their
+// context's deadline even inside socket I/O, so a hung Redis (accepts, never
+// answers) cannot hold up shutdown or a lease renew past its deadline:
 //
 //	redis://[user:pass@]host:port[/db]           standalone
 //	rediss://...                                 standalone over TLS
@@ -31,6 +33,7 @@ func New(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--redis.url %q: %w", rawURL, err)
 		}
+		o.ContextTimeoutEnabled = true
 		return redis.NewClient(o), nil
 	case "redis+cluster", "rediss+cluster":
 		cu := *u
@@ -39,6 +42,7 @@ func New(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--redis.url %q: %w", rawURL, err)
 		}
+		o.ContextTimeoutEnabled = true
 		return redis.NewClusterClient(o), nil
 	case "redis+sentinel":
 		q := u.Query()
@@ -47,7 +51,7 @@ func New(rawURL string) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("--redis.url %q: sentinel URL needs ?master=NAME", rawURL)
 		}
 		addrs := append([]string{u.Host}, q["addr"]...)
-		o := &redis.FailoverOptions{MasterName: master, SentinelAddrs: addrs}
+		o := &redis.FailoverOptions{MasterName: master, SentinelAddrs: addrs, ContextTimeoutEnabled: true}
 		if u.User != nil {
 			o.Username = u.User.Username()
 			o.Password, _ = u.User.Password()

@@ -45,3 +45,41 @@ func TestSetLogger(t *testing.T) {
 	}
 	t.Logf("%s", buf.String())
 }
+
+// A Redis that accepts and never answers cannot hold a command past its
+// context's deadline (go-redis otherwise waits for its own read timeout).
+func TestNewHonoursContextDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { <-done; c.Close() }()
+		}
+	}()
+	addr := ln.Addr().String()
+	for _, url := range []string{"redis://" + addr, "redis+cluster://" + addr} {
+		t.Run(url, func(t *testing.T) {
+			c, err := New(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err = c.Ping(ctx).Err()
+			if took := time.Since(start); err == nil || took > 1500*time.Millisecond {
+				t.Errorf("Ping with a 500ms deadline to a hung Redis = %v after %v, want an error within ~500ms", err, took)
+			}
+		})
+	}
+}
