@@ -79,7 +79,11 @@ func (n *Node) watchdog(ctx context.Context, a *agent, alertname, why string) {
 		a.mu.Unlock()
 
 		rec := n.runWatchdog(ctx, a, alertname, why)
-		n.log.Info("watchdog run", "agent", a.name, "alertname", alertname, "outcome", rec.Outcome, "run", rec.ID, "error", rec.Error)
+		attrs := []any{"agent", a.name, "alertname", alertname, "outcome", rec.Outcome, "run", rec.ID}
+		if rec.Error != "" {
+			attrs = append(attrs, "error", rec.Error)
+		}
+		n.log.Info("watchdog run", attrs...)
 		if n.opts.OnRecord != nil {
 			n.opts.OnRecord(rec)
 		}
