@@ -98,6 +98,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			return err
 		}
 		cleanups.add(func() { client.Close() })
+		pingRedis(ctx, client, o.RedisURL, log)
 	case o.Node != "":
 		c, _, closeStore, err := redisx.Embedded()
 		if err != nil {

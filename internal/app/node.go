@@ -78,6 +78,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 			return err
 		}
 		cleanups.add(func() { client.Close() })
+		pingRedis(ctx, client, o.RedisURL, log)
 	} else {
 		log.Warn("no --redis.url: the per-agent lease is in-process only, watchdog run records are only logged, no state for the bridge")
 	}
