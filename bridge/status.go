@@ -136,8 +136,20 @@ type StatusOptions struct {
 	Logger  *slog.Logger
 }
 
-// NewStatusPage returns the handler of GET / on the bridge. Paths other
-// than "/" get 404 so that it can be mounted as the catch-all.
+// StatusPagePattern is the ServeMux pattern to mount the status page at:
+// GET (and so HEAD) of exactly "/".
+//
+//	mux.Handle(bridge.StatusPagePattern, bridge.NewStatusPage(opts))
+//
+// Mounted at the catch-all "/" instead, the page would also receive every
+// request whose method no other pattern allows (GET /api/v1/webhook,
+// DELETE /api/v1/runs) and answer 404; with this pattern the mux answers
+// those 405 Method Not Allowed with an Allow header, and unknown paths 404.
+const StatusPagePattern = "GET /{$}"
+
+// NewStatusPage returns the handler of GET / on the bridge; mount it at
+// StatusPagePattern. It answers 404 itself for any path other than "/" and
+// 405 for methods other than GET and HEAD, wherever it is mounted.
 func NewStatusPage(o StatusOptions) http.Handler {
 	if o.RunLimit <= 0 {
 		o.RunLimit = 25

@@ -254,3 +254,78 @@ func TestStatusFormats(t *testing.T) {
 		}
 	}
 }
+
+// Mounted at StatusPagePattern next to the bridge's API, the status page
+// serves "/" only and leaves the mux to answer a wrong method on an API
+// path with 405 and its Allow header.
+func TestStatusPageMount(t *testing.T) {
+	tb := startTestBridge(t, testHCL, nil)
+	mux := http.NewServeMux()
+	tb.Register(mux)
+	mux.Handle(StatusPagePattern, NewStatusPage(StatusOptions{Refresh: -1}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	tests := []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"GET", "/", 200, ""},
+		{"HEAD", "/", 200, ""},
+		{"POST", "/", 405, "GET, HEAD"},
+		{"GET", "/nope", 404, ""},
+		{"GET", "/api/v1/webhook", 405, "POST"},
+		{"PUT", "/api/v1/webhook", 405, "POST"},
+		{"DELETE", "/api/v1/runs", 405, "GET, HEAD"},
+		{"POST", "/api/v1/runs/abc", 405, "GET, HEAD"},
+		{"GET", "/-/reload", 405, "POST"},
+		{"POST", "/-/healthy", 405, "GET, HEAD"},
+		{"GET", "/api/v1/runs", 200, ""},
+		{"GET", "/-/healthy", 200, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.code, body)
+			}
+			if got := resp.Header.Get("Allow"); got != tc.allow {
+				t.Errorf("Allow %q, want %q", got, tc.allow)
+			}
+			if tc.path == "/" && tc.method == "GET" && !strings.Contains(string(body), "No runs recorded.") {
+				t.Errorf("GET / is not the status page:\n%s", body)
+			}
+		})
+	}
+}
+
+// The page itself refuses other paths and methods, wherever it is mounted.
+func TestStatusPageRefuses(t *testing.T) {
+	h := NewStatusPage(StatusOptions{Refresh: -1})
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"GET", "/", 200, ""},
+		{"GET", "/api/v1/webhook", 404, ""},
+		{"POST", "/", 405, "GET, HEAD"},
+		{"DELETE", "/", 405, "GET, HEAD"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.code || rec.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s = %d Allow %q, want %d Allow %q", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), tc.code, tc.allow)
+		}
+	}
+}
