@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
-	"go.yaml.in/yaml/v2"
 
 	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/internal/app"
@@ -88,9 +85,6 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 		if *web.WebSystemdSocket {
 			return app.Options{}, errors.New("--web.systemd-socket is not supported: use --web.listen-address")
 		}
-		if err := checkWebConfig(*web.WebConfigFile, *tokenFile, *web.WebListenAddresses); err != nil {
-			return app.Options{}, err
-		}
 		// Zero or negative values would silently mean the defaults.
 		for _, d := range []struct {
 			flag string
@@ -113,53 +107,4 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 			RunRetention: *retention, MaxRuns: *maxRuns,
 		}, nil
 	}
-}
-
-// checkWebConfig checks --web.config.file before anything starts, so that a
-// bad file is reported with its name instead of after "medic is up", and
-// refuses a file that authenticates nobody (neither basic_auth_users nor
-// client_auth_type: RequireAndVerifyClientCert) when no token is set and an
-// address is not loopback-only: such a file must not count as the
-// webhook's authentication.
-func checkWebConfig(path, tokenFile string, addrs []string) error {
-	if path == "" {
-		return nil
-	}
-	if err := web.Validate(path); err != nil {
-		return fmt.Errorf("--web.config.file %s: %w", path, err)
-	}
-	if tokenFile != "" {
-		return nil
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("--web.config.file %s: %w", path, err)
-	}
-	var c web.Config
-	if err := yaml.Unmarshal(raw, &c); err != nil {
-		return fmt.Errorf("--web.config.file %s: %w", path, err)
-	}
-	if len(c.Users) > 0 || c.TLSConfig.ClientAuth == "RequireAndVerifyClientCert" {
-		return nil
-	}
-	for _, a := range addrs {
-		if !loopbackOnly(a) {
-			return fmt.Errorf("refusing to start: --web.config.file %s sets neither basic_auth_users nor client_auth_type: RequireAndVerifyClientCert, "+
-				"so the webhook would accept unauthenticated requests on %q, which is not loopback-only. "+
-				"Add basic_auth_users (or verified client certificates) to it, set --bridge.token-file, or listen on 127.0.0.1, [::1] or localhost only", path, a)
-		}
-	}
-	return nil
-}
-
-func loopbackOnly(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // TestBridgeWebConfigFile: a bad --web.config.file is reported with the
@@ -22,50 +20,41 @@ func TestBridgeWebConfigFile(t *testing.T) {
 		}
 		return p
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
 	empty := write("empty.yml", "{}\n")
-	users := write("users.yml", "basic_auth_users:\n  am: "+string(hash)+"\n")
 	broken := write("broken.yml", "basic_auth_users: [\n")
 	typo := write("typo.yml", "basic_auth_user:\n  am: x\n")
 	noKey := write("nokey.yml", "tls_server_config:\n  cert_file: /nonexistent.crt\n")
-	token := write("token", "s3cret\n")
+	nodeCfg := write("node.hcl", "agent \"ext\" {\n  pidfile = \"/nonexistent.pid\"\n  start = [\"true\"]\n}\n")
 	missing := filepath.Join(dir, "missing.yml")
 
 	tests := []struct {
 		name       string
 		webConfig  string
-		token      string
 		listen     string
-		wantStderr string // "" means checkWebConfig accepts it
+		wantStderr string
 	}{
-		{"missing file", missing, "", "127.0.0.1:0", "--web.config.file " + missing + ": open " + missing + ": no such file or directory"},
-		{"YAML syntax error", broken, "", "127.0.0.1:0", "--web.config.file " + broken + ": yaml: "},
-		{"unknown key", typo, "", "127.0.0.1:0", "--web.config.file " + typo + ": yaml: unmarshal errors"},
-		{"TLS without a key", noKey, "", "127.0.0.1:0", "--web.config.file " + noKey + ": missing one of key or key_file"},
-		{"authenticates nobody, all interfaces", empty, "", "0.0.0.0:0", "refusing to start: --web.config.file " + empty + " sets neither basic_auth_users"},
-		{"authenticates nobody, loopback", empty, "", "127.0.0.1:0", ""},
-		{"authenticates nobody, but a token", empty, token, "0.0.0.0:0", ""},
-		{"basic auth users, all interfaces", users, "", "0.0.0.0:0", ""},
+		{"missing file", missing, "127.0.0.1:0", "--web.config.file " + missing + ": open " + missing + ": no such file or directory"},
+		{"YAML syntax error", broken, "127.0.0.1:0", "--web.config.file " + broken + ": yaml: "},
+		{"unknown key", typo, "127.0.0.1:0", "--web.config.file " + typo + ": yaml: unmarshal errors"},
+		{"TLS without a key", noKey, "127.0.0.1:0", "--web.config.file " + noKey + ": missing one of key or key_file"},
+		{"authenticates nobody, all interfaces", empty, "0.0.0.0:0", "refusing to start: --web.config.file " + empty + " sets neither basic_auth_users"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkWebConfig(tc.webConfig, tc.token, []string{tc.listen})
-			if tc.wantStderr == "" {
-				if err != nil {
-					t.Fatalf("checkWebConfig: %v; want nil", err)
-				}
-				return
-			}
 			args := []string{"bridge", "--config.file=" + dir, "--redis.url=redis://127.0.0.1:1",
 				"--web.listen-address=" + tc.listen, "--web.config.file=" + tc.webConfig}
-			if tc.token != "" {
-				args = append(args, "--bridge.token-file="+tc.token)
-			}
 			code, _, stderr := withStdio(t, "", func() int { return runMain(args) })
 			if code != 1 || !strings.Contains(stderr, tc.wantStderr) || strings.Contains(stderr, "medic is up") {
+				t.Errorf("medic %s: exit %d, stderr:\n%s\nwant exit 1 before start-up with %q", strings.Join(args, " "), code, stderr, tc.wantStderr)
+			}
+			if strings.HasPrefix(tc.wantStderr, "refusing") {
+				return // a node only warns about that
+			}
+			// medic node checks the same file the same way, before start-up.
+			args = []string{"node", "--config.file=" + nodeCfg, "--node.name=n1", "--node.runtime-dir=" + filepath.Join(dir, "run"),
+				"--web.listen-address=" + tc.listen, "--web.config.file=" + tc.webConfig}
+			code, _, stderr = withStdio(t, "", func() int { return runMain(args) })
+			if code != 1 || !strings.Contains(stderr, tc.wantStderr) || strings.Contains(stderr, "is up") {
 				t.Errorf("medic %s: exit %d, stderr:\n%s\nwant exit 1 before start-up with %q", strings.Join(args, " "), code, stderr, tc.wantStderr)
 			}
 		})
@@ -90,6 +79,19 @@ func TestBridgeFlagValues(t *testing.T) {
 			if code != 1 || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "medic is up") {
 				t.Errorf("medic %s: exit %d, stderr:\n%s\nwant exit 1 before start-up with %q", strings.Join(args, " "), code, stderr, tc.want)
 			}
+		}
+	}
+}
+
+// --web.systemd-socket is refused by every long-running command, not
+// accepted and ignored.
+func TestSystemdSocketRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, cmd := range []string{"bridge", "serve", "node"} {
+		args := []string{cmd, "--config.file=" + dir, "--redis.url=redis://127.0.0.1:1", "--web.listen-address=127.0.0.1:0", "--web.systemd-socket"}
+		code, _, stderr := withStdio(t, "", func() int { return runMain(args) })
+		if code != 1 || !strings.Contains(stderr, "--web.systemd-socket is not supported") || strings.Contains(stderr, "is up") {
+			t.Errorf("medic %s: exit %d, stderr:\n%s\nwant exit 1 refusing --web.systemd-socket", strings.Join(args, " "), code, stderr)
 		}
 	}
 }

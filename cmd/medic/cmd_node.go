@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 
@@ -29,6 +30,9 @@ func setupNode(cmd *kingpin.CmdClause) action {
 	cmd.Flag("node.runtime-dir", "Directory for the agents' NOTIFY_SOCKETs and default working directories (default: a new temporary directory).").StringVar(&o.RuntimeDir)
 	webFlags := kingpinflag.AddFlags(cmd, ":9105")
 	return func(ctx context.Context, logger *slog.Logger) error {
+		if *webFlags.WebSystemdSocket {
+			return errors.New("--web.systemd-socket is not supported: use --web.listen-address")
+		}
 		o.ListenAddresses = *webFlags.WebListenAddresses
 		o.WebConfigFile = *webFlags.WebConfigFile
 		o.Logger = logger

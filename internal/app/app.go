@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -78,15 +77,17 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	var cleanups cleanupList
 	defer func() { cleanups.run() }()
-	log, cfg, load, err := begin(o.Logger, o.ConfigFile)
-	if err != nil {
-		return err
-	}
+	// The flags first: a bad --web.config.file or an unauthenticated
+	// webhook beyond loopback is refused before anything starts.
 	token, err := readToken(o.TokenFile)
 	if err != nil {
 		return err
 	}
-	if err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile != ""); err != nil {
+	if err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile); err != nil {
+		return err
+	}
+	log, cfg, load, err := begin(o.Logger, o.ConfigFile)
+	if err != nil {
 		return err
 	}
 
@@ -274,32 +275,4 @@ func readToken(path string) (string, error) {
 		return "", fmt.Errorf("--bridge.token-file %s is empty", path)
 	}
 	return tok, nil
-}
-
-// checkExposure refuses an unauthenticated webhook on anything but
-// loopback.
-func checkExposure(addrs []string, token, webConfig bool) error {
-	if token || webConfig {
-		return nil
-	}
-	for _, a := range addrs {
-		if !isLoopback(a) {
-			return fmt.Errorf("refusing to start: the webhook would accept unauthenticated requests on %q, which is not loopback-only. "+
-				"Set --bridge.token-file (a bearer token, what Alertmanager's http_config.authorization sends) "+
-				"or --web.config.file (basic auth / TLS), or listen on 127.0.0.1, [::1] or localhost only", a)
-		}
-	}
-	return nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

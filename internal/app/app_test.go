@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/runbooks"
@@ -47,25 +48,49 @@ func TestMain(m *testing.M) {
 }
 
 func TestCheckExposure(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := write("empty.yml", "{}\n")
+	users := write("users.yml", "basic_auth_users:\n  am: "+string(hash)+"\n")
+	broken := write("broken.yml", "basic_auth_users: [\n")
+	missing := filepath.Join(dir, "missing.yml")
 	for _, tc := range []struct {
-		addrs            []string
-		token, webConfig bool
-		ok               bool
+		addrs     []string
+		token     bool
+		webConfig string
+		wantErr   string // "" means accepted
 	}{
-		{[]string{":9095"}, false, false, false},
-		{[]string{"0.0.0.0:9095"}, false, false, false},
-		{[]string{"10.1.2.3:9095"}, false, false, false},
-		{[]string{"127.0.0.1:9095"}, false, false, true},
-		{[]string{"127.0.0.2:9095"}, false, false, true},
-		{[]string{"[::1]:9095"}, false, false, true},
-		{[]string{"localhost:9095"}, false, false, true},
-		{[]string{"127.0.0.1:9095", ":9096"}, false, false, false},
-		{[]string{":9095"}, true, false, true},
-		{[]string{":9095"}, false, true, true},
+		{[]string{":9095"}, false, "", "refusing to start"},
+		{[]string{"0.0.0.0:9095"}, false, "", "refusing to start"},
+		{[]string{"10.1.2.3:9095"}, false, "", "refusing to start"},
+		{[]string{"127.0.0.1:9095"}, false, "", ""},
+		{[]string{"127.0.0.2:9095"}, false, "", ""},
+		{[]string{"[::1]:9095"}, false, "", ""},
+		{[]string{"localhost:9095"}, false, "", ""},
+		{[]string{"127.0.0.1:9095", ":9096"}, false, "", "refusing to start"},
+		{[]string{":9095"}, true, "", ""},
+		{[]string{":9095"}, false, users, ""},
+		// A web config that authenticates nobody is not authentication.
+		{[]string{":9095"}, false, empty, "refusing to start: --web.config.file " + empty + " sets neither basic_auth_users"},
+		{[]string{"127.0.0.1:9095"}, false, empty, ""},
+		{[]string{":9095"}, true, empty, ""},
+		// A bad file is refused even on loopback or with a token.
+		{[]string{"127.0.0.1:9095"}, true, missing, "--web.config.file " + missing + ": open"},
+		{[]string{"127.0.0.1:9095"}, false, broken, "--web.config.file " + broken + ": yaml: "},
 	} {
 		err := checkExposure(tc.addrs, tc.token, tc.webConfig)
-		if (err == nil) != tc.ok {
-			t.Errorf("checkExposure(%v, token=%v, webConfig=%v) = %v, want ok=%v", tc.addrs, tc.token, tc.webConfig, err, tc.ok)
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("checkExposure(%v, token=%v, webConfig=%q) = %v, want error containing %q", tc.addrs, tc.token, tc.webConfig, err, tc.wantErr)
 		}
 	}
 }
@@ -384,7 +409,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	webCfg := filepath.Join(dir, "web.yml")
 	// bcrypt of "am-pass"
 	os.WriteFile(webCfg, []byte("basic_auth_users:\n  alertmanager: $2a$04$vb5mp6VpfNWFmtKWcarc3OOXN.zZfhixNsG9MIcdY.mk8GJ6iF7Vq\n"), 0o600)
-	if err := checkExposure([]string{":9095"}, false, true); err != nil {
+	if err := checkExposure([]string{":9095"}, false, webCfg); err != nil {
 		t.Fatalf("a web config should allow a non-loopback address: %v", err)
 	}
 	r := start(t, Options{ConfigFile: dir, RedisURL: rs.URL(), ListenAddresses: []string{"127.0.0.1:0"}, WebConfigFile: webCfg})

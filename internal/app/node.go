@@ -70,6 +70,12 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNodeExposure(o.ListenAddresses, o.WebConfigFile, log); err != nil {
+		return err
+	}
+	if len(cfg.AgentsForNode(o.NodeName)) == 0 {
+		log.Warn(fmt.Sprintf("node %s runs no agents: no agent has node = %q or no node; check --node.name (default: the hostname)", o.NodeName, o.NodeName))
+	}
 	rl := newReloader(cfg, load, log)
 
 	var client redis.UniversalClient

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -248,4 +250,61 @@ pool "p" {
 	if rec.Outcome != runbooks.OutcomeSwitched {
 		t.Fatalf("switchover after the reload added the pool: %s %s, want %s", rec.Outcome, rec.Reason, runbooks.OutcomeSwitched)
 	}
+}
+
+// medic node warns, and still starts, when it listens beyond loopback
+// without authentication and when --node.name matches no agent.
+func TestRunNodeStartupWarnings(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "node.hcl")
+	os.WriteFile(cfgFile, []byte("agent \"ext\" {\n  node = \"web-1\"\n  pidfile = \"/nonexistent.pid\"\n  start = [\"true\"]\n}\n"), 0o644)
+	for _, tc := range []struct {
+		name, node, listen string
+		want, notWant      []string
+	}{
+		{"loopback, its agent", "web-1", "127.0.0.1:0", nil, []string{"beyond loopback", "runs no agents"}},
+		{"all interfaces", "web-1", ":0", []string{"level=WARN", "listens beyond loopback without authentication", "/-/reload"}, nil},
+		{"no agents", "web-99", "127.0.0.1:0", []string{"level=WARN", `node web-99 runs no agents: no agent has node = \"web-99\" or no node; check --node.name`}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf syncBuffer
+			o := NodeOptions{ConfigFile: cfgFile, NodeName: tc.node, RuntimeDir: filepath.Join(t.TempDir(), "run"),
+				Logger: slog.New(slog.NewTextHandler(&buf, nil)), ListenAddresses: []string{tc.listen}, Registry: prometheus.NewRegistry()}
+			r := inBackground(t, func(ctx context.Context, onListening func([]string)) error {
+				o.OnListening = onListening
+				return RunNode(ctx, o)
+			})
+			if err := r.stop(); err != nil {
+				t.Errorf("RunNode: %v", err)
+			}
+			out := buf.String()
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("log lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(out, w) {
+					t.Errorf("log has %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
