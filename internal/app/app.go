@@ -117,6 +117,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	metrics := bridge.NewMetrics(reg)
 	store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
 	rl := newReloader(cfg, load, log)
+	rl.register(reg)
 
 	// Pools: publisher, API and the leased coordinator.
 	qm := queue.NewMetrics(reg)

@@ -11,8 +11,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/queue"
@@ -79,12 +81,37 @@ type reloader struct {
 	// stopped is closed when run returns: a reload asked for during
 	// shutdown is refused rather than left waiting for an answer.
 	stopped chan struct{}
+
+	// now is the clock of the last-reload metrics.
+	now func() time.Time
+	// ok and okTime are medic_config_last_reload_successful and
+	// medic_config_last_reload_success_timestamp_seconds.
+	ok, okTime prometheus.Gauge
 }
 
 func newReloader(cfg *hcl.Config, load func() (*hcl.Config, error), log *slog.Logger) *reloader {
-	r := &reloader{load: load, log: log, reqs: make(chan chan error), stopped: make(chan struct{})}
+	r := &reloader{
+		load: load, log: log, reqs: make(chan chan error), stopped: make(chan struct{}), now: time.Now,
+		ok: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "medic_config_last_reload_successful",
+			Help: "Whether the last configuration reload attempt was successful (the start-up load counts as one).",
+		}),
+		okTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "medic_config_last_reload_success_timestamp_seconds",
+			Help: "Timestamp of the last successful configuration reload (or the start-up load).",
+		}),
+	}
 	r.cur.Store(cfg)
+	r.ok.Set(1)
+	r.okTime.Set(float64(r.now().UnixNano()) / 1e9)
 	return r
+}
+
+// register puts the last-reload metrics on reg, as Prometheus and
+// Alertmanager have them, so that a failed reload (which keeps the old
+// configuration and is easy to miss) can be alerted on.
+func (r *reloader) register(reg prometheus.Registerer) {
+	reg.MustRegister(r.ok, r.okTime)
 }
 
 // Config is the current configuration.
@@ -129,6 +156,17 @@ func (r *reloader) run(ctx context.Context) {
 }
 
 func (r *reloader) reload(ctx context.Context) error {
+	err := r.tryReload(ctx)
+	if err != nil {
+		r.ok.Set(0)
+		return err
+	}
+	r.ok.Set(1)
+	r.okTime.Set(float64(r.now().UnixNano()) / 1e9)
+	return nil
+}
+
+func (r *reloader) tryReload(ctx context.Context) error {
 	if r.load == nil {
 		return errors.New("this process has no configuration file to reload")
 	}

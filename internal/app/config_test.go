@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/medicops/medic/hcl"
 )
 
@@ -37,6 +39,9 @@ func TestReloader(t *testing.T) {
 				}
 				return newCfg, nil
 			}, slog.New(slog.DiscardHandler))
+			t0, t1 := time.Unix(1000, 0), time.Unix(2000, 0)
+			r.okTime.Set(float64(t0.Unix())) // as if started at t0
+			r.now = func() time.Time { return t1 }
 			applied := 0
 			r.apply = append(r.apply,
 				func(_ context.Context, c *hcl.Config) error {
@@ -64,6 +69,16 @@ func TestReloader(t *testing.T) {
 			}
 			if applied != tc.applied {
 				t.Errorf("%d apply steps ran, want %d", applied, tc.applied)
+			}
+			wantOK, wantTime := 0.0, float64(t0.Unix())
+			if tc.want == newCfg {
+				wantOK, wantTime = 1, float64(t1.Unix())
+			}
+			if got := testutil.ToFloat64(r.ok); got != wantOK {
+				t.Errorf("medic_config_last_reload_successful = %v, want %v", got, wantOK)
+			}
+			if got := testutil.ToFloat64(r.okTime); got != wantTime {
+				t.Errorf("medic_config_last_reload_success_timestamp_seconds = %v, want %v", got, wantTime)
 			}
 
 			cancel()

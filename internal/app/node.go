@@ -90,6 +90,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	}
 
 	reg := processRegistry(o.Registry)
+	rl.register(reg)
 	var store *bridge.RunStore
 	var switcher runbooks.Switcher
 	if client != nil {

@@ -129,11 +129,13 @@ agent "api" {
 		t.Fatalf("reload of a broken config = %d %s", code, body)
 	}
 	waitMetrics(t, url, `medic_agent_up{agent="web",node="n1"} 1`, true)
+	waitMetrics(t, url, "medic_config_last_reload_successful 0", true)
 
 	write(web + api)
 	if code, body := nodeGet(t, "POST", url+"/-/reload"); code != 200 {
 		t.Fatalf("reload = %d %s", code, body)
 	}
+	waitMetrics(t, url, "medic_config_last_reload_successful 1", true)
 	waitMetrics(t, url, `medic_agent_up{agent="api",node="n1"} 0`, true)
 
 	write(web)
