@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -441,5 +442,20 @@ func checkBasicAuth(t *testing.T, method, url, body string, cases []authCase) {
 		if resp.StatusCode != tc.code {
 			t.Errorf("%s %s as %q/%q: %d, want %d", method, url, tc.user, tc.pass, resp.StatusCode, tc.code)
 		}
+	}
+}
+
+// A demo on a busy port says what is most likely wrong and what to do.
+func TestDemoBusyPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = RunDemo(context.Background(), DemoOptions{Listen: l.Addr().String(), Executable: os.Args[0], Out: io.Discard,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") ||
+		!strings.Contains(err.Error(), "is another medic demo running? choose another with --web.listen-address") {
+		t.Fatalf("RunDemo on a busy port = %v, want the listen error with a hint", err)
 	}
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/medicops/medic/deploy/examples/demo"
 	"github.com/medicops/medic/runbooks/library"
@@ -81,7 +83,7 @@ func RunDemo(ctx context.Context, o DemoOptions) error {
 			return err
 		}
 	}
-	return Run(ctx, Options{
+	err = Run(ctx, Options{
 		ConfigFile: cfgDir, Node: DemoNode, ListenAddresses: []string{listen}, Logger: o.Logger,
 		OnListening: func(addrs []string) {
 			printDemo(o.Out, addrs[0], cfgDir, ports)
@@ -90,6 +92,11 @@ func RunDemo(ctx context.Context, o DemoOptions) error {
 			}
 		},
 	})
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// Most often a demo started earlier and still running.
+		return fmt.Errorf("%w (is another medic demo running? choose another with --web.listen-address)", err)
+	}
+	return err
 }
 
 // resolvePort turns HOST:0 into HOST:FREEPORT, because the estate's
