@@ -144,7 +144,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	b.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("/api/v1/pools/", writesNeedToken(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
-	mux.Handle("/", bridge.NewStatusPage(bridge.StatusOptions{
+	mux.Handle(bridge.StatusPagePattern, bridge.NewStatusPage(bridge.StatusOptions{
 		Runs: store, Redis: client, Keys: keys, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
 	}))

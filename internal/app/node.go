@@ -123,7 +123,12 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /-/reload", rl)
-	mux.Handle("/", node.Handler())
+	// The node's own paths, not a catch-all: a wrong method on any of them
+	// (GET /-/reload, POST /metrics) is a 405 with Allow, not a 404.
+	nh := node.Handler()
+	for _, p := range []string{"/metrics", "/api/v1/heartbeats/", "/api/v1/agents", "/-/healthy"} {
+		mux.Handle(p, nh)
+	}
 	hs, err := listen(o.ListenAddresses, mux)
 	if err != nil {
 		return err

@@ -121,6 +121,20 @@ agent "api" {
 	if code, body := nodeGet(t, "PUT", url+"/api/v1/heartbeats/nobody"); code != 404 || !strings.Contains(body, "error") {
 		t.Fatalf("heartbeat of unknown agent = %d %s", code, body)
 	}
+	// Wrong methods on the node's paths are 405s, unknown paths 404s.
+	for _, c := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/-/reload", 405},
+		{"POST", "/metrics", 405},
+		{"DELETE", "/api/v1/agents", 405},
+		{"GET", "/no-such-path", 404},
+	} {
+		if code, body := nodeGet(t, c.method, url+c.path); code != c.want {
+			t.Errorf("%s %s = %d %s, want %d", c.method, c.path, code, body, c.want)
+		}
+	}
 
 	// A broken file: the reload fails, the caller hears why, nothing changes.
 	write(web + "agent \"broken\" {\n  command = \n}\n")
