@@ -1,16 +1,15 @@
 package bridge
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/medicops/medic/internal/promx"
 	"github.com/medicops/medic/runbooks"
 )
 
 // Metrics are the bridge's and the consumer's (DESIGN.md §6). The
 // remediation counter and histogram are the engine's too: they are declared
-// identically here and registered through register, so `medic serve`, which
+// identically here and registered through promx.Register, so `medic serve`, which
 // has both in one registry, shares one collector.
 type Metrics struct {
 	webhookRequests *prometheus.CounterVec
@@ -67,10 +66,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		m.registerShared(reg)
-		m.webhookRequests = register(reg, m.webhookRequests)
-		m.alertsReceived = register(reg, m.alertsReceived)
-		m.deduplicated = register(reg, m.deduplicated)
-		m.unroutable = register(reg, m.unroutable)
+		m.webhookRequests = promx.Register(reg, m.webhookRequests)
+		m.alertsReceived = promx.Register(reg, m.alertsReceived)
+		m.deduplicated = promx.Register(reg, m.deduplicated)
+		m.unroutable = promx.Register(reg, m.unroutable)
 	}
 	return m
 }
@@ -86,25 +85,10 @@ func NewConsumerMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) registerShared(reg prometheus.Registerer) {
-	m.remediations = register(reg, m.remediations)
-	m.duration = register(reg, m.duration)
-	m.jobsConsumed = register(reg, m.jobsConsumed)
-	m.jobWait = register(reg, m.jobWait)
-}
-
-// register registers c or returns the identical collector registered
-// before (bridge, consumer and engine in one process).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
+	m.remediations = promx.Register(reg, m.remediations)
+	m.duration = promx.Register(reg, m.duration)
+	m.jobsConsumed = promx.Register(reg, m.jobsConsumed)
+	m.jobWait = promx.Register(reg, m.jobWait)
 }
 
 // observe counts a record the bridge or the consumer made itself (the

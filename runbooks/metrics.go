@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/promx"
 )
 
 // metrics are the engine's. Labels are bounded: runbook names come from the
@@ -28,8 +29,8 @@ func newMetrics(reg prometheus.Registerer, cfg func() *hcl.Config, node string) 
 		}, []string{"runbook"}),
 	}
 	if reg != nil {
-		m.runs = register(reg, m.runs)
-		m.duration = register(reg, m.duration)
+		m.runs = promx.Register(reg, m.runs)
+		m.duration = promx.Register(reg, m.duration)
 		if cfg != nil && node != "" {
 			// One engine per node exports its pools; a second engine on the
 			// same registry would only repeat the same series.
@@ -75,21 +76,6 @@ func (p *poolInfo) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(poolInfoDesc, prometheus.GaugeValue, 1, agent, p.node, pool.Name)
 		}
 	}
-}
-
-// register registers c, or returns the collector already registered under
-// the same descriptor (`medic serve` runs bridge and node in one registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
 }
 
 func (m *metrics) observe(runbook string, rec *RunRecord) {
