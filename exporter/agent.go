@@ -60,6 +60,10 @@ type agent struct {
 	wd watchdogState
 
 	view agentView // scrape cache
+	// gen counts changes of the process or of its heartbeat registration;
+	// a cached view taken at another gen is stale, so a snapshot never
+	// pairs a live registration with an older process's PID.
+	gen uint64
 
 	// cpuBase opens the CPU window of the next diagnosis early (preSample);
 	// cpuBaseFor is the heartbeat it was taken for.
@@ -294,6 +298,7 @@ func (a *agent) spawn() error {
 	a.child = c
 	a.ready = false
 	a.resetHeartbeatLocked(a.n.now())
+	a.gen++
 	a.mu.Unlock()
 	a.n.log.Info("agent started", "agent", a.name, "pid", id.PID)
 
@@ -318,6 +323,7 @@ func (a *agent) waitChild(c *child) {
 		// agent is MedicAgentDown's business, not a missed heartbeat.
 		a.hb = heartbeat{}
 	}
+	a.gen++
 	a.mu.Unlock()
 	close(c.exited)
 	if intended || ctx == nil || ctx.Err() != nil {

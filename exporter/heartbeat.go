@@ -50,6 +50,9 @@ func (a *agent) beat(timeout time.Duration, via string) error {
 			return errNoTimeout
 		}
 	}
+	if !a.hb.registered {
+		a.gen++
+	}
 	a.hb = heartbeat{registered: true, timeout: timeout, last: a.n.now(), via: via}
 	return nil
 }
@@ -57,6 +60,7 @@ func (a *agent) beat(timeout time.Duration, via string) error {
 func (a *agent) unregister(via string) {
 	a.mu.Lock()
 	a.hb = heartbeat{via: via}
+	a.gen++
 	a.mu.Unlock()
 }
 

@@ -30,7 +30,8 @@ type agentView struct {
 	HBAge    time.Duration
 	Restarts uint64
 
-	at time.Time
+	at  time.Time
+	gen uint64 // the agent's gen when sampled
 }
 
 // sampleMemo shares per-scrape work between agents: one statfs per
@@ -49,13 +50,13 @@ func (n *Node) views() []agentView {
 	var table *procTable
 	for _, a := range agents {
 		a.mu.Lock()
-		v := a.view
+		v, gen := a.view, a.gen
 		a.mu.Unlock()
-		if v.at.IsZero() || now.Sub(v.at) >= n.opts.SampleTTL {
+		if v.at.IsZero() || now.Sub(v.at) >= n.opts.SampleTTL || v.gen != gen {
 			if table == nil {
 				table = n.procs()
 			}
-			v = a.refreshView(table, memo, v, now)
+			v = a.refreshView(table, memo, v, now, gen)
 		}
 		a.mu.Lock()
 		v.Probe = a.probe
@@ -70,9 +71,9 @@ func (n *Node) views() []agentView {
 	return out
 }
 
-func (a *agent) refreshView(table *procTable, memo *sampleMemo, prev agentView, now time.Time) agentView {
+func (a *agent) refreshView(table *procTable, memo *sampleMemo, prev agentView, now time.Time, gen uint64) agentView {
 	n := a.n
-	v := agentView{Name: a.name, at: now}
+	v := agentView{Name: a.name, at: now, gen: gen}
 	up, detail, id := a.aliveWith(table.stat)
 	v.Up, v.Detail = up, detail
 	if up {
@@ -113,7 +114,9 @@ func (a *agent) refreshView(table *procTable, memo *sampleMemo, prev agentView, 
 		v.HasDisk, v.DiskRatio = true, r
 	}
 	a.mu.Lock()
-	a.view = v
+	if a.gen == gen {
+		a.view = v
+	}
 	a.mu.Unlock()
 	return v
 }

@@ -15,6 +15,7 @@ declare -A pkg=(
   [amtool]=prometheus-alertmanager
   [chromium]=chromium
   [curl]=curl
+  [wrk]=wrk
 )
 
 missing=()
