@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/runbooks"
 )
@@ -249,6 +250,7 @@ func TestConsumerKilledMidJob(t *testing.T) {
 		cmd.Env = append(os.Environ(), "MEDIC_BRIDGE_TEST_CONSUMER=1", "MEDIC_REDIS_URL="+tb.redis.URL(),
 			"MEDIC_RUN_DELAY="+delay, "MEDIC_RUN_LOG="+logPath)
 		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = procsig.ChildAttr()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -270,14 +272,14 @@ func TestConsumerKilledMidJob(t *testing.T) {
 	first := node("1h")
 	tb.post(t, "Bearer "+testToken, payload("firing", firing("a1", "0bad", t0)))
 	waitFor(t, "the job to start", 10*time.Second, func() bool { return len(lines()) == 1 })
-	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := procsig.Cmd(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	first.Wait()
 	id := strings.TrimPrefix(lines()[0], "start ")
 
 	second := node("100ms")
-	defer func() { second.Process.Kill(); second.Wait() }()
+	defer func() { _ = procsig.Cmd(second, syscall.SIGKILL); second.Wait() }()
 	waitFor(t, "the job to be run to the end", 10*time.Second, func() bool {
 		r, err := tb.Store().Get(ctx, id)
 		return err == nil && r.Outcome == runbooks.OutcomeRecovered && pendingCount(t, tb.c, "n1") == 0

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/medicops/medic/e2e/harness"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -670,7 +671,7 @@ func agentPIDFromNode(t testing.TB, s *stack, id string) int {
 
 func killPID(t testing.TB, pid int) {
 	t.Helper()
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := procsig.Process(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %d: %v", pid, err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/e2e/harness"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/queue/devicetest"
 	"github.com/medicops/medic/runbooks"
@@ -295,7 +296,7 @@ func (s *stack) kill(t testing.TB, name string) int {
 	if err != nil {
 		t.Fatalf("pid of %s: %v", name, err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := procsig.Process(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %s (pid %d): %v", name, pid, err)
 	}
 	return pid

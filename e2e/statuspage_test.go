@@ -6,10 +6,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/medicops/medic/e2e/harness"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -28,6 +30,10 @@ func chromium(t testing.TB, url string, action ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	// Chromium forks renderers: give it a group of its own and take the
+	// whole group down on timeout or when the test binary dies.
+	cmd.SysProcAttr = procsig.ChildAttr()
+	cmd.Cancel = func() error { return procsig.CmdGroup(cmd, syscall.SIGKILL) }
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/execx"
+	"github.com/medicops/medic/internal/procsig"
 )
 
 // pidfileSlack tolerates the pidfile's mtime being a little older than the
@@ -271,7 +272,10 @@ func (a *agent) spawn() error {
 	// The child writes to plain pipes; copying them to the capped files is
 	// ours, so Wait never waits for a grandchild holding the pipe open.
 	cmd.Stdout, cmd.Stderr = pipes[1], pipes[3]
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A group of its own, so stopping it takes its children too; and it
+	// dies with medic node, as under systemd's control-group kill, so a
+	// crashed node restarted never finds a second copy still running.
+	cmd.SysProcAttr = procsig.ChildAttr()
 	err := cmd.Start()
 	pipes[1].Close()
 	pipes[3].Close()
@@ -343,7 +347,7 @@ func (a *agent) stopChild(c *child) {
 	select {
 	case <-c.exited:
 	default:
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		_ = procsig.Group(pgid, syscall.SIGTERM)
 		select {
 		case <-c.exited:
 		case <-time.After(a.n.opts.StopGrace):
@@ -351,7 +355,7 @@ func (a *agent) stopChild(c *child) {
 		}
 	}
 	// Also whatever the leader left behind in its group.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	_ = procsig.Group(pgid, syscall.SIGKILL)
 	select {
 	case <-c.exited:
 	case <-time.After(10 * time.Second):
@@ -443,11 +447,11 @@ func (a *agent) restartExternal(ctx context.Context, def *hcl.Agent) error {
 }
 
 func (a *agent) killExternal(id Identity) {
-	target := id.PID
+	send := procsig.Process
 	if s, err := readStat(id.PID); err == nil && s.PGRP == id.PID {
-		target = -id.PID
+		send = procsig.Group // it leads its group: take the whole group
 	}
-	_ = syscall.Kill(target, syscall.SIGTERM)
+	_ = send(id.PID, syscall.SIGTERM)
 	deadline := time.Now().Add(a.n.opts.StopGrace)
 	for time.Now().Before(deadline) {
 		if ok, _ := aliveIdentity(id); !ok {
@@ -456,7 +460,7 @@ func (a *agent) killExternal(id Identity) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if ok, _ := aliveIdentity(id); ok {
-		_ = syscall.Kill(target, syscall.SIGKILL)
+		_ = send(id.PID, syscall.SIGKILL)
 	}
 }
 

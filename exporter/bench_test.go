@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -48,10 +50,11 @@ func BenchmarkScrape1000Agents(b *testing.B) {
 	var pids []int
 	for i := 0; i < procs; i++ {
 		cmd := exec.Command("sleep", "1000")
+		cmd.SysProcAttr = procsig.DieWithParent()
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		b.Cleanup(func() { _ = procsig.Cmd(cmd, syscall.SIGKILL); cmd.Wait() })
 		pids = append(pids, cmd.Process.Pid)
 	}
 	cfg := &hcl.Config{}

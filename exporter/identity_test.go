@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/procsig"
 )
 
 func TestParseStat(t *testing.T) {
@@ -36,10 +38,11 @@ func TestParseStat(t *testing.T) {
 func startSleep(t *testing.T) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("sleep", "100")
+	cmd.SysProcAttr = procsig.DieWithParent()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { _ = procsig.Cmd(cmd, syscall.SIGKILL); cmd.Wait() })
 	return cmd
 }
 
@@ -63,7 +66,7 @@ func TestAliveIdentityComparesStartTime(t *testing.T) {
 	if ok, detail := aliveIdentity(forged); ok || !strings.Contains(detail, "reused") {
 		t.Fatalf("forged identity alive=%v (%s)", ok, detail)
 	}
-	a.Process.Kill()
+	_ = procsig.Cmd(a, syscall.SIGKILL)
 	a.Wait()
 	if ok, _ := aliveIdentity(ida); ok {
 		t.Fatal("dead process alive")
@@ -119,28 +122,30 @@ func reusePID(t *testing.T, pid int) *exec.Cmd {
 			break
 		}
 		cmd := exec.Command("sleep", "100")
+		cmd.SysProcAttr = procsig.DieWithParent()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		if cmd.Process.Pid == pid {
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			t.Cleanup(func() { _ = procsig.Cmd(cmd, syscall.SIGKILL); cmd.Wait() })
 			return cmd
 		}
-		cmd.Process.Kill()
+		_ = procsig.Cmd(cmd, syscall.SIGKILL)
 		cmd.Wait()
 	}
 	max, _ := os.ReadFile("/proc/sys/kernel/pid_max")
 	limit, _ := strconv.Atoi(strings.TrimSpace(string(max)))
 	for i := 0; i < limit+1000; i++ {
 		cmd := exec.Command("sleep", "100")
+		cmd.SysProcAttr = procsig.DieWithParent()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		if cmd.Process.Pid == pid {
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			t.Cleanup(func() { _ = procsig.Cmd(cmd, syscall.SIGKILL); cmd.Wait() })
 			return cmd
 		}
-		cmd.Process.Kill()
+		_ = procsig.Cmd(cmd, syscall.SIGKILL)
 		cmd.Wait()
 	}
 	t.Fatalf("could not get pid %d again", pid)
@@ -156,6 +161,7 @@ func TestReusedPIDIsNotAlive(t *testing.T) {
 	ctx := context.Background()
 
 	agentProc := exec.Command("sleep", "100")
+	agentProc.SysProcAttr = procsig.DieWithParent()
 	if err := agentProc.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +173,7 @@ func TestReusedPIDIsNotAlive(t *testing.T) {
 	if ok, detail, _ := n.Alive(ctx, "ext"); !ok {
 		t.Fatalf("agent not alive: %s", detail)
 	}
-	agentProc.Process.Kill()
+	_ = procsig.Cmd(agentProc, syscall.SIGKILL)
 	agentProc.Wait()
 	if ok, _, _ := n.Alive(ctx, "ext"); ok {
 		t.Fatal("dead agent alive")

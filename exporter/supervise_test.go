@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -186,7 +187,7 @@ func TestNodeStopStopsChildren(t *testing.T) {
 	id := n.waitServing(t, "child")
 	n.stop()
 	if ok, _ := aliveIdentity(id); ok {
-		syscall.Kill(id.PID, syscall.SIGKILL)
+		_ = procsig.Process(id.PID, syscall.SIGKILL)
 		t.Fatal("child outlived the node")
 	}
 }
@@ -217,7 +218,7 @@ func TestPidfileAgentRestartByArgv(t *testing.T) {
 		t.Fatal(res)
 	}
 	first := n.waitServing(t, "ext")
-	t.Cleanup(func() { syscall.Kill(n.pidOf("ext").PID, syscall.SIGKILL) })
+	t.Cleanup(func() { _ = procsig.Process(n.pidOf("ext").PID, syscall.SIGKILL) })
 	if err := n.Restart(ctx, "ext"); err != nil {
 		t.Fatal(err)
 	}

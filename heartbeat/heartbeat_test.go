@@ -18,6 +18,7 @@ import (
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/heartbeat"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -207,9 +208,12 @@ func TestStoppedProcessIsRestarted(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "registered", func() bool { return n.agentState(t, "guarded").HeartbeatRegistered })
 	pid := n.agentState(t, "guarded").PID
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+	// procsig refuses pid ≤ 1: a stale snapshot's 0 must fail the test,
+	// never stop the test's own process group.
+	if err := procsig.Process(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = procsig.Process(pid, syscall.SIGKILL) })
 	select {
 	case rec := <-n.recs:
 		if rec.Outcome != runbooks.OutcomeRecovered || rec.Labels["alertname"] != "MedicAgentHeartbeatMissed" {
@@ -225,7 +229,7 @@ func TestStoppedProcessIsRestarted(t *testing.T) {
 	if st := n.agentState(t, "guarded"); st.Restarts != 1 {
 		t.Fatalf("restarts = %d", st.Restarts)
 	}
-	if err := syscall.Kill(pid, 0); err == nil {
+	if err := procsig.Process(pid, 0); err == nil {
 		t.Fatalf("stopped process %d still exists", pid)
 	}
 }

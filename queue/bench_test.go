@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/queue/devicetest"
 )
@@ -196,7 +198,7 @@ func BenchmarkAgentKillToFirstDelivery(b *testing.B) {
 		go func() { defer wg.Done(); h.produce(ctx, []string{"d"}, 1<<30, 2*time.Millisecond) }()
 		time.Sleep(1500 * time.Millisecond) // the coordinator is mid-interval
 		killed := time.Now()
-		a1.cmd.Process.Kill()
+		_ = procsig.Cmd(a1.cmd, syscall.SIGKILL)
 		var first time.Time
 		waitFor(b, 10*time.Second, "first delivery by a2", func() bool {
 			for _, ev := range h.dev.History("d") {

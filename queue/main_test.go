@@ -14,6 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/medicops/medic/internal/procsig"
 )
 
 // TestMain doubles as the agent process of the subprocess tests: with
@@ -62,7 +64,7 @@ func agentProcess() int {
 			return func(d string, seq int64) {
 				if count.Add(1) == int64(n) {
 					fmt.Fprintf(os.Stderr, "agent %s: %s at %s:%d\n", os.Getenv("AGENT_ID"), sig, d, seq)
-					syscall.Kill(os.Getpid(), sig)
+					_ = procsig.Self(sig)
 					if sig == syscall.SIGKILL {
 						select {}
 					}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/queue/devicetest"
 )
 
@@ -42,13 +43,14 @@ func (h *harness) startChildOpts(addr, id, at, hb string) *child {
 		"AGENT_DEVICE_BASE="+h.dev.URL()+"/devices/", "AGENT_HB="+hb, "AGENT_AT="+at)
 	c := &child{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = &syncWriter{w: c.stderr}
+	cmd.SysProcAttr = procsig.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}
 	go func() { c.err = cmd.Wait(); close(c.done) }()
 	h.t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
+		_ = procsig.CmdGroup(cmd, syscall.SIGCONT)
+		_ = procsig.CmdGroup(cmd, syscall.SIGKILL)
 		<-c.done
 	})
 	return c
@@ -182,7 +184,7 @@ func TestAgentSIGSTOP(t *testing.T) {
 			go func() { defer wg.Done(); h.produce(ctx, devices, 150, time.Millisecond) }()
 			if tc.at == "" {
 				waitFor(t, 10*time.Second, "deliveries", func() bool { return h.dev.AppliedTotal() >= 30 })
-				if err := a1.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				if err := procsig.Cmd(a1.cmd, syscall.SIGSTOP); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -205,7 +207,7 @@ func TestAgentSIGSTOP(t *testing.T) {
 				return true
 			})
 			resumed := time.Now()
-			if err := a1.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			if err := procsig.Cmd(a1.cmd, syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
 			wg.Wait()

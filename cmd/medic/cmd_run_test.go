@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/runbooks"
 )
@@ -59,7 +60,7 @@ exit 1
 	t.Cleanup(func() {
 		if b, err := os.ReadFile(pidfile); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+				_ = procsig.Process(pid, syscall.SIGKILL)
 			}
 		}
 	})
@@ -135,7 +136,7 @@ runbook "agent-recovery" {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err := syscall.Kill(pid, 0); err != nil {
+	if err := procsig.Process(pid, 0); err != nil {
 		t.Fatalf("agent pid %d not running after recovery: %v", pid, err)
 	}
 

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/medicops/medic/internal/procsig"
 )
 
 // LookPath returns the path of an installed binary or fails the test with
@@ -129,7 +131,7 @@ func (p *Proc) start() error {
 	cmd.Dir = p.dir
 	cmd.Stdout = f
 	cmd.Stderr = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procsig.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return err
@@ -183,7 +185,7 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	if pid == 0 {
 		return errors.New("not running")
 	}
-	return syscall.Kill(-pid, sig)
+	return procsig.Group(pid, sig)
 }
 
 // Stop sends SIGTERM to the process group, waits up to grace, then SIGKILL.
@@ -200,11 +202,11 @@ func (p *Proc) Stop(grace time.Duration) {
 		return
 	default:
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	_ = procsig.CmdGroup(cmd, syscall.SIGTERM)
 	select {
 	case <-done:
 	case <-time.After(grace):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = procsig.CmdGroup(cmd, syscall.SIGKILL)
 		<-done
 	}
 }
@@ -217,7 +219,7 @@ func (p *Proc) Kill() {
 	if cmd == nil || done == nil {
 		return
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = procsig.CmdGroup(cmd, syscall.SIGKILL)
 	<-done
 }
 
@@ -265,7 +267,7 @@ func ReapUnder(dir string) (killed []int) {
 			continue
 		}
 		if strings.HasPrefix(exe, dir) {
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			if procsig.Process(pid, syscall.SIGKILL) == nil {
 				killed = append(killed, pid)
 			}
 		}

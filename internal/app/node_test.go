@@ -22,6 +22,7 @@ import (
 
 	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/runbooks"
 )
@@ -153,7 +154,7 @@ agent "api" {
 	waitMetrics(t, url, `medic_agent_up{agent="api",node="n1"} 0`, true)
 
 	write(web)
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+	if err := procsig.Self(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitMetrics(t, url, `agent="api"`, false)

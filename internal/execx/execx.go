@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/medicops/medic/internal/procsig"
 )
 
 // DefaultTimeout applies when Cmd.Timeout is zero.
@@ -136,7 +138,8 @@ func Run(ctx context.Context, c Cmd) Result {
 	if c.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(c.Stdin)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own group, killed whole on timeout; and it dies with medic.
+	cmd.SysProcAttr = procsig.ChildAttr()
 	// A command that starts a daemon in a session of its own (setsid -f,
 	// a double fork) leaves it holding our output pipe; without a bound,
 	// Wait would wait for that daemon to exit.
@@ -160,7 +163,7 @@ func Run(ctx context.Context, c Cmd) Result {
 		waitErr = <-done
 	}
 	// The leader has exited; anything it left behind in its group goes too.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	_ = procsig.Group(pgid, syscall.SIGKILL)
 
 	res.Duration = time.Since(start)
 	out.mu.Lock()
@@ -187,12 +190,12 @@ func Run(ctx context.Context, c Cmd) Result {
 // (the value is put back).
 func KillGroup(pgid int, grace time.Duration, done chan error) {
 	if grace > 0 {
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		_ = procsig.Group(pgid, syscall.SIGTERM)
 		if done != nil {
 			select {
 			case err := <-done:
 				done <- err
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				_ = procsig.Group(pgid, syscall.SIGKILL)
 				return
 			case <-time.After(grace):
 			}
@@ -200,7 +203,7 @@ func KillGroup(pgid int, grace time.Duration, done chan error) {
 			time.Sleep(grace)
 		}
 	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	_ = procsig.Group(pgid, syscall.SIGKILL)
 }
 
 // SanitizeEnvName turns an arbitrary label name into an environment

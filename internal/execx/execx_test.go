@@ -6,9 +6,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/medicops/medic/internal/procsig"
 )
 
 func TestRunExitCodesAndOutput(t *testing.T) {
@@ -61,7 +62,7 @@ func TestRunTimeoutKillsGrandchildren(t *testing.T) {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	deadline := time.Now().Add(2 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
+	for procsig.Process(pid, 0) == nil {
 		// a zombie still answers kill(0) until reaped by init; check state
 		if st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err != nil || strings.Contains(string(st), ") Z ") {
 			break

@@ -15,10 +15,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/internal/procsig"
 )
 
 // Server is one redis-server process owned by a test.
@@ -86,6 +89,8 @@ func (s *Server) start() {
 	s.t.Helper()
 	cmd := exec.Command(Binary(s.t), s.args...)
 	cmd.Dir = s.Dir
+	// Dies with the test binary even when the test is killed.
+	cmd.SysProcAttr = procsig.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -137,7 +142,7 @@ func (s *Server) Kill() {
 	if cmd == nil {
 		return
 	}
-	_ = cmd.Process.Kill()
+	_ = procsig.CmdGroup(cmd, syscall.SIGKILL)
 	_ = cmd.Wait()
 }
 
