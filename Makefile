@@ -12,6 +12,12 @@ LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) \
              -X $(VPKG).BuildDate=$(BUILDDATE)
 BIN       := bin/medic
 FUZZTIME  ?= 20s
+# make test's watchdog: each package's binary panics with its stack after
+# PKG_TIMEOUT; the whole run fails, naming what still runs, after
+# TEST_DEADLINE or when a process of it stays SIGSTOPped for TEST_STOPPED.
+PKG_TIMEOUT   ?= 8m
+TEST_DEADLINE ?= 25m
+TEST_STOPPED  ?= 60s
 
 .PHONY: all deps build test unit fuzz-short fuzz bench demo lint vet fmt-check rules-test clean
 
@@ -31,7 +37,8 @@ fmt-check:
 
 # Every test, e2e included, after installing what is missing.
 test: deps build vet fmt-check
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) run ./internal/testguard -deadline $(TEST_DEADLINE) -stopped $(TEST_STOPPED) -- \
+		-count=1 -timeout $(PKG_TIMEOUT) $(PKGS)
 	$(MAKE) fuzz-short
 	$(MAKE) rules-test
 
@@ -39,7 +46,7 @@ rules-test:
 	@if [ -d deploy/prometheus ]; then promtool check rules deploy/prometheus/*-rules.yml && promtool test rules deploy/prometheus/tests/*.yml; fi
 
 fuzz-short:
-	$(GO) test ./hcl -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
+	timeout --signal=QUIT --kill-after=30s 5m $(GO) test -timeout 4m ./hcl -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
 
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=5m
