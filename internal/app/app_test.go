@@ -35,6 +35,12 @@ func TestMain(m *testing.M) {
 				o.Listen = v
 			case "heartbeat-url":
 				o.HeartbeatURL = v
+			case "pool":
+				o.Pool = v
+			case "config.file":
+				o.ConfigFile = v
+			case "redis.url":
+				o.RedisURL = v
 			}
 		}
 		ctx, stop := signalContext()
