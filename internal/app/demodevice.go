@@ -41,7 +41,7 @@ type demoDeviceState struct {
 	Device   string         `json:"device"`
 	LastSeq  int64          `json:"last_seq"`
 	MaxEpoch int64          `json:"max_epoch"`
-	Applied  []demoApplied  `json:"applied"`
+	Applied  []demoApplied  `json:"applied,omitempty"` // show writes it last, a line each
 	Earlier  int64          `json:"earlier_not_listed,omitempty"`
 	Refused  map[string]int `json:"refused"` // outcome → count
 	Replays  int            `json:"replays"`
@@ -136,19 +136,39 @@ func demoDeviceReply(w http.ResponseWriter, code int, outcome string, seq int64,
 	}{outcome, seq, msg})
 }
 
+// show writes the state as JSON with one applied config a line, so that
+// the order (and the agent and epoch of each) reads at a glance.
 func (d *demoDevice) show(w http.ResponseWriter, r *http.Request) {
 	dev := r.PathValue("device")
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	st := d.devices[dev]
 	if st == nil {
 		st = &demoDeviceState{Device: dev, Applied: []demoApplied{}, Refused: map[string]int{}}
 	}
-	data, err := json.MarshalIndent(st, "", "  ")
-	d.mu.Unlock()
+	head := *st
+	head.Applied = nil
+	data, err := json.Marshal(head)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	var b bytes.Buffer
+	b.Write(data[:len(data)-1]) // without the closing brace
+	b.WriteString(`,"applied":[`)
+	for i, a := range st.Applied {
+		line, err := json.Marshal(a)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n  ")
+		b.Write(line)
+	}
+	b.WriteString("\n]}\n")
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(append(data, '\n'))
+	w.Write(b.Bytes())
 }
