@@ -43,7 +43,7 @@ func init() {
 			return app.Run(ctx, opts)
 		}
 	})
-	register("demo", "medic serve on a bundled example estate with two demo agents; prints what to try.", func(cmd *kingpin.CmdClause) action {
+	register("demo", "medic serve on a bundled example estate with demo agents, a pool of two demo config agents and a built-in device; prints what to try.", func(cmd *kingpin.CmdClause) action {
 		listen := cmd.Flag("web.listen-address", "Address of the demo's bridge.").Default("127.0.0.1:9095").String()
 		return func(ctx context.Context, logger *slog.Logger) error {
 			return app.RunDemo(ctx, app.DemoOptions{Listen: *listen, Logger: logger})
