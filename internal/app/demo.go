@@ -221,10 +221,12 @@ Config dispatch and switchover:
   # 6. The pool: active agent, epoch, backlog, buffer, each agent's health.
   curl -s {{.Base}}/api/v1/pools/{{.Pool}}
 
-  # 7. Kill the active agent (empty reply: it died; its watchdog is off, so
-  #    it stays dead) and publish more at once. Its heartbeat stops, and
-  #    within about a second the coordinator switches the pool to demo-cfg-2
-  #    (epoch 2), moving what demo-cfg-1 had not delivered, in order.
+  # 7. Kill the active agent, demo-cfg-1 (empty reply: it died; its
+  #    watchdog is off, so it stays dead), and publish more at once. Its
+  #    heartbeat stops, and within about a second the coordinator switches
+  #    the pool to demo-cfg-2 (epoch 2), moving what demo-cfg-1 had not
+  #    delivered, in order. (Pool says demo-cfg-2 is active? Use its /die,
+  #    in step 11.)
   curl -s http://127.0.0.1:{{.Ports.CFG1}}/die
   for i in 4 5 6; do curl -s -XPOST {{.Base}}/api/v1/pools/{{.Pool}}/configs \
     -d '{"device":"sw-01","payload":{"vlan":'$i'}}'; done

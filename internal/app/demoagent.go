@@ -45,7 +45,9 @@ type DemoAgentOptions struct {
 //
 // and heartbeats PUT HEARTBEAT_URL/api/v1/heartbeats/NAME until hung. On
 // SIGTERM (ctx) it unregisters and returns. With Pool set it also delivers
-// the pool's configs while it is the active agent. It exits when its parent
+// the pool's configs while it is the active agent; /die is then a crash
+// the coordinator sees (no deregistration), while /hang stops only
+// /healthz, not the consumer's own heartbeats. It exits when its parent
 // (the demo) is gone, so that no demo agent outlives its demo or test.
 func RunDemoAgent(ctx context.Context, o DemoAgentOptions) error {
 	log := o.Logger

@@ -168,7 +168,10 @@ func (d *demoDevice) show(w http.ResponseWriter, r *http.Request) {
 		b.WriteString("\n  ")
 		b.Write(line)
 	}
-	b.WriteString("\n]}\n")
+	if len(st.Applied) > 0 {
+		b.WriteByte('\n')
+	}
+	b.WriteString("]}\n")
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b.Bytes())
 }
