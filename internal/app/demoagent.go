@@ -57,16 +57,14 @@ func RunDemoAgent(ctx context.Context, o DemoAgentOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go exitWithParent(ctx, cancel, log)
-	var consumerDone <-chan error
+	var consumer *queue.Consumer
 	if o.Pool != "" {
 		c, closeClient, err := demoConsumer(o, log)
 		if err != nil {
 			return err
 		}
 		defer closeClient()
-		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx) }()
-		consumerDone = done
+		consumer = c
 	}
 	if o.HeartbeatTimeout <= 0 {
 		o.HeartbeatTimeout = 5 * time.Second
@@ -102,6 +100,13 @@ func RunDemoAgent(ctx context.Context, o DemoAgentOptions) error {
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(l)
+	// The consumer starts once nothing can fail any more, and the return
+	// below waits for it.
+	var consumerDone chan error
+	if consumer != nil {
+		consumerDone = make(chan error, 1)
+		go func() { consumerDone <- consumer.Run(ctx) }()
+	}
 	log.Info("demo agent up", "agent", o.Name, "listen", l.Addr().String(), "pid", os.Getpid())
 
 	beat := func(method string) {
