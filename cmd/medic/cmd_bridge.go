@@ -43,7 +43,7 @@ func init() {
 			return app.Run(ctx, opts)
 		}
 	})
-	register("demo", "medic serve on a bundled example estate with two demo agents; prints what to try.", func(cmd *kingpin.CmdClause) action {
+	register("demo", "medic serve on a bundled example estate with demo agents, a pool of two demo config agents and a built-in device; prints what to try.", func(cmd *kingpin.CmdClause) action {
 		listen := cmd.Flag("web.listen-address", "Address of the demo's bridge.").Default("127.0.0.1:9095").String()
 		return func(ctx context.Context, logger *slog.Logger) error {
 			return app.RunDemo(ctx, app.DemoOptions{Listen: *listen, Logger: logger})
@@ -57,6 +57,9 @@ func init() {
 		cmd.Flag("heartbeat-url", "medic node base URL to heartbeat to.").StringVar(&o.HeartbeatURL)
 		cmd.Flag("heartbeat-timeout", "Timeout sent with each heartbeat.").Default("5s").DurationVar(&o.HeartbeatTimeout)
 		cmd.Flag("heartbeat-interval", "Heartbeat period.").Default("1s").DurationVar(&o.HeartbeatInterval)
+		cmd.Flag("pool", "Also be a config agent (agent ID: --name) of this pool, as medic agent is.").StringVar(&o.Pool)
+		cmd.Flag("config.file", "HCL holding the --pool block.").StringVar(&o.ConfigFile)
+		cmd.Flag("redis.url", "Redis of the --pool.").StringVar(&o.RedisURL)
 		return func(ctx context.Context, logger *slog.Logger) error {
 			o.Logger = logger
 			return app.RunDemoAgent(ctx, o)

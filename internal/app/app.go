@@ -60,6 +60,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// OnListening is called with the bound addresses once serving.
 	OnListening func(addrs []string)
+	// Mount, when set, adds handlers to the bridge's mux before it serves
+	// (medic demo's device). Its patterns must not overlap the bridge's.
+	Mount func(mux *http.ServeMux)
 }
 
 // ShutdownTimeout bounds each stage of shutdown.
@@ -148,6 +151,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		Runs: store, Redis: client, Keys: keys, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
 	}))
+
+	if o.Mount != nil {
+		o.Mount(mux)
+	}
 
 	// The node, for medic serve.
 	var node *exporter.Node

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +36,12 @@ func TestMain(m *testing.M) {
 				o.Listen = v
 			case "heartbeat-url":
 				o.HeartbeatURL = v
+			case "pool":
+				o.Pool = v
+			case "config.file":
+				o.ConfigFile = v
+			case "redis.url":
+				o.RedisURL = v
 			}
 		}
 		ctx, stop := signalContext()
@@ -318,9 +325,12 @@ runbook "inject" {
 	}
 }
 
-func TestDemo(t *testing.T) {
+// startDemo runs RunDemo with this test binary as the demo agents until
+// the test ends; it returns the bridge's base URL, the printed
+// instructions and a stop that returns RunDemo's error.
+func startDemo(t *testing.T) (base, text string, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	addrs := make(chan []string, 1)
 	var out strings.Builder
 	errc := make(chan error, 1)
@@ -328,16 +338,28 @@ func TestDemo(t *testing.T) {
 		errc <- RunDemo(ctx, DemoOptions{Listen: "127.0.0.1:0", Executable: os.Args[0], Out: &out,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnListening: func(a []string) { addrs <- a }})
 	}()
-	var base string
 	select {
 	case a := <-addrs:
 		base = "http://" + a[0]
 	case err := <-errc:
+		cancel()
 		t.Fatalf("RunDemo: %v", err)
 	case <-time.After(30 * time.Second):
+		cancel()
 		t.Fatal("demo did not start")
 	}
-	text := out.String()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-errc })
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return base, out.String(), stop
+}
+
+func TestDemo(t *testing.T) {
+	base, text, stop := startDemo(t)
 	for _, want := range []string{"curl -s -XPOST " + base + "/api/v1/webhook", "/die", base + "/api/v1/runs"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("instructions lack %q:\n%s", want, text)
@@ -395,8 +417,7 @@ func TestDemo(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cancel()
-	if err := <-errc; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("RunDemo returned %v", err)
 	}
 }

@@ -12,13 +12,23 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"text/template"
 
 	"github.com/medicops/medic/deploy/examples/demo"
+	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/runbooks/library"
 )
 
 // DemoNode is the node name of the demo estate.
 const DemoNode = "demo"
+
+// DemoPool is the demo estate's config-dispatch pool.
+const DemoPool = "demo-switches"
+
+// demoPorts names the loopback ports the estate's agents listen on; each
+// fills @PORT_NAME@ in the estate. An agent added to the estate adds its
+// name here.
+var demoPorts = []string{"WEB", "WORKER", "CFG1", "CFG2"}
 
 // DemoOptions configure RunDemo.
 type DemoOptions struct {
@@ -34,14 +44,18 @@ type DemoOptions struct {
 }
 
 // RunDemo is `medic demo`: medic serve, with an embedded store, on the
-// bundled estate (two demo agents, the library runbooks), written to a
-// temporary directory that is removed on exit.
+// bundled estate (two demo agents, a pool of two demo config agents, the
+// library runbooks), written to a temporary directory that is removed on
+// exit. The pool's device is built in, on the demo's own listener.
 func RunDemo(ctx context.Context, o DemoOptions) error {
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:9095"
 	}
 	if o.Out == nil {
 		o.Out = os.Stdout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Executable == "" {
 		exe, err := os.Executable()
@@ -61,32 +75,49 @@ func RunDemo(ctx context.Context, o DemoOptions) error {
 	defer os.RemoveAll(dir)
 	cfgDir := filepath.Join(dir, "config")
 	ports := map[string]string{}
-	for _, name := range []string{"WEB", "WORKER"} {
+	repl := []string{"@MEDIC@", o.Executable, "@DIR@", dir, "@CONFIG@", cfgDir,
+		"@NODE_URL@", "http://" + listen, "@BRIDGE_URL@", "http://" + listen}
+	for _, name := range demoPorts {
 		a, err := resolvePort("127.0.0.1:0")
 		if err != nil {
 			return err
 		}
 		_, ports[name], _ = net.SplitHostPort(a)
+		repl = append(repl, "@PORT_"+name+"@", ports[name])
 	}
-	repl := strings.NewReplacer(
-		"@MEDIC@", o.Executable, "@DIR@", dir, "@NODE_URL@", "http://"+listen,
-		"@PORT_WEB@", ports["WEB"], "@PORT_WORKER@", ports["WORKER"],
-	)
-	if err := writeFS(cfgDir, demo.FS, repl); err != nil {
+	// The store is started here rather than by Run, because the config
+	// agents are processes of their own and the estate must name its URL.
+	_, redisURL, closeStore, err := redisx.Embedded()
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	o.Logger.Warn("medic demo uses an embedded in-memory store; jobs, run records and pool state are NOT durable and are lost when medic exits", "redis", redisURL)
+	repl = append(repl, "@REDIS_URL@", redisURL)
+	if err := writeFS(cfgDir, demo.FS, strings.NewReplacer(repl...)); err != nil {
 		return err
 	}
 	if err := writeFS(cfgDir, library.FS, nil); err != nil {
 		return err
 	}
-	for _, a := range []string{"demo-web", "demo-worker"} {
-		if err := os.MkdirAll(filepath.Join(dir, a), 0o755); err != nil {
+	cfg, err := LoadConfig(cfgDir)
+	if err != nil {
+		return fmt.Errorf("demo estate: %w", err)
+	}
+	for _, a := range cfg.Agents {
+		if a.Workdir == "" {
+			continue
+		}
+		if err := os.MkdirAll(a.Workdir, 0o755); err != nil {
 			return err
 		}
 	}
+	device := newDemoDevice()
 	err = Run(ctx, Options{
-		ConfigFile: cfgDir, Node: DemoNode, ListenAddresses: []string{listen}, Logger: o.Logger,
+		ConfigFile: cfgDir, RedisURL: redisURL, Node: DemoNode, ListenAddresses: []string{listen}, Logger: o.Logger,
+		Mount: device.register,
 		OnListening: func(addrs []string) {
-			printDemo(o.Out, addrs[0], cfgDir, ports)
+			printDemo(o.Out, demoText{Base: "http://" + addrs[0], Node: DemoNode, Pool: DemoPool, ConfigDir: cfgDir, Ports: ports})
 			if o.OnListening != nil {
 				o.OnListening(addrs)
 			}
@@ -140,37 +171,89 @@ func writeFS(dst string, src fs.FS, repl *strings.Replacer) error {
 	return nil
 }
 
-func printDemo(w io.Writer, addr, cfgDir string, ports map[string]string) {
-	base := "http://" + addr
-	web := "http://127.0.0.1:" + ports["WEB"]
-	fmt.Fprintf(w, `
-medic demo is running: bridge + node %q in one process, an embedded in-memory
-store (nothing is kept after exit), two demo agents (demo-web on %s,
-demo-worker on 127.0.0.1:%s) and the library runbooks from %s.
+type demoText struct {
+	Base, Node, Pool, ConfigDir string
+	Ports                       map[string]string
+}
 
-  status page   %s/
-  run records   %s/api/v1/runs
-  metrics       %s/metrics
+// Now is the shell's current time, for startsAt in the printed alerts.
+func (demoText) Now() string { return `'$(date -u +%Y-%m-%dT%H:%M:%SZ)'` }
+
+var demoTemplate = template.Must(template.New("demo").Parse(`
+medic demo is running: bridge + node {{printf "%q" .Node}} in one process, an embedded
+in-memory store (nothing is kept after exit), two demo agents (demo-web on
+127.0.0.1:{{.Ports.WEB}}, demo-worker on 127.0.0.1:{{.Ports.WORKER}}), pool {{printf "%q" .Pool}} with two
+config agents (demo-cfg-1 on 127.0.0.1:{{.Ports.CFG1}}, demo-cfg-2 on 127.0.0.1:{{.Ports.CFG2}}) delivering to
+a built-in demo device, and the library runbooks from {{.ConfigDir}}.
+
+  status page   {{.Base}}/
+  run records   {{.Base}}/api/v1/runs
+  pool status   {{.Base}}/api/v1/pools/{{.Pool}}
+  demo device   {{.Base}}/demo/devices/{device}
+  metrics       {{.Base}}/metrics
 
 Try, in another terminal:
 
   # 1. Fire an alert the way Alertmanager does. The bridge routes it to node
   #    "demo"; the engine finds demo-web alive and its probe passing: "healthy".
-  curl -s -XPOST %s/api/v1/webhook -H 'Content-Type: application/json' \
-    -d '{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"MedicAgentDown","agent":"demo-web","node":"demo"},"startsAt":"'$(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ)'"}]}'
+  curl -s -XPOST {{.Base}}/api/v1/webhook -H 'Content-Type: application/json' \
+    -d '{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"MedicAgentDown","agent":"demo-web","node":"demo"},"startsAt":"{{.Now}}"}]}'
 
   # 2. Kill an agent (curl reports an empty reply: it died). The node's
   #    watchdog sees the child exit and restarts it through the runbook.
-  curl -s %s/die
+  curl -s http://127.0.0.1:{{.Ports.WEB}}/die
 
   # 3. Make it hang: /healthz stops answering and its heartbeat goes
   #    overdue after 5s; the watchdog restarts it.
-  curl -s %s/hang
+  curl -s http://127.0.0.1:{{.Ports.WEB}}/hang
 
   # 4. Watch it come back: a new pid, and the run records with every step.
-  curl -s %s/pid
-  curl -s '%s/api/v1/runs?agent=demo-web&limit=5'
+  curl -s http://127.0.0.1:{{.Ports.WEB}}/pid
+  curl -s '{{.Base}}/api/v1/runs?agent=demo-web&limit=5'
+
+Config dispatch and switchover:
+
+  # 5. Publish configs for device sw-01; each gets the device's next seq.
+  #    The first publish makes demo-cfg-1 the pool's active agent.
+  for i in 1 2 3; do curl -s -XPOST {{.Base}}/api/v1/pools/{{.Pool}}/configs \
+    -d '{"device":"sw-01","payload":{"vlan":'$i'}}'; done
+
+  # 6. The pool: active agent, epoch, backlog, buffer, each agent's health.
+  curl -s {{.Base}}/api/v1/pools/{{.Pool}}
+
+  # 7. Kill the active agent, demo-cfg-1 (empty reply: it died; its
+  #    watchdog is off, so it stays dead), and publish more at once. Its
+  #    heartbeat stops, and within about a second the coordinator switches
+  #    the pool to demo-cfg-2 (epoch 2), moving what demo-cfg-1 had not
+  #    delivered, in order. (Pool says demo-cfg-2 is active? Use its /die,
+  #    in step 11.)
+  curl -s http://127.0.0.1:{{.Ports.CFG1}}/die
+  for i in 4 5 6; do curl -s -XPOST {{.Base}}/api/v1/pools/{{.Pool}}/configs \
+    -d '{"device":"sw-01","payload":{"vlan":'$i'}}'; done
+
+  # 8. Watch the switchover: "agent":"demo-cfg-2", "epoch":2, one switchover
+  #    more; the status page {{.Base}}/ shows the pool too.
+  curl -s {{.Base}}/api/v1/pools/{{.Pool}}
+
+  # 9. What the device applied: seq 1 to 6 in order, each with the agent and
+  #    epoch that delivered it. Nothing lost, nothing reordered.
+  curl -s {{.Base}}/demo/devices/sw-01
+
+  # 10. Bring demo-cfg-1 back through the agent-recovery runbook: the alert
+  #     finds it dead and restarts it, and it joins the pool as a standby.
+  curl -s -XPOST {{.Base}}/api/v1/webhook -H 'Content-Type: application/json' \
+    -d '{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"MedicAgentDown","agent":"demo-cfg-1","node":"demo"},"startsAt":"{{.Now}}"}]}'
+
+  # 11. Switch back, by hand (both agents must be healthy) or by killing
+  #     demo-cfg-2; then publish more and read the device again (epoch 3).
+  curl -s -XPOST {{.Base}}/api/v1/pools/{{.Pool}}/switchover
+  curl -s http://127.0.0.1:{{.Ports.CFG2}}/die
 
 Stop with Ctrl-C.
-`, DemoNode, web, ports["WORKER"], cfgDir, base, base, base, base, web, web, web, base)
+`))
+
+func printDemo(w io.Writer, t demoText) {
+	if err := demoTemplate.Execute(w, t); err != nil {
+		fmt.Fprintln(w, "medic demo: print instructions:", err)
+	}
 }

@@ -1,4 +1,5 @@
-# The estate `medic demo` runs: one node, "demo", with two agents. Each agent
+# The estate `medic demo` runs: one node, "demo", with two agents (and the
+# pool of pool.hcl; any *.hcl here is part of the estate). Each agent
 # is the medic binary itself in its built-in demo-agent mode: it serves
 # /healthz, heartbeats to the node, and on request hangs (/hang) or dies
 # (/die). medic demo fills in the @...@ placeholders (binary, ports,
