@@ -28,8 +28,13 @@ type Options struct {
 	// Store keeps run records; nil means a store on Client with defaults.
 	Store *RunStore
 
-	// Token, when set, is the bearer token every write endpoint requires.
+	// Token, when set, is the bearer token every endpoint but /metrics,
+	// /-/healthy and /-/ready requires (see Read, Write and Page).
 	Token string
+	// WebUsers says the listener's web config has basic_auth_users: it
+	// has verified every request's basic-auth credentials, so the user
+	// name is authenticated and is what an operator's action records.
+	WebUsers bool
 	// MaxBody bounds a webhook body; 0 means DefaultMaxBody.
 	MaxBody int64
 	// DedupTTL is how long an episode is remembered; 0 means DefaultDedupTTL.

@@ -26,8 +26,31 @@ import (
 // front-end build, no JavaScript, readable in a text browser, refreshed
 // by a meta tag.
 
-//go:embed templates/status.html
+//go:embed templates/*.html
 var statusFS embed.FS
+
+var loginTmpl = template.Must(template.ParseFS(statusFS, "templates/login.html"))
+
+// writeLoginPage answers with the login form and msg above it.
+func writeLoginPage(w http.ResponseWriter, code int, msg string) {
+	var buf bytes.Buffer
+	if err := loginTmpl.Execute(&buf, msg); err != nil {
+		http.Error(w, "render: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	pageHeaders(w)
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// pageHeaders are the headers of every HTML page the bridge serves.
+func pageHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	// The pages show operational data; they never need to be framed.
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+}
 
 var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMap{
 	"since": func(now, t time.Time) string {
@@ -181,6 +204,10 @@ type statusData struct {
 	RunsError  string
 	Pools      []PoolStatus
 	PoolsError string
+	// Caller is who looks at the page (nil: the page is not behind
+	// Bridge.Page); a session gets a sign-out button and its CSRF token
+	// in every form.
+	Caller *Caller
 }
 
 func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -195,7 +222,7 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.o.Timeout)
 	defer cancel()
-	d := statusData{Now: p.o.Now()}
+	d := statusData{Now: p.o.Now(), Caller: CallerFrom(r.Context())}
 	if p.o.Refresh > 0 && r.URL.Query().Get("refresh") != "0" {
 		d.Refresh = max(1, int(p.o.Refresh/time.Second))
 	}
@@ -232,11 +259,7 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "render: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	// The page shows operational data; it never needs to be framed.
-	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	pageHeaders(w)
 	_, _ = w.Write(buf.Bytes())
 }
 

@@ -259,10 +259,10 @@ func TestStatusFormats(t *testing.T) {
 // serves "/" only and leaves the mux to answer a wrong method on an API
 // path with 405 and its Allow header.
 func TestStatusPageMount(t *testing.T) {
-	tb := startTestBridge(t, testHCL, nil)
+	tb := startTestBridge(t, testHCL, func(o *Options) { o.Token = "" }) // reads open: this is about routing
 	mux := http.NewServeMux()
 	tb.Register(mux)
-	mux.Handle(StatusPagePattern, NewStatusPage(StatusOptions{Refresh: -1}))
+	mux.Handle(StatusPagePattern, tb.Page(NewStatusPage(StatusOptions{Refresh: -1})))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 

@@ -83,7 +83,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile); err != nil {
+	webUsers, err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile)
+	if err != nil {
 		return err
 	}
 	log, cfg, load, err := begin(o.Logger, o.ConfigFile)
@@ -134,7 +135,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	pub := queue.NewPublisher(queue.PublisherOptions{Client: client, Prefix: o.Prefix, Agents: agents, Metrics: qm})
 
 	b := bridge.New(bridge.Options{
-		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Token: token,
+		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Token: token, WebUsers: webUsers,
 		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline,
 		Logger: log.With("component", "bridge"), Metrics: metrics,
 	})
@@ -143,11 +144,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	mux := http.NewServeMux()
 	b.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
-	mux.Handle("/api/v1/pools/", writesNeedToken(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
-	mux.Handle(bridge.StatusPagePattern, bridge.NewStatusPage(bridge.StatusOptions{
+	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
+	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
 		Runs: store, Redis: client, Keys: keys, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
-	}))
+	})))
 
 	// The node, for medic serve.
 	var node *exporter.Node
@@ -230,16 +231,17 @@ func authMode(token, webConfig string) string {
 	return "none (loopback only)"
 }
 
-// writesNeedToken puts the bridge's bearer token in front of every method
-// but GET and HEAD.
-func writesNeedToken(b *bridge.Bridge, h http.Handler) http.Handler {
-	protected := b.RequireToken(h)
+// bridgeAuth puts the bridge's authentication in front of an API mounted
+// beside it: Read for GET and HEAD, Write (which also refuses cross-origin
+// browser requests) for every other method.
+func bridgeAuth(b *bridge.Bridge, h http.Handler) http.Handler {
+	read, write := b.Read(h), b.Write(h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			h.ServeHTTP(w, r)
+			read.ServeHTTP(w, r)
 			return
 		}
-		protected.ServeHTTP(w, r)
+		write.ServeHTTP(w, r)
 	})
 }
 
