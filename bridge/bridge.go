@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -27,6 +28,10 @@ type Options struct {
 	Reload func(ctx context.Context) error
 	// Store keeps run records; nil means a store on Client with defaults.
 	Store *RunStore
+	// Controls holds pauses, approvals and agents' circuit breakers;
+	// nil: the operator endpoints (pause, approve, reject, reset) are not
+	// served.
+	Controls *controls.Store
 
 	// Token, when set, is the bearer token every endpoint but /metrics,
 	// /-/healthy and /-/ready requires (see Read, Write and Page).

@@ -14,8 +14,9 @@ import (
 )
 
 // Register adds the bridge's endpoints to mux: the webhook, the runs API,
-// the login form's endpoints and the health, readiness and reload
-// endpoints. With a token, everything but /metrics, /-/healthy and
+// the operator's endpoints (pause, approve, reject, reset; with
+// Options.Controls), the login form's endpoints and the health, readiness
+// and reload endpoints. With a token, everything but /metrics, /-/healthy and
 // /-/ready needs it, reads included (see auth.go); the status page is
 // mounted by the caller, behind Page.
 func (b *Bridge) Register(mux *http.ServeMux) {
@@ -27,6 +28,7 @@ func (b *Bridge) Register(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /-/ready", b.handleReady)
 	mux.Handle("POST /-/reload", b.Write(http.HandlerFunc(b.handleReload)))
+	b.registerOperator(mux)
 	if b.opts.Token != "" {
 		cop := http.NewCrossOriginProtection()
 		mux.Handle("POST /login", cop.Handler(http.HandlerFunc(b.handleLogin)))
@@ -62,12 +64,9 @@ func (b *Bridge) countCodes(h http.Handler) http.Handler {
 // a misspelt outcome none, and both look like an answer.
 var runFilters = []string{"agent", "node", "runbook", "outcome", "limit"}
 
-// runOutcomes are the values a run's outcome can take.
-var runOutcomes = []string{
-	runbooks.OutcomeHealthy, runbooks.OutcomeRecovered, runbooks.OutcomeEscalated, runbooks.OutcomeSwitched,
-	runbooks.OutcomeUnroutable, runbooks.OutcomeExpired, runbooks.OutcomeCancelled, runbooks.OutcomeSkipped,
-	runbooks.OutcomeFailed,
-}
+// runOutcomes are the values a run's outcome can take: the final ones and
+// the state of a run waiting for approval.
+var runOutcomes = append(slices.Clip(runbooks.Outcomes), runbooks.OutcomePendingApproval)
 
 // handleRuns is GET /api/v1/runs?agent=&node=&runbook=&outcome=&limit=.
 func (b *Bridge) handleRuns(w http.ResponseWriter, r *http.Request) {

@@ -122,7 +122,7 @@ func TestStatusPage(t *testing.T) {
 				`<td title="2026-11-22 00:59:00Z">00:59:00Z<br><span class="muted small">1m00s ago</span></td>`,
 				`<code>ops-agent</code><br><span class="muted small">on web-01</span>`,
 				`agent-recovery<br><span class="muted small">watchdog</span>`,
-				`<span class="pill ok">recovered</span>`, `<span class="pill bad">escalated</span>`,
+				`<span class="pill ok" title="verified healthy after the repair and restart">recovered</span>`, `<span class="pill bad" title="still broken, or not allowed to restart: humans were told">escalated</span>`,
 				`<td class="num">2.5s</td>`, `<td>memory</td>`,
 				// steps with escaped output, folded unless the step failed
 				`repair:memory`, `exit 0`, `exit 1`,
