@@ -24,6 +24,7 @@ import (
 	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
 )
@@ -119,6 +120,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
 	rl := newReloader(cfg, load, log)
 	rl.register(reg)
+	// Pauses, approvals, budgets, circuits and concurrency slots: one
+	// state in Redis for the bridge's API and every engine.
+	ctl := controls.New(client, o.Prefix)
+	reg.MustRegister(controls.NewPausedCollector(ctl, func() []string { return runbookNames(rl.Config()) }, log.With("component", "controls")))
 
 	// Pools: publisher, API and the leased coordinator.
 	qm := queue.NewMetrics(reg)
@@ -135,7 +140,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	pub := queue.NewPublisher(queue.PublisherOptions{Client: client, Prefix: o.Prefix, Agents: agents, Metrics: qm})
 
 	b := bridge.New(bridge.Options{
-		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Token: token, WebUsers: webUsers,
+		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Controls: ctl, Token: token, WebUsers: webUsers,
 		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline,
 		Logger: log.With("component", "bridge"), Metrics: metrics,
 	})
@@ -146,7 +151,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
-		Runs: store, Redis: client, Keys: keys, Logger: log,
+		Runs: store, Redis: client, Keys: keys, Controls: ctl, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
 	})))
 
@@ -155,7 +160,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	var consumer *bridge.Consumer
 	if o.Node != "" {
 		node, consumer, err = newNode(nodeParts{
-			Name: o.Node, Config: cfg, Client: client, Prefix: o.Prefix, Store: store, Switcher: coord,
+			Name: o.Node, Config: cfg, Client: client, Prefix: o.Prefix, Controls: ctl, Store: store, Switcher: coord,
 			Registry: reg, Metrics: metrics, Concurrency: o.Concurrency, Log: log,
 		})
 		if err != nil {
@@ -217,6 +222,17 @@ func Run(ctx context.Context, o Options) (err error) {
 	stopNode() // jobs in flight finish or are handed back, then the node stops its agents
 	wg.Wait()
 	return err
+}
+
+func runbookNames(cfg *hcl.Config) []string {
+	if cfg == nil {
+		return nil
+	}
+	names := make([]string, 0, len(cfg.Runbooks))
+	for _, rb := range cfg.Runbooks {
+		names = append(names, rb.Name)
+	}
+	return names
 }
 
 func authMode(token, webConfig string) string {
