@@ -489,11 +489,11 @@ func TestApproval(t *testing.T) {
 		}
 	})
 	t.Run("expired", func(t *testing.T) {
-		e := node(t, store, "n1", approveConfig(t, "300ms"), agents)
+		e := node(t, store, "n1", approveConfig(t, "800ms"), agents)
 		agents.set("ops", false, false)
 		p, done := runPending(t, e, store)
 		rec := <-done
-		if rec.Outcome != OutcomeExpired || rec.Reason != "no operator approved or rejected the run within approval_ttl 300ms; nothing acted" {
+		if rec.Outcome != OutcomeExpired || rec.Reason != "no operator approved or rejected the run within approval_ttl 800ms; nothing acted" {
 			t.Fatalf("%s %q", rec.Outcome, rec.Reason)
 		}
 		if err := store.Decide(ctx, Decision(p.ID, true, "late")); !errors.Is(err, controls.ErrNotPending) {
