@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/redistest"
@@ -526,7 +529,11 @@ runbook "restart" {
 }
 `)
 	agents := newFleet()
-	e := node(t, store, "n1", cfg, agents)
+	reg := prometheus.NewPedanticRegistry()
+	e := New(Options{
+		Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: agents, Controls: store,
+		BackoffBase: -1, Registerer: reg,
+	})
 	for _, p := range []controls.Pause{
 		{Runbook: "restart", By: "alice", Reason: "deploy"},
 		{By: "bob"},
@@ -546,6 +553,15 @@ runbook "restart" {
 	}
 	if rec := e.Run(ctx, Request{Alert: alert("ops")}); rec.Outcome != OutcomeRecovered {
 		t.Fatalf("resumed: %s %q", rec.Outcome, rec.Reason)
+	}
+	want := `
+# HELP medic_remediations_total Remediation runs by runbook and outcome.
+# TYPE medic_remediations_total counter
+medic_remediations_total{outcome="paused",runbook="restart"} 2
+medic_remediations_total{outcome="recovered",runbook="restart"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "medic_remediations_total"); err != nil {
+		t.Error(err)
 	}
 }
 
