@@ -79,11 +79,17 @@ func (r *run) gate(alive bool, causes []*hcl.Cause, why string) (bool, []*hcl.Ca
 	}
 	if r.mode() == hcl.ModeApprove {
 		var ok bool
+		wasAlive := alive
 		if ok, alive, causes = r.approve(alive, causes); !ok {
 			return false, nil, ""
 		}
-		if !alive {
+		switch {
+		case !alive:
 			why = "agent is not running"
+		case !wasAlive:
+			// It came back while waiting, but its probe fails; it was
+			// never diagnosed.
+			why = "probe failed after approval: restart alone"
 		}
 	}
 	r.silence()
