@@ -195,7 +195,7 @@ func runResume(ctx context.Context, c *bridgeClient, runbook, by string, stdout 
 	}
 	for _, p := range left {
 		m, _ := p.(map[string]any)
-		fmt.Fprintf(stdout, "still paused: %s, %s (since %s by %s)", pauseWhat(m["runbook"]), pauseUntil(m["until"]), str(m["since"]), str(m["by"]))
+		fmt.Fprintf(stdout, "still paused: %s, %s (since %s by %s)", pauseWhat(m["runbook"]), pauseUntil(m["until"]), timeText(str(m["since"])), str(m["by"]))
 		if r := str(m["reason"]); r != "" {
 			fmt.Fprintf(stdout, ": %s", r)
 		}
@@ -222,5 +222,14 @@ func pauseUntil(until any) string {
 	if s == "" {
 		return "until resumed"
 	}
-	return "until " + s
+	return "until " + timeText(s)
+}
+
+// timeText shortens an RFC 3339 time of the API to seconds, in UTC.
+func timeText(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.UTC().Format(time.RFC3339)
 }
