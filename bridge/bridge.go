@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -27,9 +28,18 @@ type Options struct {
 	Reload func(ctx context.Context) error
 	// Store keeps run records; nil means a store on Client with defaults.
 	Store *RunStore
+	// Controls holds pauses, approvals and agents' circuit breakers;
+	// nil: the operator endpoints (pause, approve, reject, reset) are not
+	// served.
+	Controls *controls.Store
 
-	// Token, when set, is the bearer token every write endpoint requires.
+	// Token, when set, is the bearer token every endpoint but /metrics,
+	// /-/healthy and /-/ready requires (see Read, Write and Page).
 	Token string
+	// WebUsers says the listener's web config has basic_auth_users: it
+	// has verified every request's basic-auth credentials, so the user
+	// name is authenticated and is what an operator's action records.
+	WebUsers bool
 	// MaxBody bounds a webhook body; 0 means DefaultMaxBody.
 	MaxBody int64
 	// DedupTTL is how long an episode is remembered; 0 means DefaultDedupTTL.

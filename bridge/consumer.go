@@ -346,6 +346,14 @@ func (c *Consumer) handle(ctx, runCtx context.Context, m redis.XMessage) {
 		c.o.Metrics.jobWait.Observe(now.Sub(job.Enqueued).Seconds())
 		rec = c.o.Runner.Run(runCtx, runbooks.Request{
 			ID: job.ID, Runbook: job.Runbook, Agent: job.Agent, Alert: job.Alert, Trigger: runbooks.TriggerAlert,
+			// An approve-mode run stores its pending_approval record so
+			// that operators can find it; the final record replaces it.
+			Progress: func(r *runbooks.RunRecord) {
+				if r.Node == "" {
+					r.Node = c.o.Node
+				}
+				c.persist(runCtx, log, "store intermediate run record", func(ctx context.Context) error { return c.o.Store.Save(ctx, r) })
+			},
 		})
 		if runCtx.Err() != nil {
 			log.Warn("run interrupted by shutdown; the job stays pending and runs again on restart")
@@ -383,11 +391,13 @@ func (c *Consumer) ownRecord(job Job, now time.Time, outcome, why string) *runbo
 func (c *Consumer) stored(ctx context.Context, id string) bool {
 	var found bool
 	c.persist(ctx, c.log, "look up run record", func(ctx context.Context) error {
-		_, err := c.o.Store.Get(ctx, id)
+		rec, err := c.o.Store.Get(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			return nil
 		}
-		found = err == nil
+		// A pending_approval record is the run's intermediate state, not
+		// its end: a node that died while waiting runs the job again.
+		found = err == nil && rec.Outcome != runbooks.OutcomePendingApproval
 		return err
 	})
 	return found

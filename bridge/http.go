@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,39 +13,27 @@ import (
 	"github.com/medicops/medic/runbooks"
 )
 
-// Register adds the bridge's endpoints to mux: the webhook, the runs API
-// and the health, readiness and reload endpoints. Writes (the webhook and
-// reload) require the bearer token when one is set; reads and health stay
-// open, as in Prometheus' own servers (use --web.config.file to put basic
-// auth or TLS client certificates in front of everything).
+// Register adds the bridge's endpoints to mux: the webhook, the runs API,
+// the operator's endpoints (pause, approve, reject, reset; with
+// Options.Controls), the login form's endpoints and the health, readiness
+// and reload endpoints. With a token, everything but /metrics, /-/healthy and
+// /-/ready needs it, reads included (see auth.go); the status page is
+// mounted by the caller, behind Page.
 func (b *Bridge) Register(mux *http.ServeMux) {
-	mux.Handle("POST /api/v1/webhook", b.countCodes(b.RequireToken(http.HandlerFunc(b.handleWebhook))))
-	mux.HandleFunc("GET /api/v1/runs", b.handleRuns)
-	mux.HandleFunc("GET /api/v1/runs/{id}", b.handleRun)
+	mux.Handle("POST /api/v1/webhook", b.countCodes(b.Write(http.HandlerFunc(b.handleWebhook))))
+	mux.Handle("GET /api/v1/runs", b.Read(http.HandlerFunc(b.handleRuns)))
+	mux.Handle("GET /api/v1/runs/{id}", b.Read(http.HandlerFunc(b.handleRun)))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("Healthy.\n"))
 	})
 	mux.HandleFunc("GET /-/ready", b.handleReady)
-	mux.Handle("POST /-/reload", b.RequireToken(http.HandlerFunc(b.handleReload)))
-}
-
-// RequireToken wraps h so that it needs `Authorization: Bearer TOKEN`
-// (what Alertmanager's http_config.authorization sends) when the bridge
-// has a token. The comparison takes the same time for every wrong token.
-func (b *Bridge) RequireToken(h http.Handler) http.Handler {
-	if b.opts.Token == "" {
-		return h
+	mux.Handle("POST /-/reload", b.Write(http.HandlerFunc(b.handleReload)))
+	b.registerOperator(mux)
+	if b.opts.Token != "" {
+		cop := http.NewCrossOriginProtection()
+		mux.Handle("POST /login", cop.Handler(http.HandlerFunc(b.handleLogin)))
+		mux.Handle("POST /logout", cop.Handler(http.HandlerFunc(b.handleLogout)))
 	}
-	want := []byte(b.opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="medic"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated: a valid bearer token is required")
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 type codeWriter struct {
@@ -77,12 +64,9 @@ func (b *Bridge) countCodes(h http.Handler) http.Handler {
 // a misspelt outcome none, and both look like an answer.
 var runFilters = []string{"agent", "node", "runbook", "outcome", "limit"}
 
-// runOutcomes are the values a run's outcome can take.
-var runOutcomes = []string{
-	runbooks.OutcomeHealthy, runbooks.OutcomeRecovered, runbooks.OutcomeEscalated, runbooks.OutcomeSwitched,
-	runbooks.OutcomeUnroutable, runbooks.OutcomeExpired, runbooks.OutcomeCancelled, runbooks.OutcomeSkipped,
-	runbooks.OutcomeFailed,
-}
+// runOutcomes are the values a run's outcome can take: the final ones and
+// the state of a run waiting for approval.
+var runOutcomes = append(slices.Clip(runbooks.Outcomes), runbooks.OutcomePendingApproval)
 
 // handleRuns is GET /api/v1/runs?agent=&node=&runbook=&outcome=&limit=.
 func (b *Bridge) handleRuns(w http.ResponseWriter, r *http.Request) {

@@ -28,7 +28,9 @@ func TestRunsFilters(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
-			resp, err := http.Get(tb.srv.URL + "/api/v1/runs?" + tc.query)
+			req, _ := http.NewRequest("GET", tb.srv.URL+"/api/v1/runs?"+tc.query, nil)
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -26,8 +27,31 @@ import (
 // front-end build, no JavaScript, readable in a text browser, refreshed
 // by a meta tag.
 
-//go:embed templates/status.html
+//go:embed templates/*.html
 var statusFS embed.FS
+
+var loginTmpl = template.Must(template.ParseFS(statusFS, "templates/login.html"))
+
+// writeLoginPage answers with the login form and msg above it.
+func writeLoginPage(w http.ResponseWriter, code int, msg string) {
+	var buf bytes.Buffer
+	if err := loginTmpl.Execute(&buf, msg); err != nil {
+		http.Error(w, "render: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	pageHeaders(w)
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// pageHeaders are the headers of every HTML page the bridge serves.
+func pageHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	// The pages show operational data; they never need to be framed.
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+}
 
 var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMap{
 	"since": func(now, t time.Time) string {
@@ -59,6 +83,9 @@ var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMa
 	"trunc":      truncate,
 	"shortid":    shortID,
 	"outcome":    outcomeClass,
+	"outcomeHelp": func(o string) string {
+		return outcomeHelp[o]
+	},
 	"lines": func(s string) int {
 		return strings.Count(strings.TrimRight(s, "\n"), "\n") + 1
 	},
@@ -69,6 +96,13 @@ var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMa
 		return strconv.Itoa(n) + " " + word + "s"
 	},
 	"join": strings.Join,
+	"until": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "until resumed"
+		}
+		return "until " + t.UTC().Format("2006-01-02 15:04:05Z") + " (in " + ago(t.Sub(now)) + ")"
+	},
+	"pauseLabel": pauseLabel,
 }).ParseFS(statusFS, "templates/status.html"))
 
 func roundDuration(d time.Duration) string {
@@ -91,6 +125,15 @@ type RunLister interface {
 }
 
 var _ RunLister = (*RunStore)(nil)
+
+// RunGetter reads one run record; a Runs source that has it (*RunStore
+// does) lets the page show runs waiting for approval that are older than
+// the recent ones.
+type RunGetter interface {
+	Get(ctx context.Context, id string) (*runbooks.RunRecord, error)
+}
+
+var _ RunGetter = (*RunStore)(nil)
 
 // PoolStatus is one pool as the status page shows it; the caller fills it
 // from the queue package's status (queue.ReadStatus).
@@ -126,6 +169,10 @@ type StatusOptions struct {
 	Keys  Keys
 	// Pools returns the pools' status.
 	Pools func(ctx context.Context) ([]PoolStatus, error)
+	// Controls, when set, shows the active pauses with a resume button
+	// each, and the runs waiting for approval with approve and reject
+	// buttons (posting to the operator endpoints).
+	Controls *controls.Store
 	// RunLimit is how many recent runs are shown (default 25).
 	RunLimit int
 	// Refresh is the meta refresh period (default 5s; negative disables).
@@ -181,6 +228,16 @@ type statusData struct {
 	RunsError  string
 	Pools      []PoolStatus
 	PoolsError string
+	// Caller is who looks at the page (nil: the page is not behind
+	// Bridge.Page); a session gets a sign-out button and its CSRF token
+	// in every form.
+	Caller *Caller
+	CSRF   string
+	// Controls: the operator's forms are offered.
+	Controls      bool
+	Pauses        []controls.Pause
+	Pending       []*runbooks.RunRecord // waiting for approval, oldest deadline first
+	ControlsError string
 }
 
 func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -195,7 +252,7 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.o.Timeout)
 	defer cancel()
-	d := statusData{Now: p.o.Now()}
+	d := statusData{Now: p.o.Now(), Caller: CallerFrom(r.Context())}
 	if p.o.Refresh > 0 && r.URL.Query().Get("refresh") != "0" {
 		d.Refresh = max(1, int(p.o.Refresh/time.Second))
 	}
@@ -213,6 +270,10 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			d.RunsError = err.Error()
 		}
 	}
+	if p.o.Controls != nil {
+		d.Controls = true
+		p.readControls(ctx, &d)
+	}
 	if p.o.Pools != nil {
 		pools, err := p.o.Pools(ctx)
 		sort.Slice(pools, func(i, j int) bool { return pools[i].Pool < pools[j].Pool })
@@ -221,7 +282,10 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			d.PoolsError = err.Error()
 		}
 	}
-	for _, e := range []string{d.NodesError, d.RunsError, d.PoolsError} {
+	if d.Caller != nil {
+		d.CSRF = d.Caller.CSRF
+	}
+	for _, e := range []string{d.NodesError, d.RunsError, d.PoolsError, d.ControlsError} {
 		if e != "" {
 			p.o.Logger.Warn("status page: a source failed", "err", e)
 		}
@@ -232,12 +296,46 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "render: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	// The page shows operational data; it never needs to be framed.
-	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	pageHeaders(w)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// maxPendingShown bounds the runs waiting for approval the page reads.
+const maxPendingShown = 50
+
+// readControls reads the pauses and the runs waiting for approval: their
+// records from the recent runs, or one by one when older.
+func (p *statusPage) readControls(ctx context.Context, d *statusData) {
+	var errs []string
+	pauses, err := p.o.Controls.Pauses(ctx, d.Now)
+	if err != nil {
+		errs = append(errs, "read pauses: "+err.Error())
+	}
+	d.Pauses = pauses
+	ids, err := p.o.Controls.Pending(ctx, d.Now)
+	if err != nil {
+		errs = append(errs, "read approvals: "+err.Error())
+	}
+	recent := map[string]*runbooks.RunRecord{}
+	for _, r := range d.Runs {
+		recent[r.ID] = r
+	}
+	getter, _ := p.o.Runs.(RunGetter)
+	for _, id := range ids[:min(len(ids), maxPendingShown)] {
+		rec := recent[id]
+		if rec == nil && getter != nil {
+			rec, err = getter.Get(ctx, id)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				errs = append(errs, "read run "+id+": "+err.Error())
+			}
+		}
+		if rec == nil {
+			// Its record is not stored (yet): the id alone is enough to decide.
+			rec = &runbooks.RunRecord{ID: id, Outcome: runbooks.OutcomePendingApproval}
+		}
+		d.Pending = append(d.Pending, rec)
+	}
+	d.ControlsError = strings.Join(errs, "; ")
 }
 
 // nodeView is one node's last snapshot.
@@ -630,15 +728,41 @@ func shortID(id string) string {
 	return "…" + id[len(id)-12:]
 }
 
-// outcomeClass is the CSS class of a run outcome.
+// outcomeClass is the CSS class of a run outcome: ok (it worked), warn
+// (nothing done, for a reason worth a look), held (nothing done because
+// an operator or the runbook's mode said so), pending (waiting for an
+// operator) and bad (broken, or medic could not help).
 func outcomeClass(o string) string {
 	switch o {
 	case runbooks.OutcomeRecovered, runbooks.OutcomeHealthy, runbooks.OutcomeSwitched:
 		return "ok"
-	case runbooks.OutcomeSkipped, runbooks.OutcomeCancelled, runbooks.OutcomeExpired:
+	case runbooks.OutcomeSkipped, runbooks.OutcomeCancelled, runbooks.OutcomeExpired, runbooks.OutcomeLimited, runbooks.OutcomeRejected:
 		return "warn"
+	case runbooks.OutcomePaused, runbooks.OutcomeShadowed:
+		return "held"
+	case runbooks.OutcomePendingApproval:
+		return "pending"
 	}
 	return "bad"
+}
+
+// outcomeHelp is the page's tooltip on an outcome.
+var outcomeHelp = map[string]string{
+	runbooks.OutcomeHealthy:         "alive and its probe passes: nothing was touched",
+	runbooks.OutcomeRecovered:       "verified healthy after the repair and restart",
+	runbooks.OutcomeEscalated:       "still broken, or not allowed to restart: humans were told",
+	runbooks.OutcomeSwitched:        "the pool switched to another agent",
+	runbooks.OutcomeUnroutable:      "no node could be found for the alert",
+	runbooks.OutcomeExpired:         "the job reached its node past its deadline, or its approval was not given in time",
+	runbooks.OutcomeCancelled:       "the alert resolved before the job started",
+	runbooks.OutcomeSkipped:         "another run holds the agent, or the agent is not on this node",
+	runbooks.OutcomeFailed:          "medic itself failed",
+	runbooks.OutcomeLimited:         "the runbook's fleet-wide concurrency limit held it past its wait or queue: escalated",
+	runbooks.OutcomeCircuitOpen:     "the agent's circuit breaker is open: too many runs lately, escalated without acting (reset: POST /api/v1/agents/NODE/AGENT/reset)",
+	runbooks.OutcomeShadowed:        "shadow mode: what would have been done was recorded, nothing was done",
+	runbooks.OutcomePaused:          "remediation is paused by an operator: nothing was done",
+	runbooks.OutcomeRejected:        "an operator rejected the run: nothing was done",
+	runbooks.OutcomePendingApproval: "waiting for an operator to approve or reject it",
 }
 
 func firstBool(m map[string]any, used map[string]bool, keys ...string) (bool, bool) {

@@ -122,7 +122,7 @@ func TestStatusPage(t *testing.T) {
 				`<td title="2026-11-22 00:59:00Z">00:59:00Z<br><span class="muted small">1m00s ago</span></td>`,
 				`<code>ops-agent</code><br><span class="muted small">on web-01</span>`,
 				`agent-recovery<br><span class="muted small">watchdog</span>`,
-				`<span class="pill ok">recovered</span>`, `<span class="pill bad">escalated</span>`,
+				`<span class="pill ok" title="verified healthy after the repair and restart">recovered</span>`, `<span class="pill bad" title="still broken, or not allowed to restart: humans were told">escalated</span>`,
 				`<td class="num">2.5s</td>`, `<td>memory</td>`,
 				// steps with escaped output, folded unless the step failed
 				`repair:memory`, `exit 0`, `exit 1`,
@@ -259,10 +259,10 @@ func TestStatusFormats(t *testing.T) {
 // serves "/" only and leaves the mux to answer a wrong method on an API
 // path with 405 and its Allow header.
 func TestStatusPageMount(t *testing.T) {
-	tb := startTestBridge(t, testHCL, nil)
+	tb := startTestBridge(t, testHCL, func(o *Options) { o.Token = "" }) // reads open: this is about routing
 	mux := http.NewServeMux()
 	tb.Register(mux)
-	mux.Handle(StatusPagePattern, NewStatusPage(StatusOptions{Refresh: -1}))
+	mux.Handle(StatusPagePattern, tb.Page(NewStatusPage(StatusOptions{Refresh: -1})))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 

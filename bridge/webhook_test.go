@@ -147,8 +147,9 @@ func TestWebhookBadInput(t *testing.T) {
 			}
 		})
 	}
-	// Health and read endpoints stay open without the token; reload doesn't.
-	for path, want := range map[string]int{"/-/healthy": 200, "/-/ready": 200, "/api/v1/runs": 200, "/api/v1/runs/none": 404} {
+	// Health endpoints stay open without the token; reads (run records
+	// hold script output) and reload don't.
+	for path, want := range map[string]int{"/-/healthy": 200, "/-/ready": 200, "/api/v1/runs": 401, "/api/v1/runs/none": 401} {
 		resp, err := http.Get(tb.srv.URL + path)
 		if err != nil {
 			t.Fatal(err)

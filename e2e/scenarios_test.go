@@ -479,7 +479,7 @@ type poolState struct {
 func (s *stack) pool(t testing.TB) poolState {
 	t.Helper()
 	var st poolState
-	if err := harness.GetJSON(context.Background(), s.bridges[0].URL+"/api/v1/pools/"+poolName, &st); err != nil {
+	if err := s.bridges[0].GetJSON(context.Background(), "/api/v1/pools/"+poolName, &st); err != nil {
 		t.Fatal(err)
 	}
 	return st

@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,7 +64,12 @@ func testStatusPage(t *testing.T, s *stack) {
 	if run.ID == "" {
 		t.Fatalf("no recovered run of ta-kill: %s", summarizeRuns(runs))
 	}
-	url := s.bridges[1].URL + "/?refresh=0"
+	// Without the token the page is the login form, and shows no run.
+	code, page, err := harness.Do(context.Background(), http.MethodGet, s.bridges[1].URL+"/", nil, nil)
+	if err != nil || code != http.StatusUnauthorized || !strings.Contains(string(page), `action="/login"`) || strings.Contains(string(page), run.ID) {
+		t.Errorf("status page without the token: %d %v, want 401 and the login form:\n%.500s", code, err, page)
+	}
+	url := authProxy(t, s.bridges[1]) + "/?refresh=0"
 	dom := chromium(t, url, "--dump-dom")
 	for _, want := range []string{
 		`data-run="` + run.ID + `"`,
@@ -89,6 +98,28 @@ func testStatusPage(t *testing.T, s *stack) {
 		t.Fatalf("screenshot %s: %v (%d bytes)", shot, err, sizeOf(st))
 	}
 	t.Logf("status page screenshot: %s (%d bytes)", shot, st.Size())
+}
+
+// authProxy serves the bridge with its bearer token added to every
+// request, as an authenticating reverse proxy in front of it would:
+// headless chromium cannot send a header of its own.
+func authProxy(t testing.TB, b *harness.Bridge) string {
+	t.Helper()
+	target, err := neturl.Parse(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := httputil.NewSingleHostReverseProxy(target)
+	direct := p.Director
+	p.Director = func(r *http.Request) {
+		direct(r)
+		for k, v := range b.Auth() {
+			r.Header[k] = v
+		}
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 func sizeOf(st os.FileInfo) int64 {

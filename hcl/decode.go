@@ -28,7 +28,7 @@ var (
 	agentSchema = &hcl2.BodySchema{
 		Attributes: []hcl2.AttributeSchema{
 			{Name: "node"}, {Name: "command"}, {Name: "pidfile"}, {Name: "start"}, {Name: "stop"},
-			{Name: "workdir"}, {Name: "env"}, {Name: "watchdog"},
+			{Name: "workdir"}, {Name: "env"}, {Name: "watchdog"}, {Name: "labels"},
 		},
 		Blocks: []hcl2.BlockHeaderSchema{
 			{Type: "heartbeat"},
@@ -45,8 +45,11 @@ var (
 	thresholdsSchema = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "memory"}, {Name: "cpu"}, {Name: "disk"}}}
 
 	runbookSchema = &hcl2.BodySchema{
-		Attributes: []hcl2.AttributeSchema{{Name: "matchers"}, {Name: "agent"}},
+		Attributes: []hcl2.AttributeSchema{{Name: "matchers"}, {Name: "agent"}, {Name: "mode"}, {Name: "approval_ttl"}, {Name: "redact"}},
 		Blocks: []hcl2.BlockHeaderSchema{
+			{Type: "concurrency"},
+			{Type: "circuit"},
+			{Type: "silence"},
 			{Type: "match"},
 			{Type: "cause", LabelNames: []string{"name"}},
 			{Type: "verify"},
@@ -140,6 +143,9 @@ func decodeAgent(block *hcl2.Block) (*Agent, hcl2.Diagnostics) {
 	decodeAttr(&diags, attrs, "stop", &a.Stop, decodeArgv)
 	decodeAttr(&diags, attrs, "workdir", &a.Workdir, decodeString)
 	decodeAttr(&diags, attrs, "env", &a.Env, decodeStringMap)
+	if decodeAttr(&diags, attrs, "labels", &a.Labels, decodeStringMap) {
+		diags = append(diags, checkAgentLabels(attrs["labels"], a.Labels)...)
+	}
 	hasWatchdog := decodeAttr(&diags, attrs, "watchdog", &a.Watchdog, decodeBool)
 
 	// An unsupported or invalid argument (say, a misspelt command) would make
@@ -390,6 +396,7 @@ func decodeRunbook(block *hcl2.Block) (*Runbook, hcl2.Diagnostics) {
 			}
 		}
 	}
+	diags = append(diags, decodeSafety(rb, attrs, content.Blocks)...)
 	rb.compile()
 	return rb, diags
 }

@@ -95,6 +95,11 @@ type AlertPlan struct {
 	Steps []string
 	// Budget is the restart budget, as text.
 	Budget string
+	// Mode is the runbook's mode with what it means, as text.
+	Mode string
+	// Limits are the runbook's concurrency, circuit, silence and redaction,
+	// as text, one per line.
+	Limits []string
 }
 
 // Plan says, for every alert, which runbook would run, for which agent on
@@ -128,6 +133,7 @@ func (c *Config) planAlert(alert Alert) AlertPlan {
 		return p
 	}
 	p.Runbook = rb
+	p.Mode = modeText(rb)
 	agentName, err := rb.TargetAgent(alert)
 	if err != nil {
 		p.Ignored = fmt.Sprintf("runbook %q names no agent: %v", rb.Name, err)
@@ -145,7 +151,57 @@ func (c *Config) planAlert(alert Alert) AlertPlan {
 	}
 	p.Node, p.NodeFrom = c.NodeFor(alert, agentName)
 	c.planRecovery(&p, rb, agent)
+	p.Limits = c.limitsText(rb, alert)
 	return p
+}
+
+func modeText(rb *Runbook) string {
+	switch rb.Mode {
+	case ModeShadow:
+		return "shadow (samples and diagnoses, records what it would run, runs no repair, restart or switchover; outcome \"shadowed\")"
+	case ModeApprove:
+		return fmt.Sprintf("approve (samples and diagnoses, then waits up to %s for an operator to approve before acting; else outcome \"rejected\" or \"expired\")", dur(rb.ApprovalTTL))
+	default:
+		return "auto"
+	}
+}
+
+func (c *Config) limitsText(rb *Runbook, alert Alert) []string {
+	var out []string
+	if cc := rb.Concurrency; cc != nil {
+		key, limit, agents, err := c.ConcurrencyLimit(rb, alert)
+		keyText := "the whole runbook"
+		if cc.Key != nil {
+			keyText = fmt.Sprintf("key %s = %q", c.SourceText(cc.Key.Range()), key)
+		}
+		var caps []string
+		if cc.Max > 0 {
+			caps = append(caps, fmt.Sprintf("max %d", cc.Max))
+		}
+		if cc.MaxRatio > 0 {
+			caps = append(caps, fmt.Sprintf("max_ratio %s of %d matching agents", ratio(cc.MaxRatio), agents))
+		}
+		line := fmt.Sprintf("concurrency at most %d runs at once across all nodes for %s (%s); excess runs wait up to %s (queue %d), then escalate with outcome \"limited\"",
+			limit, keyText, strings.Join(caps, ", "), dur(cc.Wait), cc.Queue)
+		if err != nil {
+			line = fmt.Sprintf("concurrency key cannot be evaluated for this alert (%v): the run would fail", err)
+		}
+		out = append(out, line)
+	}
+	if cb := rb.Circuit; cb != nil {
+		out = append(out, fmt.Sprintf("circuit     past %d runs per agent within %s, escalate at once with outcome \"circuit_open\" until the window passes or an operator resets the agent", cb.MaxRuns, dur(cb.Window)))
+	}
+	if s := rb.Silence; s != nil {
+		out = append(out, fmt.Sprintf("silence     silence the alert in Alertmanager %s for %s while the run acts; expired when it ends without escalating", s.Alertmanager, dur(s.Duration)))
+	}
+	if len(rb.Redact) > 0 {
+		pats := make([]string, len(rb.Redact))
+		for i, re := range rb.Redact {
+			pats[i] = strconv.Quote(re.String())
+		}
+		out = append(out, "redact      "+strings.Join(pats, ", ")+" → [REDACTED] in step output and escalations")
+	}
+	return out
 }
 
 func (c *Config) planSwitchover(p *AlertPlan, rb *Runbook, agent *Agent) {
@@ -311,6 +367,9 @@ func WritePlan(w io.Writer, plans []AlertPlan) error {
 			fmt.Fprintf(&b, "  ignored:  %s\n", p.Ignored)
 			continue
 		}
+		if p.Mode != "" {
+			fmt.Fprintf(&b, "  mode:     %s\n", p.Mode)
+		}
 		fmt.Fprintf(&b, "  agent:    %s\n", p.Agent)
 		fmt.Fprintf(&b, "  node:     %s (%s)\n", p.Node, p.NodeFrom)
 		b.WriteString("  steps:\n")
@@ -323,6 +382,9 @@ func WritePlan(w io.Writer, plans []AlertPlan) error {
 		}
 		if p.Budget != "" {
 			fmt.Fprintf(&b, "  budget:   %s\n", p.Budget)
+		}
+		for _, l := range p.Limits {
+			fmt.Fprintf(&b, "  limit:    %s\n", l)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

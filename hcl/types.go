@@ -31,6 +31,19 @@ const (
 	DefaultEscalateTimeout  = 10 * time.Second
 	DefaultCheckInterval    = 2 * time.Second
 	DefaultHeartbeatTimeout = 15 * time.Second
+
+	DefaultApprovalTTL      = 15 * time.Minute
+	DefaultConcurrencyWait  = 5 * time.Minute
+	DefaultConcurrencyQueue = 100
+	DefaultSilenceDuration  = 10 * time.Minute
+	DefaultSilenceTimeout   = 5 * time.Second
+)
+
+// Modes of a runbook.
+const (
+	ModeAuto    = "auto"    // diagnose and act
+	ModeShadow  = "shadow"  // diagnose, record what would run, act on nothing
+	ModeApprove = "approve" // diagnose, then wait for an operator's decision before acting
 )
 
 // Config is everything loaded from one file or directory of *.hcl files, in
@@ -76,6 +89,11 @@ type Agent struct {
 	// supervised child exits or a heartbeat goes overdue. Defaults to true
 	// for command agents and false for pidfile agents.
 	Watchdog bool
+
+	// Labels describe the agent for fleet-wide limits: a runbook's
+	// concurrency max_ratio counts the agents whose key evaluates to the
+	// alert's key value, with alert.labels = Labels + agent + node.
+	Labels map[string]string
 
 	DeclRange hcl2.Range
 
@@ -137,6 +155,21 @@ type Runbook struct {
 	// target agent instead of running the recovery lifecycle.
 	Switchover *Switchover
 
+	// Mode is ModeAuto (default), ModeShadow or ModeApprove.
+	Mode string
+	// ApprovalTTL bounds the wait for a decision in ModeApprove.
+	ApprovalTTL time.Duration
+	// Concurrency, when set, caps the runs in progress fleet-wide.
+	Concurrency *Concurrency
+	// Circuit, when set, stops acting on an agent after too many runs.
+	Circuit *Circuit
+	// Silence, when set, silences the alert in Alertmanager while a run
+	// acts.
+	Silence *Silence
+	// Redact are patterns replaced by [REDACTED] in step output and
+	// escalation bodies before anything is stored or sent.
+	Redact []*regexp.Regexp
+
 	DeclRange hcl2.Range
 
 	// conds are the match conditions precompiled by the loader.
@@ -170,6 +203,39 @@ type Escalate struct {
 type Budget struct {
 	Restarts int
 	Window   time.Duration
+}
+
+// Concurrency is the `concurrency {}` block: at most Max runs of the
+// runbook in progress at once for one value of Key, across every node.
+type Concurrency struct {
+	// Max is the absolute cap; 0 means only MaxRatio caps.
+	Max int
+	// MaxRatio caps as a share of the agents whose Key evaluates to the
+	// same value (at least 1 run); 0 means only Max caps.
+	MaxRatio float64
+	// Key evaluates against the alert; nil means one limit for the whole
+	// runbook.
+	Key hcl2.Expression
+	// Wait bounds how long an excess run waits for a slot; Queue bounds
+	// how many wait at once.
+	Wait  time.Duration
+	Queue int
+}
+
+// Circuit is the `circuit {}` block: past MaxRuns runs for one agent
+// within Window, runs escalate at once without acting.
+type Circuit struct {
+	MaxRuns int
+	Window  time.Duration
+}
+
+// Silence is the `silence {}` block: an Alertmanager silence of the alert
+// for Duration while the run acts.
+type Silence struct {
+	// Alertmanager is the base URL, e.g. http://127.0.0.1:9093.
+	Alertmanager string
+	Duration     time.Duration
+	Timeout      time.Duration
 }
 
 // Switchover is the `switchover {}` block of a runbook.

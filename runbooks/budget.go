@@ -74,6 +74,16 @@ func (b *budgets) reserve(agent string, budget hcl.Budget, now time.Time) (wait 
 	return max(wait, 0), ""
 }
 
+// take is reserve and, when granted, record at the end of the backoff:
+// one step, like the shared budget's script.
+func (b *budgets) take(agent string, budget hcl.Budget, now time.Time) (wait time.Duration, exhausted string) {
+	wait, exhausted = b.reserve(agent, budget, now)
+	if exhausted == "" {
+		b.record(agent, now.Add(wait))
+	}
+	return wait, exhausted
+}
+
 // record counts a restart made at t.
 func (b *budgets) record(agent string, t time.Time) {
 	b.mu.Lock()

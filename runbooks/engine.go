@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/execx"
 )
 
@@ -78,6 +79,22 @@ type Options struct {
 	BackoffBase  time.Duration
 	BackoffMax   time.Duration
 	BackoffReset time.Duration
+
+	// Controls is the shared state in Redis behind pauses, approvals, the
+	// restart budget, the circuit breaker and the concurrency limit, so
+	// that every engine enforces the same limits. nil: the budget, circuit
+	// and concurrency limit hold within this process only, nothing can be
+	// paused, and approve-mode runs fail.
+	Controls *controls.Store
+	// Progress receives the intermediate records of every run (see
+	// Request.Progress, which the job consumer sets per run).
+	Progress func(*RunRecord)
+	// ApprovalPoll is how often a run waiting for approval looks for a
+	// decision (default DefaultApprovalPoll); ConcurrencyPoll how often a
+	// run waiting for a concurrency slot tries again (default LeaseTTL/4,
+	// at most 1s).
+	ApprovalPoll    time.Duration
+	ConcurrencyPoll time.Duration
 }
 
 // Engine runs runbooks for the agents of one node. It is safe for
@@ -90,6 +107,10 @@ type Engine struct {
 	budgets *budgets
 	metrics *metrics
 	client  *http.Client
+
+	circuits *memCircuits
+	slots    *memSlots
+	silencer Silencer
 }
 
 var _ Runner = (*Engine)(nil)
@@ -128,6 +149,9 @@ func New(opts Options) *Engine {
 	if opts.BackoffReset <= 0 {
 		opts.BackoffReset = DefaultBackoffReset
 	}
+	if opts.ApprovalPoll <= 0 {
+		opts.ApprovalPoll = DefaultApprovalPoll
+	}
 	client := opts.HTTPClient
 	if client == nil {
 		client = &http.Client{
@@ -143,6 +167,10 @@ func New(opts Options) *Engine {
 		budgets: newBudgets(opts.BackoffBase, opts.BackoffMax, opts.BackoffReset),
 		metrics: newMetrics(opts.Registerer, opts.Config, opts.Node),
 		client:  client,
+
+		circuits: newMemCircuits(),
+		slots:    newMemSlots(),
+		silencer: Silencer{Client: client},
 	}
 }
 
@@ -195,7 +223,8 @@ type run struct {
 	agent *hcl.Agent
 	log   *slog.Logger
 
-	releases []func()
+	releases  []func()
+	silenceID string // the Alertmanager silence this run created
 }
 
 // Run serves one request to completion and always returns a record; it
@@ -225,6 +254,7 @@ func (e *Engine) Run(ctx context.Context, req Request) *RunRecord {
 	r := &run{e: e, ctx: ctx, rec: rec, req: req}
 	r.log = e.log.With("run", rec.ID, "trigger", trigger, "node", rec.Node)
 	r.execute()
+	rec.Reason, rec.Error = r.redact(rec.Reason), r.redact(rec.Error)
 
 	rec.Finished = e.opts.Now()
 	rec.Duration = rec.Finished.Sub(rec.Started).Seconds()
@@ -278,6 +308,9 @@ func (r *run) execute() {
 	if !r.resolve() {
 		return
 	}
+	if r.paused() {
+		return
+	}
 	if r.rb.Switchover != nil {
 		// The agent's lease guards its process, which a switchover does not
 		// touch; the pool's own lock (held by the coordinator) serialises
@@ -290,6 +323,9 @@ func (r *run) execute() {
 		return
 	}
 	defer r.releaseLease()
+	// Expire the silence before the slot and lease go, whatever ended the
+	// run (a panic included: the recover above runs after this).
+	defer r.unsilence()
 	r.lifecycle()
 }
 
@@ -414,41 +450,43 @@ func (r *run) done(s *Step, ok bool, detail string, err error) {
 	if len(s.Output) > MaxStepOutput {
 		s.Output = s.Output[:MaxStepOutput]
 	}
+	r.redactStep(s)
 	r.rec.Steps = append(r.rec.Steps, *s)
 	r.log.Debug("step", "step", s.Name, "ok", ok, "detail", detail, "error", s.Error)
 }
 
-// lifecycle is DESIGN.md §1.1.
+// lifecycle is DESIGN.md §1.1, with the gate (safety.go) between what
+// the run learnt and the first thing it does.
 func (r *run) lifecycle() {
 	alive, ok := r.liveness()
 	if !ok {
 		return
 	}
-	if !alive {
-		if !r.restart("agent is not running") {
+	var causes []*hcl.Cause
+	why := "agent is not running"
+	if alive {
+		pass, ok := r.probe("probe")
+		if !ok || r.cancelled() {
 			return
 		}
-		r.verify()
+		if pass {
+			r.finish(OutcomeHealthy, "alive and its probe passes: the cause is elsewhere, nothing touched")
+			return
+		}
+		causes = r.diagnose()
+		why = "probe failed, no cause matched: restart alone"
+		if len(causes) > 0 {
+			why = "probe failed; repaired " + strings.Join(r.rec.Causes, ", ")
+		}
+	}
+	if ok, causes, why = r.gate(alive, causes, why); !ok {
 		return
 	}
-	pass, ok := r.probe("probe")
-	if !ok || r.cancelled() {
-		return
-	}
-	if pass {
-		r.finish(OutcomeHealthy, "alive and its probe passes: the cause is elsewhere, nothing touched")
-		return
-	}
-	causes := r.diagnose()
 	for _, c := range causes {
 		r.repair(c)
 	}
 	if r.cancelled() {
 		return
-	}
-	why := "probe failed, no cause matched: restart alone"
-	if len(causes) > 0 {
-		why = "probe failed; repaired " + strings.Join(r.rec.Causes, ", ")
 	}
 	if !r.restart(why) {
 		return
@@ -627,8 +665,7 @@ func (r *run) repair(c *hcl.Cause) {
 // over (escalated or failed).
 func (r *run) restart(why string) bool {
 	name := r.rec.Agent
-	now := r.e.opts.Now()
-	wait, exhausted := r.e.budgets.reserve(name, r.rb.Budget, now)
+	wait, exhausted := r.takeRestart()
 	if exhausted != "" {
 		s := r.step("budget")
 		r.done(s, false, exhausted, nil)
@@ -647,7 +684,6 @@ func (r *run) restart(why string) bool {
 	s := r.step("restart")
 	ctx, cancel := context.WithTimeout(r.ctx, r.e.opts.RestartTimeout)
 	defer cancel()
-	r.e.budgets.record(name, r.e.opts.Now())
 	// The detail reads as what happened, not as the state before: a
 	// record saying `restart ok "agent is not running"` looks like a
 	// restart that did not work.
@@ -717,4 +753,32 @@ func (r *run) switchover() {
 		return
 	}
 	r.finish(OutcomeSwitched, "pool "+pool+" switched away from "+r.rec.Agent)
+}
+
+// takeRestart asks the restart budget for one restart: from the shared
+// controls when there are some (one agent has one budget whichever engine
+// restarts it), else, or while Redis is unreachable, from this process.
+func (r *run) takeRestart() (wait time.Duration, exhausted string) {
+	b := r.rb.Budget
+	limit, window := b.Restarts, b.Window
+	if limit <= 0 {
+		limit = hcl.DefaultBudgetRestarts
+	}
+	if window <= 0 {
+		window = hcl.DefaultBudgetWindow
+	}
+	now := r.e.opts.Now()
+	if c := r.e.opts.Controls; c != nil {
+		ctx, cancel := context.WithTimeout(r.ctx, r.e.opts.ProbeTimeout)
+		defer cancel()
+		bo := controls.Backoff{Base: r.e.opts.BackoffBase, Max: r.e.opts.BackoffMax, Reset: r.e.opts.BackoffReset}
+		wait, exhausted, err := c.TakeRestart(ctx, r.e.opts.Node, r.rec.Agent, limit, window, bo, now, r.rec.ID)
+		if err == nil {
+			return wait, exhausted
+		}
+		s := r.step("budget")
+		r.done(s, false, "shared restart budget unavailable; counting in this process only", err)
+		r.log.Warn("shared restart budget unavailable; counting in this process only", "err", err)
+	}
+	return r.e.budgets.take(r.rec.Agent, hcl.Budget{Restarts: limit, Window: window}, now)
 }

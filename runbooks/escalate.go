@@ -40,7 +40,19 @@ func (r *run) escalate(reason string) {
 	// The receiver gets the record as it stands, outcome included.
 	r.rec.Finished = r.e.opts.Now()
 	r.rec.Duration = r.rec.Finished.Sub(r.rec.Started).Seconds()
-	body, err := json.Marshal(Escalation{Reason: reason, Run: r.rec, Alert: r.req.Alert})
+	// Step output in r.rec is redacted already; the alert's annotations
+	// (descriptions often quote a log line) and the reason are too. The
+	// patterns apply to the values, never to the JSON text, where a
+	// pattern like password=\S+ would eat the quotes around it.
+	alert := r.req.Alert
+	if len(r.rb.Redact) > 0 && len(alert.Annotations) > 0 {
+		ann := make(map[string]string, len(alert.Annotations))
+		for k, v := range alert.Annotations {
+			ann[k] = r.redact(v)
+		}
+		alert.Annotations = ann
+	}
+	body, err := json.Marshal(Escalation{Reason: r.redact(reason), Run: r.rec, Alert: alert})
 	if err != nil {
 		s := r.step("escalate")
 		r.done(s, false, "", fmt.Errorf("encode run record: %w", err))
@@ -48,6 +60,7 @@ func (r *run) escalate(reason string) {
 	}
 	x := Escalator{Client: r.e.client, Now: r.e.opts.Now, KillGrace: r.e.opts.KillGrace}
 	for _, s := range x.Send(r.ctx, esc, r.rec.ID, body, r.env("")) {
+		r.redactStep(&s)
 		r.rec.Steps = append(r.rec.Steps, s)
 		r.log.Debug("step", "step", s.Name, "ok", s.OK, "detail", s.Detail, "error", s.Error)
 	}

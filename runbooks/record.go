@@ -18,11 +18,30 @@ const (
 	OutcomeEscalated  = "escalated"  // still broken, or budget exhausted; humans told
 	OutcomeSwitched   = "switched"   // a switchover runbook moved the pool
 	OutcomeUnroutable = "unroutable" // no node could be found for the alert
-	OutcomeExpired    = "expired"    // job reached the node past its deadline
+	OutcomeExpired    = "expired"    // job reached the node past its deadline, or no approval came within approval_ttl
 	OutcomeCancelled  = "cancelled"  // resolved before the job started
 	OutcomeSkipped    = "skipped"    // another run holds the agent's lease, or agent not on this node
 	OutcomeFailed     = "failed"     // medic itself failed (bad config, internal error)
+
+	OutcomeLimited     = "limited"      // the runbook's fleet-wide concurrency limit held past its wait or queue; escalated
+	OutcomeCircuitOpen = "circuit_open" // too many runs for the agent within the circuit's window; escalated without acting
+	OutcomeShadowed    = "shadowed"     // shadow mode: diagnosed, recorded what it would run, executed nothing
+	OutcomePaused      = "paused"       // an operator paused the runbook (or all of them): nothing ran
+	OutcomeRejected    = "rejected"     // approve mode: an operator rejected the run; nothing acted
+
+	// OutcomePendingApproval is not a final outcome: it is the state of
+	// the intermediate record stored while an approve-mode run waits for a
+	// decision, and never a label of medic_remediations_total.
+	OutcomePendingApproval = "pending_approval"
 )
+
+// Outcomes is the closed set of final outcomes, the values of the
+// `outcome` label.
+var Outcomes = []string{
+	OutcomeHealthy, OutcomeRecovered, OutcomeEscalated, OutcomeSwitched, OutcomeUnroutable,
+	OutcomeExpired, OutcomeCancelled, OutcomeSkipped, OutcomeFailed,
+	OutcomeLimited, OutcomeCircuitOpen, OutcomeShadowed, OutcomePaused, OutcomeRejected,
+}
 
 // Triggers say what started a run.
 const (

@@ -51,6 +51,11 @@ type Request struct {
 	Agent   string    `json:"agent,omitempty"`
 	Alert   hcl.Alert `json:"alert"`
 	Trigger string    `json:"trigger"`
+	// Progress, when set, receives a copy of the record whenever the run
+	// reaches a state others must see before it ends (pending_approval);
+	// the job consumer stores it in the run store. It is called in the
+	// run's goroutine and should return quickly.
+	Progress func(*RunRecord) `json:"-"`
 }
 
 // Runner runs a request to completion and always returns a record.

@@ -91,6 +91,9 @@ type Bridge struct {
 	*Proc
 	URL  string
 	Addr string
+	// Token is the bearer token from BridgeOptions.TokenFile: the bridge
+	// requires it for reads too (run records hold script output).
+	Token string
 }
 
 // StartBridge starts `medic bridge` and waits for /-/ready.
@@ -113,6 +116,13 @@ func StartBridge(t testing.TB, o BridgeOptions) *Bridge {
 	}
 	args = append(args, o.Extra...)
 	b := &Bridge{Addr: o.Addr, URL: "http://" + o.Addr}
+	if o.TokenFile != "" {
+		tok, err := os.ReadFile(o.TokenFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Token = strings.TrimSpace(string(tok))
+	}
 	b.Proc = StartProc(t, o.Name, args, ProcOptions{Env: o.Env, LogDir: o.LogDir})
 	WaitHTTP(t, b.URL+"/-/ready", 60*time.Second, b.Proc)
 	return b
@@ -121,9 +131,34 @@ func StartBridge(t testing.TB, o BridgeOptions) *Bridge {
 // WebhookURL is where Alertmanager posts.
 func (b *Bridge) WebhookURL() string { return b.URL + "/api/v1/webhook" }
 
+// Auth is the header that authenticates to the bridge (none without a
+// token).
+func (b *Bridge) Auth() http.Header {
+	if b.Token == "" {
+		return nil
+	}
+	return http.Header{"Authorization": {"Bearer " + b.Token}}
+}
+
+// GetJSON GETs path from the bridge, authenticated, and decodes a 200
+// answer into v.
+func (b *Bridge) GetJSON(ctx context.Context, path string, v any) error {
+	code, body, err := Do(ctx, http.MethodGet, b.URL+path, b.Auth(), nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("GET %s: %d: %.300s", path, code, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: %w: %.300s", path, err, body)
+	}
+	return nil
+}
+
 // Runs lists run records; filter takes agent, node, runbook, outcome, limit.
 func (b *Bridge) Runs(ctx context.Context, filter url.Values) ([]runbooks.RunRecord, error) {
-	code, body, err := Do(ctx, http.MethodGet, b.URL+"/api/v1/runs?"+filter.Encode(), nil, nil)
+	code, body, err := Do(ctx, http.MethodGet, b.URL+"/api/v1/runs?"+filter.Encode(), b.Auth(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +193,7 @@ func decodeRuns(body []byte) ([]runbooks.RunRecord, error) {
 // Run fetches one run record.
 func (b *Bridge) Run(ctx context.Context, id string) (*runbooks.RunRecord, error) {
 	var r runbooks.RunRecord
-	if err := GetJSON(ctx, b.URL+"/api/v1/runs/"+url.PathEscape(id), &r); err != nil {
+	if err := b.GetJSON(ctx, "/api/v1/runs/"+url.PathEscape(id), &r); err != nil {
 		return nil, err
 	}
 	return &r, nil

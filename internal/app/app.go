@@ -24,6 +24,7 @@ import (
 	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
 )
@@ -86,7 +87,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile); err != nil {
+	webUsers, err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile)
+	if err != nil {
 		return err
 	}
 	log, cfg, load, err := begin(o.Logger, o.ConfigFile)
@@ -121,6 +123,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
 	rl := newReloader(cfg, load, log)
 	rl.register(reg)
+	// Pauses, approvals, budgets, circuits and concurrency slots: one
+	// state in Redis for the bridge's API and every engine.
+	ctl := controls.New(client, o.Prefix)
+	reg.MustRegister(controls.NewPausedCollector(ctl, func() []string { return runbookNames(rl.Config()) }, log.With("component", "controls")))
 
 	// Pools: publisher, API and the leased coordinator.
 	qm := queue.NewMetrics(reg)
@@ -137,7 +143,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	pub := queue.NewPublisher(queue.PublisherOptions{Client: client, Prefix: o.Prefix, Agents: agents, Metrics: qm})
 
 	b := bridge.New(bridge.Options{
-		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Token: token,
+		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Controls: ctl, Token: token, WebUsers: webUsers,
 		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline,
 		Logger: log.With("component", "bridge"), Metrics: metrics,
 	})
@@ -146,11 +152,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	mux := http.NewServeMux()
 	b.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
-	mux.Handle("/api/v1/pools/", writesNeedToken(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
-	mux.Handle(bridge.StatusPagePattern, bridge.NewStatusPage(bridge.StatusOptions{
-		Runs: store, Redis: client, Keys: keys, Logger: log,
+	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
+	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
+		Runs: store, Redis: client, Keys: keys, Controls: ctl, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
-	}))
+	})))
 
 	if o.Mount != nil {
 		o.Mount(mux)
@@ -161,7 +167,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	var consumer *bridge.Consumer
 	if o.Node != "" {
 		node, consumer, err = newNode(nodeParts{
-			Name: o.Node, Config: cfg, Client: client, Prefix: o.Prefix, Store: store, Switcher: coord,
+			Name: o.Node, Config: cfg, Client: client, Prefix: o.Prefix, Controls: ctl, Store: store, Switcher: coord,
 			Registry: reg, Metrics: metrics, Concurrency: o.Concurrency, Log: log,
 		})
 		if err != nil {
@@ -225,6 +231,17 @@ func Run(ctx context.Context, o Options) (err error) {
 	return err
 }
 
+func runbookNames(cfg *hcl.Config) []string {
+	if cfg == nil {
+		return nil
+	}
+	names := make([]string, 0, len(cfg.Runbooks))
+	for _, rb := range cfg.Runbooks {
+		names = append(names, rb.Name)
+	}
+	return names
+}
+
 func authMode(token, webConfig string) string {
 	switch {
 	case token != "" && webConfig != "":
@@ -237,16 +254,17 @@ func authMode(token, webConfig string) string {
 	return "none (loopback only)"
 }
 
-// writesNeedToken puts the bridge's bearer token in front of every method
-// but GET and HEAD.
-func writesNeedToken(b *bridge.Bridge, h http.Handler) http.Handler {
-	protected := b.RequireToken(h)
+// bridgeAuth puts the bridge's authentication in front of an API mounted
+// beside it: Read for GET and HEAD, Write (which also refuses cross-origin
+// browser requests) for every other method.
+func bridgeAuth(b *bridge.Bridge, h http.Handler) http.Handler {
+	read, write := b.Read(h), b.Write(h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			h.ServeHTTP(w, r)
+			read.ServeHTTP(w, r)
 			return
 		}
-		protected.ServeHTTP(w, r)
+		write.ServeHTTP(w, r)
 	})
 }
 

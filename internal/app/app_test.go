@@ -96,7 +96,7 @@ func TestCheckExposure(t *testing.T) {
 		{[]string{"127.0.0.1:9095"}, true, missing, "--web.config.file " + missing + ": open"},
 		{[]string{"127.0.0.1:9095"}, false, broken, "--web.config.file " + broken + ": yaml: "},
 	} {
-		err := checkExposure(tc.addrs, tc.token, tc.webConfig)
+		_, err := checkExposure(tc.addrs, tc.token, tc.webConfig)
 		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("checkExposure(%v, token=%v, webConfig=%q) = %v, want error containing %q", tc.addrs, tc.token, tc.webConfig, err, tc.wantErr)
 		}
@@ -184,11 +184,11 @@ func httpDo(t *testing.T, method, url, token, body string) (int, string) {
 	return resp.StatusCode, string(data)
 }
 
-func waitRuns(t *testing.T, base, query string, n int, timeout time.Duration) []runbooks.RunRecord {
+func waitRuns(t *testing.T, base, token, query string, n int, timeout time.Duration) []runbooks.RunRecord {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		_, body := httpDo(t, "GET", base+"/api/v1/runs?"+query, "", "")
+		_, body := httpDo(t, "GET", base+"/api/v1/runs?"+query, token, "")
 		var out struct{ Runs []runbooks.RunRecord }
 		_ = json.Unmarshal([]byte(body), &out)
 		if len(out.Runs) >= n {
@@ -266,7 +266,7 @@ runbook "inject" {
 	if code, body := httpDo(t, "POST", r.base+"/api/v1/webhook", "tok", string(alert)); code != 202 {
 		t.Fatalf("webhook: %d %s", code, body)
 	}
-	runs := waitRuns(t, r.base, "agent=victim", 1, 30*time.Second)
+	runs := waitRuns(t, r.base, "tok", "agent=victim", 1, 30*time.Second)
 	rec := runs[0]
 	var repaired bool
 	for _, s := range rec.Steps {
@@ -400,7 +400,7 @@ func TestDemo(t *testing.T) {
 	if code, body := httpDo(t, "POST", base+"/api/v1/webhook", "", alert); code != 202 {
 		t.Fatalf("demo webhook: %d %s", code, body)
 	}
-	runs := waitRuns(t, base, "agent=demo-web&outcome=healthy", 1, 20*time.Second)
+	runs := waitRuns(t, base, "", "agent=demo-web&outcome=healthy", 1, 20*time.Second)
 	if runs[0].Trigger != runbooks.TriggerAlert {
 		t.Errorf("run %+v, want one triggered by the alert", runs[0])
 	}
@@ -409,7 +409,7 @@ func TestDemo(t *testing.T) {
 	i := strings.Index(text, "/die")
 	web := text[strings.LastIndex(text[:i], "http://"):i]
 	http.Get(web + "/die")
-	waitRuns(t, base, "agent=demo-web&outcome=recovered", 1, 20*time.Second)
+	waitRuns(t, base, "", "agent=demo-web&outcome=recovered", 1, 20*time.Second)
 	deadline = time.Now().Add(10 * time.Second)
 	for a := agents()["demo-web"]; !a.Up || a.PID == pid; a = agents()["demo-web"] {
 		if time.Now().After(deadline) {
@@ -431,7 +431,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	webCfg := filepath.Join(dir, "web.yml")
 	// bcrypt of "am-pass"
 	os.WriteFile(webCfg, []byte("basic_auth_users:\n  alertmanager: $2a$04$vb5mp6VpfNWFmtKWcarc3OOXN.zZfhixNsG9MIcdY.mk8GJ6iF7Vq\n"), 0o600)
-	if err := checkExposure([]string{":9095"}, false, webCfg); err != nil {
+	if _, err := checkExposure([]string{":9095"}, false, webCfg); err != nil {
 		t.Fatalf("a web config should allow a non-loopback address: %v", err)
 	}
 	r := start(t, Options{ConfigFile: dir, RedisURL: rs.URL(), ListenAddresses: []string{"127.0.0.1:0"}, WebConfigFile: webCfg})

@@ -12,51 +12,53 @@ import (
 
 // webAuth validates --web.config.file, so that a bad file is reported with
 // its name before anything starts, and says whether it authenticates
-// clients: basic_auth_users or client_auth_type RequireAndVerifyClientCert.
-// TLS alone authenticates nobody.
-func webAuth(path string) (bool, error) {
+// clients (basic_auth_users or client_auth_type RequireAndVerifyClientCert;
+// TLS alone authenticates nobody) and whether it has basic-auth users.
+func webAuth(path string) (authed, users bool, err error) {
 	if path == "" {
-		return false, nil
+		return false, false, nil
 	}
 	if err := web.Validate(path); err != nil {
-		return false, fmt.Errorf("--web.config.file %s: %w", path, err)
+		return false, false, fmt.Errorf("--web.config.file %s: %w", path, err)
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return false, fmt.Errorf("--web.config.file %s: %w", path, err)
+		return false, false, fmt.Errorf("--web.config.file %s: %w", path, err)
 	}
 	var c web.Config
 	if err := yaml.Unmarshal(raw, &c); err != nil {
-		return false, fmt.Errorf("--web.config.file %s: %w", path, err)
+		return false, false, fmt.Errorf("--web.config.file %s: %w", path, err)
 	}
-	return len(c.Users) > 0 || c.TLSConfig.ClientAuth == "RequireAndVerifyClientCert", nil
+	users = len(c.Users) > 0
+	return users || c.TLSConfig.ClientAuth == "RequireAndVerifyClientCert", users, nil
 }
 
 // checkExposure (bridge and serve) validates --web.config.file and refuses
-// an unauthenticated webhook on anything but loopback: authenticated means
-// a bearer token, or a web config that authenticates clients.
-func checkExposure(addrs []string, token bool, webConfigFile string) error {
-	authed, err := webAuth(webConfigFile)
+// an unauthenticated bridge on anything but loopback: authenticated means
+// a bearer token, or a web config that authenticates clients. It says
+// whether the web config has basic-auth users (bridge.Options.WebUsers).
+func checkExposure(addrs []string, token bool, webConfigFile string) (webUsers bool, err error) {
+	authed, users, err := webAuth(webConfigFile)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if token || authed {
-		return nil
+		return users, nil
 	}
 	for _, a := range addrs {
 		if isLoopback(a) {
 			continue
 		}
 		if webConfigFile != "" {
-			return fmt.Errorf("refusing to start: --web.config.file %s sets neither basic_auth_users nor client_auth_type: RequireAndVerifyClientCert, "+
-				"so the webhook would accept unauthenticated requests on %q, which is not loopback-only. "+
+			return false, fmt.Errorf("refusing to start: --web.config.file %s sets neither basic_auth_users nor client_auth_type: RequireAndVerifyClientCert, "+
+				"so the bridge would accept unauthenticated requests on %q, which is not loopback-only. "+
 				"Add basic_auth_users (or verified client certificates) to it, set --bridge.token-file, or listen on 127.0.0.1, [::1] or localhost only", webConfigFile, a)
 		}
-		return fmt.Errorf("refusing to start: the webhook would accept unauthenticated requests on %q, which is not loopback-only. "+
+		return false, fmt.Errorf("refusing to start: the bridge would accept unauthenticated requests on %q, which is not loopback-only. "+
 			"Set --bridge.token-file (a bearer token, what Alertmanager's http_config.authorization sends) "+
 			"or --web.config.file (basic auth / TLS), or listen on 127.0.0.1, [::1] or localhost only", a)
 	}
-	return nil
+	return false, nil
 }
 
 // checkNodeExposure (medic node) validates --web.config.file and warns,
@@ -64,7 +66,7 @@ func checkExposure(addrs []string, token bool, webConfigFile string) error {
 // the node listens beyond loopback with no authentication: anyone who
 // reaches it can send or delete heartbeats and reload its configuration.
 func checkNodeExposure(addrs []string, webConfigFile string, log *slog.Logger) error {
-	authed, err := webAuth(webConfigFile)
+	authed, _, err := webAuth(webConfigFile)
 	if err != nil || authed {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"
@@ -172,8 +173,11 @@ type nodeParts struct {
 	// Client is the estate's Redis. nil (medic node without --redis.url):
 	// the per-agent lease is in-process, watchdog run records are only
 	// logged and there is no job consumer.
-	Client   redis.UniversalClient
-	Prefix   string
+	Client redis.UniversalClient
+	Prefix string
+	// Controls is the shared pause, approval, budget, circuit and
+	// concurrency state; nil: a store on Client (none without Client).
+	Controls *controls.Store
 	Store    *bridge.RunStore
 	Switcher runbooks.Switcher
 	Registry *prometheus.Registry
@@ -192,10 +196,22 @@ type nodeParts struct {
 // to. Nothing runs yet.
 func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 	var locker runbooks.Locker = runbooks.NewMemoryLocker()
-	var onRecord func(*runbooks.RunRecord)
+	var onRecord, onProgress func(*runbooks.RunRecord)
+	ctl := p.Controls
 	if p.Client != nil {
 		locker = runbooks.NewRedisLocker(p.Client, p.Prefix).WithLogger(p.Log)
 		onRecord = saveRecords(p.Store, p.Log)
+		if ctl == nil {
+			ctl = controls.New(p.Client, p.Prefix)
+		}
+		// The intermediate records (pending_approval) of the watchdog's
+		// runs, so that operators find them; the job consumer stores
+		// those of alert runs itself (Request.Progress).
+		onProgress = func(rec *runbooks.RunRecord) {
+			if rec.Trigger != runbooks.TriggerAlert {
+				onRecord(rec)
+			}
+		}
 	}
 	node, err := exporter.New(exporter.Options{
 		Config: p.Config, NodeName: p.Name, Logger: p.Log.With("component", "node"),
@@ -211,6 +227,7 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 	engine := runbooks.New(runbooks.Options{
 		Config: node.Config, Node: p.Name, Agents: node, Locker: locker, Switcher: p.Switcher,
 		Logger: p.Log.With("component", "engine"), Registerer: p.Registry,
+		Controls: ctl, Progress: onProgress,
 	})
 	node.SetRunner(engine)
 	if p.Client == nil {

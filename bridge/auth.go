@@ -1,0 +1,293 @@
+package bridge
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Authentication of the bridge's own endpoints.
+//
+// With a bearer token (Options.Token) every endpoint but /metrics,
+// /-/healthy and /-/ready needs it: writes, and reads too, because run
+// records hold script output and script output can hold secrets. A
+// program sends `Authorization: Bearer TOKEN`. A browser cannot be told to
+// send a bearer token, so the status page answers an unauthenticated
+// visitor with 401 and a login form; POST /login with the token sets a
+// session cookie (HttpOnly, SameSite=Strict, 12 h), an HMAC under the
+// token of its expiry and the name the visitor gave, so every replica
+// that has the token accepts it, nothing is stored server-side, and
+// rotating the token ends every session. The cookie never holds the token.
+//
+// Without a token, authentication is the listener's (--web.config.file:
+// basic auth or verified client certificates, in front of every endpoint)
+// or there is none, which the app allows on loopback only.
+//
+// Writes are also refused when a browser says they come from another
+// origin (http.CrossOriginProtection: Sec-Fetch-Site, Origin), so that a
+// web page cannot make an operator's browser post with its cookie or its
+// basic-auth credentials; and a write authenticated by the session cookie
+// must carry the session's CSRF token (a hidden form field the status page
+// renders), in case a browser sends neither header.
+
+// SessionCookie is the name of the status page's session cookie.
+const SessionCookie = "medic_session"
+
+// SessionTTL is how long a login lasts.
+const SessionTTL = 12 * time.Hour
+
+// maxFormBody bounds the bodies of the login form and of the operator
+// endpoints (pause, approve, reject, reset).
+const maxFormBody = 16 << 10
+
+// maxNameLen bounds a name given at login or in a "by" field.
+const maxNameLen = 128
+
+// Caller is who made a request, as the bridge's authentication saw it;
+// CallerFrom reads it in a handler behind Read, Write or Page.
+type Caller struct {
+	// Via is how the request was let in: "token" (bearer header),
+	// "session" (login cookie), "web" (no token: the web config's basic
+	// auth or client certificates, or no authentication at all on
+	// loopback).
+	Via string
+	// User is an authenticated name: the basic-auth user the web config
+	// verified (Options.WebUsers), or the common name of a verified client
+	// certificate; "" when there is none.
+	User string
+	// Name is the name given at login: the visitor's own word, not
+	// verified.
+	Name string
+	// CSRF is the token a form posted with this session must carry; ""
+	// outside a session.
+	CSRF string
+}
+
+type callerKey struct{}
+
+// CallerFrom returns the caller stored by Read, Write or Page, or nil.
+func CallerFrom(ctx context.Context) *Caller {
+	c, _ := ctx.Value(callerKey{}).(*Caller)
+	return c
+}
+
+// Who is the name recorded for an operator's action: the authenticated
+// user if any, else what the request says (by), else the name given at
+// login, else "token" for a token holder and "anonymous" otherwise.
+func (c *Caller) Who(by string) string {
+	switch {
+	case c != nil && c.User != "":
+		return c.User
+	case by != "":
+		return by
+	case c != nil && c.Name != "":
+		return c.Name
+	case c != nil && (c.Via == "token" || c.Via == "session"):
+		return "token"
+	}
+	return "anonymous"
+}
+
+// authenticate says who r is, or nil when it needs credentials it does
+// not carry.
+func (b *Bridge) authenticate(r *http.Request) *Caller {
+	c := &Caller{Via: "web"}
+	if b.opts.WebUsers {
+		if u, _, ok := r.BasicAuth(); ok {
+			c.User = u
+		}
+	}
+	if c.User == "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		c.User = r.TLS.VerifiedChains[0][0].Subject.CommonName
+	}
+	if b.opts.Token == "" {
+		return c
+	}
+	if scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(b.opts.Token)) == 1 {
+			c.Via = "token"
+			return c
+		}
+		return nil // a wrong token is wrong, whatever cookie comes with it
+	}
+	if ck, err := r.Cookie(SessionCookie); err == nil {
+		if name, ok := b.checkSession(ck.Value, b.opts.Now()); ok {
+			c.Via, c.Name, c.CSRF = "session", name, b.mac("csrf", ck.Value)
+			return c
+		}
+	}
+	return nil
+}
+
+// Read requires authentication for a read endpoint: 401 JSON with a
+// WWW-Authenticate challenge when it is missing.
+func (b *Bridge) Read(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := b.authenticate(r)
+		if c == nil {
+			unauthenticated(w)
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	})
+}
+
+// Write requires authentication for a mutating endpoint, refuses
+// cross-origin browser requests, and, for a session, the session's CSRF
+// token (form field "csrf" or header X-CSRF-Token). A form body is parsed
+// here, bounded, so that the handler finds it in r.PostForm.
+func (b *Bridge) Write(h http.Handler) http.Handler {
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := b.authenticate(r)
+		if c == nil {
+			unauthenticated(w)
+			return
+		}
+		if isForm(r) {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+			if err := r.ParseForm(); err != nil {
+				writeError(w, http.StatusBadRequest, "form: "+err.Error())
+				return
+			}
+		}
+		if c.Via == "session" {
+			got := r.Header.Get("X-CSRF-Token")
+			if got == "" {
+				got = r.PostForm.Get("csrf")
+			}
+			if subtle.ConstantTimeCompare([]byte(got), []byte(c.CSRF)) != 1 {
+				writeError(w, http.StatusForbidden, "forbidden: missing or wrong CSRF token (reload the status page)")
+				return
+			}
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	})
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusForbidden, "forbidden: cross-origin request")
+	}))
+	return cop.Handler(inner)
+}
+
+// RequireToken is Write, under its older name.
+//
+// Deprecated: use Write.
+func (b *Bridge) RequireToken(h http.Handler) http.Handler { return b.Write(h) }
+
+// Page requires authentication for a browser page: an unauthenticated
+// visitor gets 401 and the login form.
+func (b *Bridge) Page(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := b.authenticate(r)
+		if c == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="medic"`)
+			writeLoginPage(w, http.StatusUnauthorized, "")
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	})
+}
+
+func unauthenticated(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="medic"`)
+	writeError(w, http.StatusUnauthorized, "unauthenticated: a valid bearer token is required")
+}
+
+func isForm(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "multipart/form-data")
+}
+
+// loginFailDelay slows down guessing the token through the login form.
+const loginFailDelay = 500 * time.Millisecond
+
+// handleLogin is POST /login: form fields token and name (optional).
+func (b *Bridge) handleLogin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil {
+		writeLoginPage(w, http.StatusBadRequest, "The form could not be read: "+err.Error())
+		return
+	}
+	tok := strings.TrimSpace(r.PostForm.Get("token"))
+	if b.opts.Token == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(b.opts.Token)) != 1 {
+		time.Sleep(loginFailDelay)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="medic"`)
+		writeLoginPage(w, http.StatusUnauthorized, "Wrong token.")
+		return
+	}
+	name, err := checkName(r.PostForm.Get("name"))
+	if err != nil {
+		writeLoginPage(w, http.StatusBadRequest, "Name: "+err.Error())
+		return
+	}
+	exp := b.opts.Now().Add(SessionTTL)
+	http.SetCookie(w, &http.Cookie{
+		Name: SessionCookie, Value: b.newSession(name, exp), Path: "/", Expires: exp, MaxAge: int(SessionTTL / time.Second),
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+	})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// handleLogout is POST /logout: the session cookie is cleared.
+func (b *Bridge) handleLogout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// newSession is "v1.EXPIRY.NAME.MAC": EXPIRY in unix seconds, NAME
+// base64url, MAC the HMAC-SHA256 under the token of what precedes it.
+func (b *Bridge) newSession(name string, exp time.Time) string {
+	v := "v1." + strconv.FormatInt(exp.Unix(), 10) + "." + base64.RawURLEncoding.EncodeToString([]byte(name))
+	return v + "." + b.mac("session", v)
+}
+
+func (b *Bridge) checkSession(v string, now time.Time) (name string, ok bool) {
+	i := strings.LastIndexByte(v, '.')
+	if i < 0 || !hmac.Equal([]byte(v[i+1:]), []byte(b.mac("session", v[:i]))) {
+		return "", false
+	}
+	parts := strings.Split(v[:i], ".")
+	if len(parts) != 3 || parts[0] != "v1" {
+		return "", false
+	}
+	exp, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || now.Unix() >= exp {
+		return "", false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return "", false
+	}
+	return string(raw), true
+}
+
+// mac is the base64url HMAC-SHA256 under the token of purpose and msg.
+func (b *Bridge) mac(purpose, msg string) string {
+	m := hmac.New(sha256.New, []byte(b.opts.Token))
+	m.Write([]byte("medic " + purpose + "\x00" + msg))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// checkName trims a human's name (login, "by") and refuses control
+// characters and overlong names: it ends up in logs, Redis and the page.
+func checkName(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if len(s) > maxNameLen || !utf8.ValidString(s) {
+		return "", errors.New("at most " + strconv.Itoa(maxNameLen) + " bytes of UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return "", errors.New("no control characters")
+		}
+	}
+	return s, nil
+}

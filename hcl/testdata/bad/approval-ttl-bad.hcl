@@ -1,0 +1,5 @@
+runbook "r" {
+  match { alertname = "A" }
+  mode         = "approve"
+  approval_ttl = "15"
+}

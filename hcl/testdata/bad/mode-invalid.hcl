@@ -1,0 +1,4 @@
+runbook "r" {
+  match { alertname = "A" }
+  mode  = "shadw"
+}

@@ -1,0 +1,8 @@
+runbook "r" {
+  match { alertname = "A" }
+  redact = [
+    "(?i)token=\\S+",
+    "(?i)password=(\\S+",
+    "",
+  ]
+}

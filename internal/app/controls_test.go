@@ -1,0 +1,166 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/runbooks"
+)
+
+// TestServeSafety runs medic serve with a token against a real Redis: the
+// reads need the token (metrics and health do not); a runbook in approve
+// mode waits, visible as pending_approval, until it is approved over the
+// API, then acts; a pause shows in /metrics and turns the next run into
+// "paused"; a reset answers.
+func TestServeSafety(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	dir := t.TempDir()
+	cfgDir := filepath.Join(dir, "cfg")
+	os.MkdirAll(cfgDir, 0o755)
+	os.WriteFile(filepath.Join(cfgDir, "estate.hcl"), []byte(fmt.Sprintf(`
+agent "careful-agent" {
+  node     = "n1"
+  command  = ["/bin/sleep", "3600"]
+  workdir  = %q
+  watchdog = false
+  probe "exec" {
+    command = ["/bin/false"]
+    timeout = "1s"
+  }
+}
+
+agent "cfg-1" {
+  node    = "n1"
+  command = ["/bin/sleep", "3600"]
+  watchdog = false
+}
+
+pool "switches" {
+  agents     = ["cfg-1"]
+  device_url = "http://127.0.0.1:1/${device}"
+}
+
+runbook "careful" {
+  match { alertname = "Careful" }
+  mode         = "approve"
+  approval_ttl = "5m"
+  verify {
+    attempts = 1
+    interval = "10ms"
+  }
+}
+`, dir)), 0o644)
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("tok\n"), 0o600)
+	r := start(t, Options{
+		ConfigFile: cfgDir, RedisURL: rs.URL(), ListenAddresses: []string{"127.0.0.1:0"}, TokenFile: tokenFile, Node: "n1",
+	})
+
+	// Protected reads, open health and metrics.
+	for _, tc := range []struct {
+		path, token string
+		code        int
+	}{
+		{"/api/v1/runs", "", 401}, {"/api/v1/runs", "tok", 200},
+		{"/api/v1/pools/switches", "", 401}, {"/api/v1/pools/switches", "tok", 200},
+		{"/api/v1/pause", "", 401}, {"/api/v1/pause", "tok", 200},
+		{"/", "", 401}, {"/", "tok", 200},
+		{"/metrics", "", 200}, {"/-/healthy", "", 200}, {"/-/ready", "", 200},
+	} {
+		if code, body := httpDo(t, "GET", r.base+tc.path, tc.token, ""); code != tc.code {
+			t.Errorf("GET %s with token %q = %d, want %d: %.200s", tc.path, tc.token, code, tc.code, body)
+		}
+	}
+	if code, body := httpDo(t, "POST", r.base+"/api/v1/pools/switches/configs", "", `{"device":"d1","payload":{}}`); code != 401 {
+		t.Errorf("pool write without token = %d %s", code, body)
+	}
+
+	// Approve mode: the run waits as pending_approval, is approved, acts.
+	fire := func(name string) {
+		t.Helper()
+		alert, _ := json.Marshal(map[string]any{"alerts": []map[string]any{{
+			"status": "firing", "labels": map[string]string{"alertname": "Careful", "agent": "careful-agent", "n": name},
+			"startsAt": time.Now().UTC().Format(time.RFC3339Nano),
+		}}})
+		if code, body := httpDo(t, "POST", r.base+"/api/v1/webhook", "tok", string(alert)); code != 202 {
+			t.Fatalf("webhook: %d %s", code, body)
+		}
+	}
+	fire("1")
+	pending := waitRuns(t, r.base, "tok", "runbook=careful&outcome=pending_approval", 1, 20*time.Second)[0]
+	if code, body := httpDo(t, "POST", r.base+"/api/v1/runs/"+pending.ID+"/approve", "", ""); code != 401 {
+		t.Errorf("approve without token = %d %s", code, body)
+	}
+	code, body := httpDo(t, "POST", r.base+"/api/v1/runs/"+pending.ID+"/approve", "tok", `{"by":"alice","reason":"go"}`)
+	if code != 200 || !strings.Contains(body, `"by":"alice"`) || !strings.Contains(body, `"approve":true`) {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	if code, body := httpDo(t, "POST", r.base+"/api/v1/runs/"+pending.ID+"/reject", "tok", ""); code != 409 {
+		t.Errorf("reject after approve = %d %s, want 409", code, body)
+	}
+	final := waitFinal(t, r.base, pending.ID, 30*time.Second)
+	t.Logf("approved run: %s (%s), %d steps", final.Outcome, final.Reason, len(final.Steps))
+	// The probe is /bin/false: once approved, the run restarts the agent,
+	// verifies, and escalates.
+	if final.Outcome != runbooks.OutcomeEscalated {
+		t.Errorf("approved run ended %q (%s), want escalated after acting", final.Outcome, final.Reason)
+	}
+
+	// Pause: medic_paused says so and the next alert's run is "paused".
+	code, body = httpDo(t, "POST", r.base+"/api/v1/pause", "tok", `{"runbook":"careful","for":"1h","reason":"maintenance"}`)
+	if code != 200 {
+		t.Fatalf("pause: %d %s", code, body)
+	}
+	if _, metrics := httpDo(t, "GET", r.base+"/metrics", "", ""); !strings.Contains(metrics, `medic_paused{runbook="careful"} 1`) || !strings.Contains(metrics, `medic_paused{runbook="*"} 0`) {
+		t.Errorf("/metrics lacks the pause:\n%s", grepLines(metrics, "medic_paused"))
+	}
+	fire("2")
+	waitRuns(t, r.base, "tok", "runbook=careful&outcome=paused", 1, 20*time.Second)
+	if code, body := httpDo(t, "DELETE", r.base+"/api/v1/pause?runbook=careful", "tok", ""); code != 200 {
+		t.Errorf("resume: %d %s", code, body)
+	}
+	if _, metrics := httpDo(t, "GET", r.base+"/metrics", "", ""); !strings.Contains(metrics, `medic_paused{runbook="careful"} 0`) {
+		t.Errorf("/metrics after resume:\n%s", grepLines(metrics, "medic_paused"))
+	}
+
+	if code, body := httpDo(t, "POST", r.base+"/api/v1/agents/n1/careful-agent/reset", "tok", ""); code != 200 || !strings.Contains(body, `"reset":true`) {
+		t.Errorf("reset: %d %s", code, body)
+	}
+	if err := r.stop(); err != nil {
+		t.Errorf("Run returned %v after stop", err)
+	}
+}
+
+// waitFinal waits until run id has a final outcome.
+func waitFinal(t *testing.T, base, id string, timeout time.Duration) runbooks.RunRecord {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		_, body := httpDo(t, "GET", base+"/api/v1/runs/"+id, "tok", "")
+		var rec runbooks.RunRecord
+		_ = json.Unmarshal([]byte(body), &rec)
+		if rec.Outcome != "" && rec.Outcome != runbooks.OutcomePendingApproval {
+			return rec
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s has no final outcome after %s: %s", id, timeout, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
