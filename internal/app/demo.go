@@ -28,7 +28,7 @@ const DemoPool = "demo-switches"
 // demoPorts names the loopback ports the estate's agents listen on; each
 // fills @PORT_NAME@ in the estate. An agent added to the estate adds its
 // name here.
-var demoPorts = []string{"WEB", "WORKER", "CFG1", "CFG2"}
+var demoPorts = []string{"WEB", "WORKER", "CFG1", "CFG2", "BATCH"}
 
 // DemoOptions configure RunDemo.
 type DemoOptions struct {
@@ -184,7 +184,8 @@ medic demo is running: bridge + node {{printf "%q" .Node}} in one process, an em
 in-memory store (nothing is kept after exit), two demo agents (demo-web on
 127.0.0.1:{{.Ports.WEB}}, demo-worker on 127.0.0.1:{{.Ports.WORKER}}), pool {{printf "%q" .Pool}} with two
 config agents (demo-cfg-1 on 127.0.0.1:{{.Ports.CFG1}}, demo-cfg-2 on 127.0.0.1:{{.Ports.CFG2}}) delivering to
-a built-in demo device, and the library runbooks from {{.ConfigDir}}.
+a built-in demo device, demo-batch (127.0.0.1:{{.Ports.BATCH}}) with a shadow and an approve
+runbook, and the library runbooks from {{.ConfigDir}}.
 
   status page   {{.Base}}/
   run records   {{.Base}}/api/v1/runs
@@ -248,6 +249,31 @@ Config dispatch and switchover:
   #     demo-cfg-2; then publish more and read the device again (epoch 3).
   curl -s -XPOST {{.Base}}/api/v1/pools/{{.Pool}}/switchover
   curl -s http://127.0.0.1:{{.Ports.CFG2}}/die
+
+Shadow and approve (demo-batch on 127.0.0.1:{{.Ports.BATCH}}: no watchdog, so only these act on it):
+
+  # 12. Hang demo-batch: its probe fails from now on.
+  curl -s -m 1 http://127.0.0.1:{{.Ports.BATCH}}/hang
+
+  # 13. Shadow mode (runbook demo-shadow): it samples, diagnoses and records
+  #     the restart it would run, and runs nothing. Outcome "shadowed", and
+  #     demo-batch keeps its pid.
+  curl -s -XPOST {{.Base}}/api/v1/webhook -H 'Content-Type: application/json' \
+    -d '{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"DemoBatchShadow","agent":"demo-batch","node":"demo"},"startsAt":"{{.Now}}"}]}'
+  curl -s '{{.Base}}/api/v1/runs?agent=demo-batch&outcome=shadowed&limit=1'
+
+  # 14. Approve mode (runbook demo-approve): it diagnoses, then waits for a
+  #     person. The run shows as "pending_approval" here and on the status
+  #     page, with Approve and Reject buttons.
+  curl -s -XPOST {{.Base}}/api/v1/webhook -H 'Content-Type: application/json' \
+    -d '{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"DemoBatchApprove","agent":"demo-batch","node":"demo"},"startsAt":"{{.Now}}"}]}'
+  curl -s '{{.Base}}/api/v1/runs?agent=demo-batch&outcome=pending_approval&limit=1'
+
+  # 15. Approve it (RUN_ID from step 14): the agent is checked again,
+  #     restarted and verified, "recovered", a new pid. /reject instead ends
+  #     it "rejected"; no decision within approval_ttl (10m) ends it "expired".
+  curl -s -XPOST {{.Base}}/api/v1/runs/RUN_ID/approve -d '{"by":"you"}'
+  curl -s http://127.0.0.1:{{.Ports.BATCH}}/pid
 
 Stop with Ctrl-C.
 `))
