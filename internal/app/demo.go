@@ -86,7 +86,7 @@ func RunDemo(ctx context.Context, o DemoOptions) error {
 	err = Run(ctx, Options{
 		ConfigFile: cfgDir, Node: DemoNode, ListenAddresses: []string{listen}, Logger: o.Logger,
 		OnListening: func(addrs []string) {
-			printDemo(o.Out, addrs[0], cfgDir, ports)
+			printDemo(o.Out, o.Executable, addrs[0], cfgDir, ports)
 			if o.OnListening != nil {
 				o.OnListening(addrs)
 			}
@@ -140,7 +140,7 @@ func writeFS(dst string, src fs.FS, repl *strings.Replacer) error {
 	return nil
 }
 
-func printDemo(w io.Writer, addr, cfgDir string, ports map[string]string) {
+func printDemo(w io.Writer, exe, addr, cfgDir string, ports map[string]string) {
 	base := "http://" + addr
 	web := "http://127.0.0.1:" + ports["WEB"]
 	fmt.Fprintf(w, `
@@ -171,6 +171,11 @@ Try, in another terminal:
   curl -s %s/pid
   curl -s '%s/api/v1/runs?agent=demo-web&limit=5'
 
+  # 5. Pause remediation and lift it again: while paused, runs end as
+  #    "paused" and nothing acts; the status page shows the pause.
+  %s pause --bridge.url=%s --reason="trying medic"
+  %s resume --bridge.url=%s
+
 Stop with Ctrl-C.
-`, DemoNode, web, ports["WORKER"], cfgDir, base, base, base, base, web, web, web, base)
+`, DemoNode, web, ports["WORKER"], cfgDir, base, base, base, base, web, web, web, base, exe, base, exe, base)
 }
