@@ -296,7 +296,7 @@ func TestStatusPageControls(t *testing.T) {
 		`<span class="pill warn" title="the runbook&#39;s fleet-wide concurrency limit held it past its wait or queue: escalated">limited</span>`,
 		`<span class="pill bad" title="the agent&#39;s circuit breaker is open`, `>circuit_open</span>`,
 		`<span class="pill warn" title="an operator rejected the run: nothing was done">rejected</span>`,
-		`paused by alice: deploy`, `concurrency 2 of 2 in use`, `5 runs in 1h`, `would restart`, `rejected by bob`,
+		`<br><span class="small">paused by alice: deploy</span>`, `concurrency 2 of 2 in use`, `5 runs in 1h`, `would restart`, `rejected by bob`,
 	} {
 		if !strings.Contains(page, w) {
 			t.Errorf("page lacks %q", w)
