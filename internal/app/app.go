@@ -167,6 +167,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			return err
 		}
 		rl.apply = append(rl.apply, node.ApplyConfig)
+		warnOpenHeartbeats(o.ListenAddresses, token != "", o.WebConfigFile, log)
 		nh := node.Handler()
 		mux.Handle("/api/v1/heartbeats/", nh)
 		mux.Handle("GET /api/v1/agents", nh)

@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,5 +183,24 @@ func TestServeEmbeddedControls(t *testing.T) {
 	}
 	if code, body := httpDo(t, "DELETE", r.base+"/api/v1/pause", "", ""); code != 200 || !strings.Contains(body, `"pauses":[]`) {
 		t.Errorf("resume: %d %s", code, body)
+	}
+}
+
+func TestWarnOpenHeartbeats(t *testing.T) {
+	for _, tc := range []struct {
+		addrs []string
+		token bool
+		warn  bool
+	}{
+		{[]string{":9095"}, true, true},
+		{[]string{"127.0.0.1:9095", "10.0.0.1:9095"}, true, true},
+		{[]string{"127.0.0.1:9095"}, true, false},
+		{[]string{":9095"}, false, false}, // refused earlier by checkExposure
+	} {
+		var buf strings.Builder
+		warnOpenHeartbeats(tc.addrs, tc.token, "", slog.New(slog.NewTextHandler(&buf, nil)))
+		if got := strings.Contains(buf.String(), "heartbeat API"); got != tc.warn {
+			t.Errorf("%v token=%v: warned %v, want %v: %s", tc.addrs, tc.token, got, tc.warn, buf.String())
+		}
 	}
 }
