@@ -202,9 +202,10 @@ func unauthenticated(w http.ResponseWriter) {
 	writeError(w, http.StatusUnauthorized, "unauthenticated: a valid bearer token is required")
 }
 
+// isForm: an HTML form's post (the status page's forms are urlencoded;
+// multipart is not accepted).
 func isForm(r *http.Request) bool {
-	ct := r.Header.Get("Content-Type")
-	return strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "multipart/form-data")
+	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")
 }
 
 // loginFailDelay slows down guessing the token through the login form.

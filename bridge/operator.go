@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,13 +78,16 @@ func readInput(w http.ResponseWriter, r *http.Request, v any, form func(get func
 		}
 		return opErr(http.StatusBadRequest, "body: %v", err)
 	}
-	if len(strings.TrimSpace(string(data))) == 0 {
+	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return opErr(http.StatusBadRequest, "body: %v", err)
+	}
+	if dec.More() {
+		return opErr(http.StatusBadRequest, "body: more than one JSON value")
 	}
 	return nil
 }

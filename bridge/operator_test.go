@@ -271,7 +271,8 @@ func TestStatusPageControls(t *testing.T) {
 
 	mux := http.NewServeMux()
 	tb.Register(mux)
-	mux.Handle(StatusPagePattern, tb.Page(NewStatusPage(StatusOptions{Runs: store, Controls: ctl, Refresh: -1})))
+	mux.Handle(StatusPagePattern, tb.Page(NewStatusPage(StatusOptions{Runs: store, Controls: ctl, Refresh: -1,
+		Runbooks: func() []string { return []string{"recover", "lost"} }})))
 	srv := newServer(t, mux)
 	sess := tb.newSession("carol", now.Add(time.Hour))
 	cookie := http.Header{"Cookie": {SessionCookie + "=" + sess}}
@@ -296,7 +297,7 @@ func TestStatusPageControls(t *testing.T) {
 		`<span class="pill warn" title="the runbook&#39;s fleet-wide concurrency limit held it past its wait or queue: escalated">limited</span>`,
 		`<span class="pill bad" title="the agent&#39;s circuit breaker is open`, `>circuit_open</span>`,
 		`<span class="pill warn" title="an operator rejected the run: nothing was done">rejected</span>`,
-		`paused by alice: deploy`, `concurrency 2 of 2 in use`, `5 runs in 1h`, `would restart`, `rejected by bob`,
+		`<br><span class="small">paused by alice: deploy</span>`, `concurrency 2 of 2 in use`, `5 runs in 1h`, `would restart`, `rejected by bob`,
 	} {
 		if !strings.Contains(page, w) {
 			t.Errorf("page lacks %q", w)
@@ -327,5 +328,15 @@ func TestStatusPageControls(t *testing.T) {
 	code, _, _ = do(t, noRedirect, "POST", srv+"/api/v1/resume", form, url.Values{"runbook": {"recover"}, "csrf": {csrf}}.Encode())
 	if p, _ := ctl.Paused(ctx, "recover", time.Now()); code != 303 || p != nil {
 		t.Errorf("resume from the page = %d, pause %+v", code, p)
+	}
+	// The pause form: every runbook, for 30 minutes, by the signed-in name.
+	code, _, body = do(t, noRedirect, "POST", srv+"/api/v1/pause", form, url.Values{"runbook": {""}, "for": {"30m"}, "reason": {"incident"}, "csrf": {csrf}}.Encode())
+	p, _ := ctl.Paused(ctx, "lost", time.Now())
+	if code != 303 || p == nil || p.Runbook != "" || p.By != "carol" || p.Reason != "incident" || p.Until.Sub(p.Since) != 30*time.Minute {
+		t.Errorf("pause from the page = %d %q, pause %+v", code, body, p)
+	}
+	code, _, body = do(t, noRedirect, "POST", srv+"/api/v1/pause", form, url.Values{"for": {"soon"}, "csrf": {csrf}}.Encode())
+	if code != 400 || !strings.Contains(body, `for: "soon" is not a duration`) {
+		t.Errorf("bad pause from the page = %d %q, want 400 as text", code, body)
 	}
 }

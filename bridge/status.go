@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -173,6 +174,9 @@ type StatusOptions struct {
 	// each, and the runs waiting for approval with approve and reject
 	// buttons (posting to the operator endpoints).
 	Controls *controls.Store
+	// Runbooks names the configured runbooks for the page's pause form
+	// (it follows reloads); nil: the form offers "every runbook" only.
+	Runbooks func() []string
 	// RunLimit is how many recent runs are shown (default 25).
 	RunLimit int
 	// Refresh is the meta refresh period (default 5s; negative disables).
@@ -235,6 +239,7 @@ type statusData struct {
 	CSRF   string
 	// Controls: the operator's forms are offered.
 	Controls      bool
+	Runbooks      []string
 	Pauses        []controls.Pause
 	Pending       []*runbooks.RunRecord // waiting for approval, oldest deadline first
 	ControlsError string
@@ -272,6 +277,9 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if p.o.Controls != nil {
 		d.Controls = true
+		if p.o.Runbooks != nil {
+			d.Runbooks = slices.Sorted(slices.Values(p.o.Runbooks()))
+		}
 		p.readControls(ctx, &d)
 	}
 	if p.o.Pools != nil {

@@ -154,7 +154,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
-		Runs: store, Redis: client, Keys: keys, Controls: ctl, Logger: log,
+		Runs: store, Redis: client, Keys: keys, Controls: ctl, Runbooks: func() []string { return runbookNames(rl.Config()) }, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
 	})))
 
@@ -174,6 +174,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			return err
 		}
 		rl.apply = append(rl.apply, node.ApplyConfig)
+		warnOpenHeartbeats(o.ListenAddresses, token != "", o.WebConfigFile, log)
 		nh := node.Handler()
 		mux.Handle("/api/v1/heartbeats/", nh)
 		mux.Handle("GET /api/v1/agents", nh)

@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,4 +164,43 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// medic serve without --redis.url (and so medic demo): the controls run on
+// the embedded store too.
+func TestServeEmbeddedControls(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.hcl"), []byte("runbook \"r\" {\n  match { alertname = \"X\" }\n  mode = \"approve\"\n}\n"), 0o644)
+	r := start(t, Options{ConfigFile: dir, ListenAddresses: []string{"127.0.0.1:0"}, Node: "n1"})
+	if code, body := httpDo(t, "POST", r.base+"/api/v1/pause", "", `{"for":"10m","reason":"try"}`); code != 200 || !strings.Contains(body, `"by":"anonymous"`) {
+		t.Fatalf("pause on the embedded store: %d %s", code, body)
+	}
+	if _, metrics := httpDo(t, "GET", r.base+"/metrics", "", ""); !strings.Contains(metrics, `medic_paused{runbook="*"} 1`) || !strings.Contains(metrics, `medic_paused{runbook="r"} 1`) {
+		t.Errorf("/metrics:\n%s", grepLines(metrics, "medic_paused"))
+	}
+	if code, body := httpDo(t, "POST", r.base+"/api/v1/runs/nope/approve", "", ""); code != 404 {
+		t.Errorf("approve unknown: %d %s", code, body)
+	}
+	if code, body := httpDo(t, "DELETE", r.base+"/api/v1/pause", "", ""); code != 200 || !strings.Contains(body, `"pauses":[]`) {
+		t.Errorf("resume: %d %s", code, body)
+	}
+}
+
+func TestWarnOpenHeartbeats(t *testing.T) {
+	for _, tc := range []struct {
+		addrs []string
+		token bool
+		warn  bool
+	}{
+		{[]string{":9095"}, true, true},
+		{[]string{"127.0.0.1:9095", "10.0.0.1:9095"}, true, true},
+		{[]string{"127.0.0.1:9095"}, true, false},
+		{[]string{":9095"}, false, false}, // refused earlier by checkExposure
+	} {
+		var buf strings.Builder
+		warnOpenHeartbeats(tc.addrs, tc.token, "", slog.New(slog.NewTextHandler(&buf, nil)))
+		if got := strings.Contains(buf.String(), "heartbeat API"); got != tc.warn {
+			t.Errorf("%v token=%v: warned %v, want %v: %s", tc.addrs, tc.token, got, tc.warn, buf.String())
+		}
+	}
 }

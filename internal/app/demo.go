@@ -117,7 +117,7 @@ func RunDemo(ctx context.Context, o DemoOptions) error {
 		ConfigFile: cfgDir, RedisURL: redisURL, Node: DemoNode, ListenAddresses: []string{listen}, Logger: o.Logger,
 		Mount: device.register,
 		OnListening: func(addrs []string) {
-			printDemo(o.Out, demoText{Base: "http://" + addrs[0], Node: DemoNode, Pool: DemoPool, ConfigDir: cfgDir, Ports: ports})
+			printDemo(o.Out, demoText{Base: "http://" + addrs[0], Node: DemoNode, Pool: DemoPool, ConfigDir: cfgDir, Ports: ports, Exe: o.Executable})
 			if o.OnListening != nil {
 				o.OnListening(addrs)
 			}
@@ -174,6 +174,7 @@ func writeFS(dst string, src fs.FS, repl *strings.Replacer) error {
 type demoText struct {
 	Base, Node, Pool, ConfigDir string
 	Ports                       map[string]string
+	Exe                         string // the medic binary, for medic pause/resume
 }
 
 // Now is the shell's current time, for startsAt in the printed alerts.
@@ -274,6 +275,14 @@ Shadow and approve (demo-batch on 127.0.0.1:{{.Ports.BATCH}}: no watchdog, so on
   #     it "rejected"; no decision within approval_ttl (10m) ends it "expired".
   curl -s -XPOST {{.Base}}/api/v1/runs/RUN_ID/approve -d '{"by":"you"}'
   curl -s http://127.0.0.1:{{.Ports.BATCH}}/pid
+
+Pause:
+
+  # 16. Pause remediation and lift it again: while paused, runs end as
+  #     "paused" and nothing acts; the status page shows the pause, and
+  #     /metrics medic_paused.
+  {{.Exe}} pause --bridge.url={{.Base}} --reason="trying medic"
+  {{.Exe}} resume --bridge.url={{.Base}}
 
 Stop with Ctrl-C.
 `))

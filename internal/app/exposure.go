@@ -80,6 +80,27 @@ func checkNodeExposure(addrs []string, webConfigFile string, log *slog.Logger) e
 	return nil
 }
 
+// warnOpenHeartbeats (serve) warns that the node's heartbeat API, served
+// on the bridge's address, is outside the bridge's token (agents' heartbeat
+// clients send none): beyond loopback without a web config that
+// authenticates, anyone who reaches it can send or delete heartbeats.
+// Without a token checkExposure has already refused that case.
+func warnOpenHeartbeats(addrs []string, token bool, webConfigFile string, log *slog.Logger) {
+	if !token {
+		return
+	}
+	if authed, _, err := webAuth(webConfigFile); err != nil || authed {
+		return
+	}
+	for _, a := range addrs {
+		if !isLoopback(a) {
+			log.Warn("the node's heartbeat API (PUT/DELETE /api/v1/heartbeats/, GET /api/v1/agents) is not behind --bridge.token-file and listens beyond loopback: anyone who can reach it can send or delete heartbeats; "+
+				"listen on 127.0.0.1, or set --web.config.file with basic_auth_users or client certificates", "listen", a)
+			return
+		}
+	}
+}
+
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,7 +23,17 @@ import (
 func init() {
 	register("pause", "Pause remediation on a running bridge: of one runbook, or of every runbook; for a while, or until resumed.", setupPause)
 	register("resume", "Lift a pause set with medic pause (without --runbook: the global pause).", setupResume)
+	register("approve", "Approve a run waiting in approve mode (its id: the status page, or GET /api/v1/runs?outcome=pending_approval).", func(cmd *kingpin.CmdClause) action {
+		return setupDecide(cmd, true)
+	})
+	register("reject", "Reject a run waiting in approve mode: it ends as rejected and nothing acts.", func(cmd *kingpin.CmdClause) action {
+		return setupDecide(cmd, false)
+	})
 }
+
+// The operator's commands (pause, resume, approve, reject) talk to a
+// running bridge over its HTTP API, as curl would, so they need nothing
+// but its URL and credentials.
 
 // bridgeClient talks to a bridge's HTTP API for the operator commands.
 type bridgeClient struct {
@@ -118,7 +129,7 @@ func (c *bridgeClient) refusal(code int, out map[string]any) error {
 		return fmt.Errorf("the bridge refused the token in %s (401): %s", c.TokenFile, msg)
 	case http.StatusNotFound, http.StatusMethodNotAllowed:
 		if msg == "" {
-			return fmt.Errorf("the bridge has no pause API (%d): is it older than this medic?", code)
+			return fmt.Errorf("the bridge has no such endpoint (%d): is it older than this medic?", code)
 		}
 	}
 	return fmt.Errorf("the bridge refused (%d): %s", code, msg)
@@ -232,4 +243,36 @@ func timeText(s string) string {
 		return s
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+func setupDecide(cmd *kingpin.CmdClause, approve bool) action {
+	c := bridgeClientFlags(cmd)
+	var id, reason, by string
+	cmd.Arg("RUN", "The run's id.").Required().StringVar(&id)
+	cmd.Flag("reason", "Why, recorded with the decision.").StringVar(&reason)
+	cmd.Flag("by", "Who decides, recorded unless the bridge authenticates you as a user.").Default(defaultBy()).StringVar(&by)
+	return func(ctx context.Context, _ *slog.Logger) error {
+		return runDecide(ctx, c, approve, id, reason, by, os.Stdout)
+	}
+}
+
+func runDecide(ctx context.Context, c *bridgeClient, approve bool, id, reason, by string, stdout io.Writer) error {
+	verb, done := "reject", "rejected"
+	if approve {
+		verb, done = "approve", "approved"
+	}
+	code, out, err := c.do(ctx, http.MethodPost, "/api/v1/runs/"+url.PathEscape(id)+"/"+verb, map[string]string{"reason": reason, "by": by})
+	if err != nil {
+		return err
+	}
+	switch code {
+	case http.StatusOK:
+		fmt.Fprintf(stdout, "%s run %s (by %s)\n", done, id, str(out["by"]))
+		return nil
+	case http.StatusNotFound, http.StatusConflict:
+		if msg := str(out["error"]); msg != "" {
+			return errors.New(msg)
+		}
+	}
+	return c.refusal(code, out)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -15,10 +16,10 @@ import (
 	"github.com/medicops/medic/internal/redistest"
 )
 
-// TestPauseResumeCommands drives medic pause and medic resume against a
-// bridge running in-process on a real Redis, and checks what they print,
-// their exit codes and the pauses they leave in Redis.
-func TestPauseResumeCommands(t *testing.T) {
+// TestOperatorCommands drives medic pause, resume, approve and reject
+// against a bridge running in-process on a real Redis, and checks what they
+// print, their exit codes and the pauses and decisions they leave in Redis.
+func TestOperatorCommands(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "a.hcl"), []byte("runbook \"r\" {\n  match { alertname = \"X\" }\n}\n"), 0o644)
@@ -55,6 +56,11 @@ func TestPauseResumeCommands(t *testing.T) {
 		return ps
 	}
 
+	for _, id := range []string{"run-1", "run-2"} {
+		if err := ctl.Request(context.Background(), id, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	bridge := "--bridge.url=" + url
 	token := "--bridge.token-file=" + tokenFile
 	for _, tc := range []struct {
@@ -75,6 +81,11 @@ func TestPauseResumeCommands(t *testing.T) {
 		{[]string{"resume", bridge, token}, 0, "resumed every runbook\nstill paused: runbook \"r\", until 20", "", 1},
 		{[]string{"resume", bridge, token}, 1, "still paused: runbook \"r\"", "every runbook was not paused; nothing was resumed", 1},
 		{[]string{"resume", bridge, token, "--runbook=r"}, 0, "resumed runbook \"r\"\nnothing is paused now\n", "", 0},
+		{[]string{"approve", bridge, token, "run-1", "--reason=go", "--by=alice"}, 0, "approved run run-1 (by alice)\n", "", 0},
+		{[]string{"reject", bridge, token, "run-1"}, 1, "", "run \"run-1\" was already approved by alice at 20", 0},
+		{[]string{"reject", bridge, token, "run-2", "--by=bob"}, 0, "rejected run run-2 (by bob)\n", "", 0},
+		{[]string{"approve", bridge, token, "run-3"}, 1, "", "run \"run-3\" is not waiting for approval", 0},
+		{[]string{"approve", bridge, "run-3"}, 1, "", "the bridge wants credentials (401)", 0},
 	} {
 		t.Run(strings.Join(tc.args[2:], " "), func(t *testing.T) {
 			code, stdout, stderr := withStdio(t, "", func() int { return runMain(tc.args) })
@@ -86,5 +97,11 @@ func TestPauseResumeCommands(t *testing.T) {
 				t.Errorf("pauses afterwards: %+v, want %d", got, tc.pausedAfterwards)
 			}
 		})
+	}
+	for id, want := range map[string]string{"run-1": "true alice go", "run-2": "false bob "} {
+		d, err := ctl.Decision(context.Background(), id)
+		if err != nil || d == nil || fmt.Sprint(d.Approve, " ", d.By, " ", d.Reason) != want {
+			t.Errorf("decision on %s: %+v %v, want %s", id, d, err, want)
+		}
 	}
 }
