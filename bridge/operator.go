@@ -342,6 +342,25 @@ type DecisionRequest struct {
 	Reason string `json:"reason"`
 }
 
+// readDecision reads and checks the {by, reason} body (JSON or form) of
+// approve, reject and reset; false means the answer has been written.
+func readDecision(w http.ResponseWriter, r *http.Request) (by, reason string, ok bool) {
+	var in DecisionRequest
+	if err := readInput(w, r, &in, func(get func(string) string) { in = DecisionRequest{By: get("by"), Reason: get("reason")} }); err != nil {
+		answer(w, r, 0, nil, err)
+		return "", "", false
+	}
+	by, oe := checkBy(in.By)
+	if oe == nil {
+		reason, oe = checkReason(in.Reason)
+	}
+	if oe != nil {
+		answer(w, r, 0, nil, oe)
+		return "", "", false
+	}
+	return by, reason, true
+}
+
 // validRunID bounds what a run id can be before it becomes part of a key.
 func validRunID(id string) bool {
 	if id == "" || len(id) > 128 {
@@ -363,19 +382,8 @@ func (b *Bridge) handleDecide(approve bool) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		var in DecisionRequest
-		if err := readInput(w, r, &in, func(get func(string) string) { in = DecisionRequest{By: get("by"), Reason: get("reason")} }); err != nil {
-			answer(w, r, 0, nil, err)
-			return
-		}
-		by, oe := checkBy(in.By)
-		if oe != nil {
-			answer(w, r, 0, nil, oe)
-			return
-		}
-		reason, oe := checkReason(in.Reason)
-		if oe != nil {
-			answer(w, r, 0, nil, oe)
+		by, reason, ok := readDecision(w, r)
+		if !ok {
 			return
 		}
 		if !validRunID(id) {
@@ -420,22 +428,8 @@ func decisionVerb(approve bool) string {
 // acts at once (the restart budget's history stays).
 func (b *Bridge) handleReset(w http.ResponseWriter, r *http.Request) {
 	node, agent := r.PathValue("node"), r.PathValue("agent")
-	var in struct {
-		By     string `json:"by"`
-		Reason string `json:"reason"`
-	}
-	if err := readInput(w, r, &in, func(get func(string) string) { in.By, in.Reason = get("by"), get("reason") }); err != nil {
-		answer(w, r, 0, nil, err)
-		return
-	}
-	by, oe := checkBy(in.By)
-	if oe != nil {
-		answer(w, r, 0, nil, oe)
-		return
-	}
-	reason, oe := checkReason(in.Reason)
-	if oe != nil {
-		answer(w, r, 0, nil, oe)
+	by, reason, ok := readDecision(w, r)
+	if !ok {
 		return
 	}
 	cfg := b.opts.Config()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/internal/controls"
 )
 
 // MemoryLocker is a Locker for one process (`medic run`, tests): leases
@@ -107,26 +109,13 @@ func (l *RedisLocker) TryLock(ctx context.Context, key string, ttl time.Duration
 }
 
 func (l *RedisLocker) renew(key, token string, ttl time.Duration, stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(ttl / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+	controls.KeepAlive(ttl, stop, done, func(ctx context.Context) (bool, error) {
 		n, err := renewScript.Run(ctx, l.client, []string{key}, token, ttl.Milliseconds()).Int()
-		cancel()
-		switch {
-		case err != nil:
-			// Redis is unreachable for now; keep trying until the TTL
-			// decides.
-			l.log.Warn("lease renewal failed", "key", key, "err", err)
-		case n == 0:
-			l.log.Warn("lease lost: it expired or was taken over", "key", key)
-			return
-		}
-	}
+		return n != 0, err
+	}, func(err error) {
+		// Redis is unreachable for now; keep trying until the TTL decides.
+		l.log.Warn("lease renewal failed", "key", key, "err", err)
+	}, func() {
+		l.log.Warn("lease lost: it expired or was taken over", "key", key)
+	})
 }

@@ -171,30 +171,16 @@ func (s *Store) leave(keys []string, runID string) {
 func (s *Store) hold(keys []string, runID string, ttl time.Duration, now func() time.Time, log *slog.Logger, waited time.Duration) *Slot {
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(ttl / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-			n, err := renewSlotScript.Run(ctx, s.client, keys[:1], runID, ms(now()), ttl.Milliseconds()).Int()
-			cancel()
-			switch {
-			case err != nil:
-				log.Warn("concurrency slot renewal failed", "key", keys[0], "run", runID, "err", err)
-			case n == 0:
-				// The run goes on: stopping a half-done repair is worse
-				// than one run over the limit.
-				log.Warn("concurrency slot lost: it expired before renewal", "key", keys[0], "run", runID)
-				return
-			}
-		}
-	}()
+	go KeepAlive(ttl, stop, done, func(ctx context.Context) (bool, error) {
+		n, err := renewSlotScript.Run(ctx, s.client, keys[:1], runID, ms(now()), ttl.Milliseconds()).Int()
+		return n != 0, err
+	}, func(err error) {
+		log.Warn("concurrency slot renewal failed", "key", keys[0], "run", runID, "err", err)
+	}, func() {
+		// The run goes on: stopping a half-done repair is worse than one
+		// run over the limit.
+		log.Warn("concurrency slot lost: it expired before renewal", "key", keys[0], "run", runID)
+	})
 	var once sync.Once
 	return &Slot{Waited: waited, release: func() {
 		once.Do(func() {
@@ -203,6 +189,33 @@ func (s *Store) hold(keys []string, runID string, ttl time.Duration, now func() 
 			s.leave(keys, runID)
 		})
 	}}
+}
+
+// KeepAlive renews a lease every ttl/3 until stop closes or renew says
+// the lease is gone (lost is called), and closes done when it returns. An
+// error (Redis unreachable for now) is reported to failed and retried:
+// the TTL decides.
+func KeepAlive(ttl time.Duration, stop <-chan struct{}, done chan<- struct{}, renew func(context.Context) (bool, error), failed func(error), lost func()) {
+	defer close(done)
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+		held, err := renew(ctx)
+		cancel()
+		switch {
+		case err != nil:
+			failed(err)
+		case !held:
+			lost()
+			return
+		}
+	}
 }
 
 // InUse is the number of slots of l held at now (for tests and the status
