@@ -588,6 +588,56 @@ func slotWait(detail string) (time.Duration, bool) {
 	return d, err == nil
 }
 
+// remediations sums medic_remediations_total{runbook, outcome} over both
+// nodes' /metrics (the engines run in the nodes).
+func (s *safety) remediations(t testing.TB, runbook, outcome string) float64 {
+	t.Helper()
+	var sum float64
+	for _, n := range []string{sfNodeA, sfNodeB} {
+		v, err := scrapeSum2(s.nodes[n].URL+"/metrics", "medic_remediations_total", `runbook="`+runbook+`"`, `outcome="`+outcome+`"`)
+		if err != nil {
+			t.Fatalf("node %s metrics: %v", n, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// wantRemediations waits until medic_remediations_total{runbook, outcome}
+// summed over the nodes is want.
+func (s *safety) wantRemediations(t testing.TB, runbook, outcome string, want float64) {
+	t.Helper()
+	harness.Eventually(t, 10*time.Second, 200*time.Millisecond,
+		fmt.Sprintf("medic_remediations_total{runbook=%q,outcome=%q} = %v", runbook, outcome, want), func() (bool, string) {
+			v := s.remediations(t, runbook, outcome)
+			return v == want, fmt.Sprint(v)
+		})
+}
+
+// scrapeSum2 is scrapeSum with two label selectors.
+func scrapeSum2(url, metric, sel1, sel2 string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	code, b, err := harness.Do(ctx, http.MethodGet, url, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	if code != 200 {
+		return 0, fmt.Errorf("GET %s: %d", url, code)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, metric+"{") || !strings.Contains(line, sel1) || !strings.Contains(line, sel2) {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum, nil
+}
+
 // stepEnd is when a step ended.
 func stepEnd(st runbooks.Step) time.Time {
 	return st.Started.Add(time.Duration(st.Duration * float64(time.Second)))
@@ -774,6 +824,8 @@ func safetyConcurrency(t *testing.T, s *safety) {
 	if peak < 2 {
 		t.Errorf("at most %d run in progress at once: the storm never ran in parallel, the limit was not exercised", peak)
 	}
+	s.wantRemediations(t, "sf-storm", runbooks.OutcomeRecovered, float64(outcomes[runbooks.OutcomeRecovered]))
+	s.wantRemediations(t, "sf-storm", runbooks.OutcomeLimited, float64(outcomes[runbooks.OutcomeLimited]))
 	if nodes[sfNodeA] == 0 || nodes[sfNodeB] == 0 {
 		t.Errorf("runs by node %v: want both nodes", nodes)
 	}
@@ -808,6 +860,7 @@ func safetyCircuit(t *testing.T, s *safety) {
 		if r.Outcome != runbooks.OutcomeRecovered {
 			t.Fatalf("run %d: %s", i+1, summarizeRuns([]runbooks.RunRecord{r}))
 		}
+		t.Logf("circuit run %d started %s after its alert was posted", i+1, r.Started.Sub(a.StartsAt).Round(time.Millisecond))
 		next := s.waitUp(t, agent, 10*time.Second)
 		if next == pid {
 			t.Errorf("run %d recovered %s but its pid %d did not change", i+1, agent, pid)
@@ -855,6 +908,8 @@ func safetyCircuit(t *testing.T, s *safety) {
 	if n, err := s.rdb.ZCard(ctx, key).Result(); err != nil || n != 1 {
 		t.Errorf("%s holds %d runs (%v) after the reset and one run, want 1", key, n, err)
 	}
+	s.wantRemediations(t, "sf-circuit", runbooks.OutcomeRecovered, 3)
+	s.wantRemediations(t, "sf-circuit", runbooks.OutcomeCircuitOpen, 1)
 }
 
 // ---- 4. shadow mode executes nothing.
@@ -906,6 +961,7 @@ func safetyShadow(t *testing.T, s *safety) {
 	if n, err := s.rdb.Exists(context.Background(), "medic:{agent:"+sfNodeB+"/"+agent+"}:budget").Result(); err != nil || n != 0 {
 		t.Errorf("shadow run left a restart budget entry (%d %v)", n, err)
 	}
+	s.wantRemediations(t, "sf-shadow", runbooks.OutcomeShadowed, 1)
 }
 
 // ---- 5. approved, rejected, expired.
@@ -984,6 +1040,15 @@ func safetyApprovals(t *testing.T, s *safety) {
 	}
 	if n, err := s.rdb.ZCard(ctx, "medic:{ctl}:approvals").Result(); err != nil || n != 0 {
 		t.Errorf("medic:{ctl}:approvals holds %d runs (%v) after every decision", n, err)
+	}
+	s.wantRemediations(t, "sf-approve", runbooks.OutcomeRecovered, 1)
+	s.wantRemediations(t, "sf-approve", runbooks.OutcomeRejected, 1)
+	s.wantRemediations(t, "sf-approve-expiry", runbooks.OutcomeExpired, 1)
+	// Waiting is a state, never an outcome label.
+	for _, rb := range []string{"sf-approve", "sf-approve-expiry"} {
+		if v := s.remediations(t, rb, runbooks.OutcomePendingApproval); v != 0 {
+			t.Errorf("medic_remediations_total{runbook=%q,outcome=\"pending_approval\"} = %v", rb, v)
+		}
 	}
 }
 
@@ -1102,6 +1167,8 @@ func safetySilence(t *testing.T, s *safety) {
 	if len(active) != 1 || !strings.Contains(active[0].Comment, re.ID) || time.Until(active[0].EndsAt) < 8*time.Minute {
 		t.Errorf("after the escalation: active silences %+v, want one of run %s for ~10m", active, re.ID)
 	}
+	s.wantRemediations(t, "sf-silence", runbooks.OutcomeRecovered, 1)
+	s.wantRemediations(t, "sf-silence-escalate", runbooks.OutcomeEscalated, 1)
 }
 
 // ---- 6. the global pause.
@@ -1175,6 +1242,8 @@ func safetyPause(t *testing.T, s *safety) {
 		t.Fatalf("resume sf-pause: %d %s", code, body)
 	}
 	waitPaused(s.bridges[1], "sf-pause", 0)
+	s.wantRemediations(t, "sf-pause", runbooks.OutcomePaused, 1)
+	s.wantRemediations(t, "sf-pause", runbooks.OutcomeRecovered, 1)
 }
 
 // ---- 2. one restart budget, whichever bridge routes and whichever engine
@@ -1242,4 +1311,6 @@ func safetyBudget(t *testing.T, s *safety) {
 	if n, err := s.rdb.ZCard(ctx, key).Result(); err != nil || n != 2 {
 		t.Errorf("%s holds %d restarts (%v) after the refused one, want 2", key, n, err)
 	}
+	// The restarted node counts from zero; the refused run is its second.
+	s.wantRemediations(t, "sf-budget", runbooks.OutcomeEscalated, 1)
 }
