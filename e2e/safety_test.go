@@ -42,6 +42,7 @@ func TestSafety(t *testing.T) {
 	t.Run("parallel", func(t *testing.T) {
 		t.Run("auth", func(t *testing.T) { t.Parallel(); safetyAuth(t, s) })
 		t.Run("concurrency", func(t *testing.T) { t.Parallel(); safetyConcurrency(t, s) })
+		t.Run("limited", func(t *testing.T) { t.Parallel(); safetyLimited(t, s) })
 		t.Run("circuit", func(t *testing.T) { t.Parallel(); safetyCircuit(t, s) })
 		t.Run("shadow", func(t *testing.T) { t.Parallel(); safetyShadow(t, s) })
 		t.Run("approvals", func(t *testing.T) { t.Parallel(); safetyApprovals(t, s) })
@@ -241,6 +242,31 @@ func (s *safety) estate(t testing.TB) string {
 }
 
 `, slow, sfVerify)
+
+	// 1b. limited: one slot, a short wait, a long repair.
+	for i := 1; i <= 3; i++ {
+		node := sfNodeA
+		if i == 2 {
+			node = sfNodeB
+		}
+		b.WriteString(s.agent(t, fmt.Sprintf("sf-lim-%d", i), node))
+	}
+	fmt.Fprintf(&b, `runbook "sf-limited" {
+  match {
+    alertname = "SafetyLimited"
+  }
+  cause "always" {
+    when    = true
+    repair  = [%q]
+    timeout = "20s"
+  }
+  concurrency {
+    max  = 1
+    wait = "1s"
+  }
+%s}
+
+`, s.script(t, "long-repair.sh", "sleep 4\n"), sfVerify)
 
 	// 3. circuit.
 	b.WriteString(s.agent(t, "sf-circuit", sfNodeA))
@@ -699,6 +725,35 @@ func safetyAuth(t *testing.T, s *safety) {
 			}
 		}
 	}
+	// A browser signs in with the token and reads the page with the
+	// session cookie.
+	b := s.bridges[0]
+	jar := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := jar.PostForm(b.URL+"/login", url.Values{"token": {s.token}, "name": {"erin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "medic_session" {
+			cookie = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || cookie == nil || !cookie.HttpOnly || strings.Contains(cookie.Value, s.token) {
+		t.Errorf("login: %s, cookie %+v", resp.Status, cookie)
+	} else {
+		// Any replica with the token accepts the session.
+		code, body, err := harness.Do(ctx, http.MethodGet, s.bridges[1].URL+"/", http.Header{"Cookie": {cookie.Name + "=" + cookie.Value}}, nil)
+		if err != nil || code != http.StatusOK {
+			t.Errorf("status page with the session cookie: %d %v %.200s", code, err, body)
+		}
+	}
+	for _, path := range []string{"/api/v1/runs/x/approve", "/api/v1/runs/x/reject", "/api/v1/agents/" + sfNodeA + "/sf-circuit/reset"} {
+		if code, _, err := harness.Do(ctx, http.MethodPost, b.URL+path, nil, nil); err != nil || code != http.StatusUnauthorized {
+			t.Errorf("POST %s without token: %d %v, want 401", path, code, err)
+		}
+	}
 	if t.Failed() {
 		return
 	}
@@ -845,6 +900,46 @@ func safetyConcurrency(t *testing.T, s *safety) {
 	}
 }
 
+// ---- 1b. runs that find no slot within the wait end limited, untouched.
+
+func safetyLimited(t *testing.T, s *safety) {
+	names := []string{"sf-lim-1", "sf-lim-2", "sf-lim-3"}
+	pids := map[string]int{}
+	var alerts []sfAlert
+	for _, n := range names {
+		pids[n] = s.waitUp(t, n, 60*time.Second)
+		s.hang(t, n)
+		alerts = append(alerts, s.newAlert("SafetyLimited", n))
+	}
+	s.fire(t, s.bridges[0], alerts[0], alerts[1])
+	s.fire(t, s.bridges[1], alerts[2])
+	outcomes := map[string]int{}
+	for _, a := range alerts {
+		r := s.finalRun(t, s.bridges[1], a, 90*time.Second)
+		outcomes[r.Outcome]++
+		switch r.Outcome {
+		case runbooks.OutcomeRecovered:
+			if pid := s.waitUp(t, r.Agent, 10*time.Second); pid == pids[r.Agent] {
+				t.Errorf("%s recovered but kept pid %d", r.Agent, pid)
+			}
+		case runbooks.OutcomeLimited:
+			if !strings.HasPrefix(r.Reason, "concurrency limit of runbook sf-limited: 1 at once") ||
+				acted(r) || !hasStep(r, "concurrency", false) || !hasStep(r, "escalate", true) {
+				t.Errorf("limited run %s: %q %s", r.ID, r.Reason, stepNames(r))
+			}
+			if pid, err := s.pid(t, r.Agent); err != nil || pid != pids[r.Agent] {
+				t.Errorf("limited run touched %s: pid %d → %d (%v)", r.Agent, pids[r.Agent], pid, err)
+			}
+		default:
+			t.Errorf("run %s of %s: %q %q", r.ID, r.Agent, r.Outcome, r.Reason)
+		}
+	}
+	if outcomes[runbooks.OutcomeRecovered] != 1 || outcomes[runbooks.OutcomeLimited] != 2 {
+		t.Errorf("outcomes %v, want 1 recovered and 2 limited", outcomes)
+	}
+	s.wantRemediations(t, "sf-limited", runbooks.OutcomeLimited, 2)
+}
+
 // ---- 3. the circuit opens on the third run and an operator resets it.
 
 func safetyCircuit(t *testing.T, s *safety) {
@@ -885,6 +980,9 @@ func safetyCircuit(t *testing.T, s *safety) {
 		t.Errorf("%s is running although its circuit was open", agent)
 	}
 
+	if code, body := s.call(t, s.bridges[0], http.MethodPost, "/api/v1/agents/"+sfNodeB+"/"+agent+"/reset", []byte(`{}`)); code != http.StatusNotFound {
+		t.Errorf("reset on the wrong node: %d %s, want 404", code, body)
+	}
 	code, body := s.call(t, s.bridges[1], http.MethodPost, "/api/v1/agents/"+sfNodeA+"/"+agent+"/reset", []byte(`{"by":"dave","reason":"fixed the disk"}`))
 	var res struct {
 		Reset bool   `json:"reset"`
@@ -1242,6 +1340,22 @@ func safetyPause(t *testing.T, s *safety) {
 		t.Fatalf("resume sf-pause: %d %s", code, body)
 	}
 	waitPaused(s.bridges[1], "sf-pause", 0)
+
+	// A pause for a while ends by itself; a misspelt runbook pauses nothing.
+	if code, body = s.call(t, s.bridges[0], http.MethodPost, "/api/v1/pause", []byte(`{"runbook":"sf-pasue"}`)); code != http.StatusBadRequest {
+		t.Errorf("pause of an unknown runbook: %d %s, want 400", code, body)
+	}
+	if code, body = s.call(t, s.bridges[0], http.MethodPost, "/api/v1/pause", []byte(`{"for":"2s","reason":"short"}`)); code != http.StatusOK {
+		t.Fatalf("pause for 2s: %d %s", code, body)
+	}
+	waitPaused(s.bridges[1], "*", 1)
+	waitPaused(s.bridges[1], "*", 0)
+	var left struct {
+		Pauses []json.RawMessage `json:"pauses"`
+	}
+	if err := s.bridges[0].GetJSON(ctx, "/api/v1/pause", &left); err != nil || len(left.Pauses) != 0 {
+		t.Errorf("pauses after the timed one ended: %s %v", left.Pauses, err)
+	}
 	s.wantRemediations(t, "sf-pause", runbooks.OutcomePaused, 1)
 	s.wantRemediations(t, "sf-pause", runbooks.OutcomeRecovered, 1)
 }
