@@ -338,7 +338,7 @@ runbook "sf-approve-expiry" {
 	// and an agent that cannot start, so that its run escalates.
 	b.WriteString(s.agent(t, "sf-sil", sfNodeB))
 	b.WriteString(s.agent(t, "sf-sil-esc", sfNodeA, "--fail-start"))
-	slower := s.script(t, "slower-repair.sh", "sleep 3\necho \"slow repair of $MEDIC_AGENT\"\n")
+	slower := s.script(t, "slower-repair.sh", "sleep 3\necho \"slow repair of $MEDIC_AGENT, login password=hunter2 ok\"\n")
 	fmt.Fprintf(&b, `runbook "sf-silence" {
   match {
     alertname = "SafetySilence"
@@ -352,6 +352,7 @@ runbook "sf-approve-expiry" {
     alertmanager = %q
     duration     = "10m"
   }
+  redact = ["password=\\S+"]
 %s}
 
 runbook "sf-silence-escalate" {
@@ -955,7 +956,6 @@ func safetyCircuit(t *testing.T, s *safety) {
 		if r.Outcome != runbooks.OutcomeRecovered {
 			t.Fatalf("run %d: %s", i+1, summarizeRuns([]runbooks.RunRecord{r}))
 		}
-		t.Logf("circuit run %d started %s after its alert was posted", i+1, r.Started.Sub(a.StartsAt).Round(time.Millisecond))
 		next := s.waitUp(t, agent, 10*time.Second)
 		if next == pid {
 			t.Errorf("run %d recovered %s but its pid %d did not change", i+1, agent, pid)
@@ -1234,6 +1234,14 @@ func safetySilence(t *testing.T, s *safety) {
 	r := s.finalRun(t, s.bridges[1], a, 60*time.Second)
 	if r.Outcome != runbooks.OutcomeRecovered || !hasStep(r, "silence", true) || !hasStep(r, "unsilence", true) {
 		t.Fatalf("silenced run: %s", summarizeRuns([]runbooks.RunRecord{r}))
+	}
+	// The repair's output had a password: the record has it redacted, in
+	// the API and in Redis.
+	if st := stepNamed(r, "repair:always"); st == nil || st.Output != "slow repair of sf-sil, login [REDACTED] ok\n" {
+		t.Errorf("repair step %+v: want its output redacted", st)
+	}
+	if raw, err := s.rdb.Get(ctx, "medic:run:"+r.ID).Result(); err != nil || strings.Contains(raw, "hunter2") || !strings.Contains(raw, "[REDACTED]") {
+		t.Errorf("medic:run:%s in Redis (%v): %.300s", r.ID, err, raw)
 	}
 	if !strings.Contains(sil.Comment, r.ID) {
 		t.Errorf("silence comment %q does not name run %s", sil.Comment, r.ID)
