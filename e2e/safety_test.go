@@ -106,37 +106,17 @@ func startSafety(t *testing.T) *safety {
 	if out, err := exec.Command(bins.Medic, "validate", s.dir).CombinedOutput(); err != nil {
 		t.Fatalf("medic validate of the safety estate: %v\n%s\n%s", err, out, hcl)
 	}
-	// Start the four medic processes at once: each takes seconds on a busy
-	// machine.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	bridges := make([]*harness.Bridge, 2)
-	for i := range bridges {
-		wg.Go(func() {
-			b := harness.StartBridge(t, harness.BridgeOptions{
-				Name: "sf-bridge-" + strconv.Itoa(i), Medic: bins.Medic, ConfigPath: s.dir,
-				RedisURL: s.redis.URL(), TokenFile: tokenFile,
-			})
-			bridges[i] = b
-		})
+	for i := range 2 {
+		s.bridges = append(s.bridges, harness.StartBridge(t, harness.BridgeOptions{
+			Name: "sf-bridge-" + strconv.Itoa(i), Medic: bins.Medic, ConfigPath: s.dir,
+			RedisURL: s.redis.URL(), TokenFile: tokenFile,
+		}))
 	}
 	for _, n := range []string{sfNodeA, sfNodeB} {
-		wg.Go(func() {
-			node := harness.StartNode(t, harness.NodeOptions{
-				Name: n, Medic: bins.Medic, ConfigPath: s.dir, RedisURL: s.redis.URL(),
-			})
-			mu.Lock()
-			s.nodes[n] = node
-			mu.Unlock()
+		s.nodes[n] = harness.StartNode(t, harness.NodeOptions{
+			Name: n, Medic: bins.Medic, ConfigPath: s.dir, RedisURL: s.redis.URL(),
 		})
 	}
-	wg.Wait()
-	// harness.Start* fail the test from their goroutine with FailNow, which
-	// only ends that goroutine; stop here if one did.
-	if t.Failed() || bridges[0] == nil || bridges[1] == nil || len(s.nodes) != 2 {
-		t.FailNow()
-	}
-	s.bridges = bridges
 	t.Cleanup(func() {
 		if t.Failed() {
 			s.dumpAgentLogs(t)
@@ -604,8 +584,8 @@ func stepNamed(r runbooks.RunRecord, name string) *runbooks.Step {
 	return nil
 }
 
-// slotWait reads the wait from a concurrency step's detail ("slot taken
-// for "" (at most 3 at once; waited 1.204s)").
+// slotWait reads the wait from a concurrency step's detail (`slot taken
+// for "*" (at most 3 at once; waited 1.204s)`).
 func slotWait(detail string) (time.Duration, bool) {
 	_, rest, ok := strings.Cut(detail, "; waited ")
 	if !ok {
