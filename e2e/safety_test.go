@@ -42,6 +42,7 @@ func TestSafety(t *testing.T) {
 	t.Run("parallel", func(t *testing.T) {
 		t.Run("auth", func(t *testing.T) { t.Parallel(); safetyAuth(t, s) })
 		t.Run("concurrency", func(t *testing.T) { t.Parallel(); safetyConcurrency(t, s) })
+		t.Run("limited", func(t *testing.T) { t.Parallel(); safetyLimited(t, s) })
 		t.Run("circuit", func(t *testing.T) { t.Parallel(); safetyCircuit(t, s) })
 		t.Run("shadow", func(t *testing.T) { t.Parallel(); safetyShadow(t, s) })
 		t.Run("approvals", func(t *testing.T) { t.Parallel(); safetyApprovals(t, s) })
@@ -105,37 +106,17 @@ func startSafety(t *testing.T) *safety {
 	if out, err := exec.Command(bins.Medic, "validate", s.dir).CombinedOutput(); err != nil {
 		t.Fatalf("medic validate of the safety estate: %v\n%s\n%s", err, out, hcl)
 	}
-	// Start the four medic processes at once: each takes seconds on a busy
-	// machine.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	bridges := make([]*harness.Bridge, 2)
-	for i := range bridges {
-		wg.Go(func() {
-			b := harness.StartBridge(t, harness.BridgeOptions{
-				Name: "sf-bridge-" + strconv.Itoa(i), Medic: bins.Medic, ConfigPath: s.dir,
-				RedisURL: s.redis.URL(), TokenFile: tokenFile,
-			})
-			bridges[i] = b
-		})
+	for i := range 2 {
+		s.bridges = append(s.bridges, harness.StartBridge(t, harness.BridgeOptions{
+			Name: "sf-bridge-" + strconv.Itoa(i), Medic: bins.Medic, ConfigPath: s.dir,
+			RedisURL: s.redis.URL(), TokenFile: tokenFile,
+		}))
 	}
 	for _, n := range []string{sfNodeA, sfNodeB} {
-		wg.Go(func() {
-			node := harness.StartNode(t, harness.NodeOptions{
-				Name: n, Medic: bins.Medic, ConfigPath: s.dir, RedisURL: s.redis.URL(),
-			})
-			mu.Lock()
-			s.nodes[n] = node
-			mu.Unlock()
+		s.nodes[n] = harness.StartNode(t, harness.NodeOptions{
+			Name: n, Medic: bins.Medic, ConfigPath: s.dir, RedisURL: s.redis.URL(),
 		})
 	}
-	wg.Wait()
-	// harness.Start* fail the test from their goroutine with FailNow, which
-	// only ends that goroutine; stop here if one did.
-	if t.Failed() || bridges[0] == nil || bridges[1] == nil || len(s.nodes) != 2 {
-		t.FailNow()
-	}
-	s.bridges = bridges
 	t.Cleanup(func() {
 		if t.Failed() {
 			s.dumpAgentLogs(t)
@@ -242,6 +223,31 @@ func (s *safety) estate(t testing.TB) string {
 
 `, slow, sfVerify)
 
+	// 1b. limited: one slot, a short wait, a long repair.
+	for i := 1; i <= 3; i++ {
+		node := sfNodeA
+		if i == 2 {
+			node = sfNodeB
+		}
+		b.WriteString(s.agent(t, fmt.Sprintf("sf-lim-%d", i), node))
+	}
+	fmt.Fprintf(&b, `runbook "sf-limited" {
+  match {
+    alertname = "SafetyLimited"
+  }
+  cause "always" {
+    when    = true
+    repair  = [%q]
+    timeout = "20s"
+  }
+  concurrency {
+    max  = 1
+    wait = "1s"
+  }
+%s}
+
+`, s.script(t, "long-repair.sh", "sleep 4\n"), sfVerify)
+
 	// 3. circuit.
 	b.WriteString(s.agent(t, "sf-circuit", sfNodeA))
 	fmt.Fprintf(&b, `runbook "sf-circuit" {
@@ -312,7 +318,7 @@ runbook "sf-approve-expiry" {
 	// and an agent that cannot start, so that its run escalates.
 	b.WriteString(s.agent(t, "sf-sil", sfNodeB))
 	b.WriteString(s.agent(t, "sf-sil-esc", sfNodeA, "--fail-start"))
-	slower := s.script(t, "slower-repair.sh", "sleep 3\necho \"slow repair of $MEDIC_AGENT\"\n")
+	slower := s.script(t, "slower-repair.sh", "sleep 3\necho \"slow repair of $MEDIC_AGENT, login password=hunter2 ok\"\n")
 	fmt.Fprintf(&b, `runbook "sf-silence" {
   match {
     alertname = "SafetySilence"
@@ -326,6 +332,7 @@ runbook "sf-approve-expiry" {
     alertmanager = %q
     duration     = "10m"
   }
+  redact = ["password=\\S+"]
 %s}
 
 runbook "sf-silence-escalate" {
@@ -577,8 +584,8 @@ func stepNamed(r runbooks.RunRecord, name string) *runbooks.Step {
 	return nil
 }
 
-// slotWait reads the wait from a concurrency step's detail ("slot taken
-// for "" (at most 3 at once; waited 1.204s)").
+// slotWait reads the wait from a concurrency step's detail (`slot taken
+// for "*" (at most 3 at once; waited 1.204s)`).
 func slotWait(detail string) (time.Duration, bool) {
 	_, rest, ok := strings.Cut(detail, "; waited ")
 	if !ok {
@@ -586,6 +593,56 @@ func slotWait(detail string) (time.Duration, bool) {
 	}
 	d, err := time.ParseDuration(strings.TrimSuffix(rest, ")"))
 	return d, err == nil
+}
+
+// remediations sums medic_remediations_total{runbook, outcome} over both
+// nodes' /metrics (the engines run in the nodes).
+func (s *safety) remediations(t testing.TB, runbook, outcome string) float64 {
+	t.Helper()
+	var sum float64
+	for _, n := range []string{sfNodeA, sfNodeB} {
+		v, err := scrapeSum2(s.nodes[n].URL+"/metrics", "medic_remediations_total", `runbook="`+runbook+`"`, `outcome="`+outcome+`"`)
+		if err != nil {
+			t.Fatalf("node %s metrics: %v", n, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// wantRemediations waits until medic_remediations_total{runbook, outcome}
+// summed over the nodes is want.
+func (s *safety) wantRemediations(t testing.TB, runbook, outcome string, want float64) {
+	t.Helper()
+	harness.Eventually(t, 10*time.Second, 200*time.Millisecond,
+		fmt.Sprintf("medic_remediations_total{runbook=%q,outcome=%q} = %v", runbook, outcome, want), func() (bool, string) {
+			v := s.remediations(t, runbook, outcome)
+			return v == want, fmt.Sprint(v)
+		})
+}
+
+// scrapeSum2 is scrapeSum with two label selectors.
+func scrapeSum2(url, metric, sel1, sel2 string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	code, b, err := harness.Do(ctx, http.MethodGet, url, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	if code != 200 {
+		return 0, fmt.Errorf("GET %s: %d", url, code)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, metric+"{") || !strings.Contains(line, sel1) || !strings.Contains(line, sel2) {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum, nil
 }
 
 // stepEnd is when a step ended.
@@ -647,6 +704,35 @@ func safetyAuth(t *testing.T, s *safety) {
 			if err != nil || code != http.StatusOK {
 				t.Errorf("%s: GET %s without token: %d %v, want 200: %.200s", b.Name, path, code, err, body)
 			}
+		}
+	}
+	// A browser signs in with the token and reads the page with the
+	// session cookie.
+	b := s.bridges[0]
+	jar := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := jar.PostForm(b.URL+"/login", url.Values{"token": {s.token}, "name": {"erin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "medic_session" {
+			cookie = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || cookie == nil || !cookie.HttpOnly || strings.Contains(cookie.Value, s.token) {
+		t.Errorf("login: %s, cookie %+v", resp.Status, cookie)
+	} else {
+		// Any replica with the token accepts the session.
+		code, body, err := harness.Do(ctx, http.MethodGet, s.bridges[1].URL+"/", http.Header{"Cookie": {cookie.Name + "=" + cookie.Value}}, nil)
+		if err != nil || code != http.StatusOK {
+			t.Errorf("status page with the session cookie: %d %v %.200s", code, err, body)
+		}
+	}
+	for _, path := range []string{"/api/v1/runs/x/approve", "/api/v1/runs/x/reject", "/api/v1/agents/" + sfNodeA + "/sf-circuit/reset"} {
+		if code, _, err := harness.Do(ctx, http.MethodPost, b.URL+path, nil, nil); err != nil || code != http.StatusUnauthorized {
+			t.Errorf("POST %s without token: %d %v, want 401", path, code, err)
 		}
 	}
 	if t.Failed() {
@@ -774,6 +860,8 @@ func safetyConcurrency(t *testing.T, s *safety) {
 	if peak < 2 {
 		t.Errorf("at most %d run in progress at once: the storm never ran in parallel, the limit was not exercised", peak)
 	}
+	s.wantRemediations(t, "sf-storm", runbooks.OutcomeRecovered, float64(outcomes[runbooks.OutcomeRecovered]))
+	s.wantRemediations(t, "sf-storm", runbooks.OutcomeLimited, float64(outcomes[runbooks.OutcomeLimited]))
 	if nodes[sfNodeA] == 0 || nodes[sfNodeB] == 0 {
 		t.Errorf("runs by node %v: want both nodes", nodes)
 	}
@@ -791,6 +879,46 @@ func safetyConcurrency(t *testing.T, s *safety) {
 			t.Errorf("%s: %d entries (%v) after every run ended", k, n, err)
 		}
 	}
+}
+
+// ---- 1b. runs that find no slot within the wait end limited, untouched.
+
+func safetyLimited(t *testing.T, s *safety) {
+	names := []string{"sf-lim-1", "sf-lim-2", "sf-lim-3"}
+	pids := map[string]int{}
+	var alerts []sfAlert
+	for _, n := range names {
+		pids[n] = s.waitUp(t, n, 60*time.Second)
+		s.hang(t, n)
+		alerts = append(alerts, s.newAlert("SafetyLimited", n))
+	}
+	s.fire(t, s.bridges[0], alerts[0], alerts[1])
+	s.fire(t, s.bridges[1], alerts[2])
+	outcomes := map[string]int{}
+	for _, a := range alerts {
+		r := s.finalRun(t, s.bridges[1], a, 90*time.Second)
+		outcomes[r.Outcome]++
+		switch r.Outcome {
+		case runbooks.OutcomeRecovered:
+			if pid := s.waitUp(t, r.Agent, 10*time.Second); pid == pids[r.Agent] {
+				t.Errorf("%s recovered but kept pid %d", r.Agent, pid)
+			}
+		case runbooks.OutcomeLimited:
+			if !strings.HasPrefix(r.Reason, "concurrency limit of runbook sf-limited: 1 at once") ||
+				acted(r) || !hasStep(r, "concurrency", false) || !hasStep(r, "escalate", true) {
+				t.Errorf("limited run %s: %q %s", r.ID, r.Reason, stepNames(r))
+			}
+			if pid, err := s.pid(t, r.Agent); err != nil || pid != pids[r.Agent] {
+				t.Errorf("limited run touched %s: pid %d → %d (%v)", r.Agent, pids[r.Agent], pid, err)
+			}
+		default:
+			t.Errorf("run %s of %s: %q %q", r.ID, r.Agent, r.Outcome, r.Reason)
+		}
+	}
+	if outcomes[runbooks.OutcomeRecovered] != 1 || outcomes[runbooks.OutcomeLimited] != 2 {
+		t.Errorf("outcomes %v, want 1 recovered and 2 limited", outcomes)
+	}
+	s.wantRemediations(t, "sf-limited", runbooks.OutcomeLimited, 2)
 }
 
 // ---- 3. the circuit opens on the third run and an operator resets it.
@@ -832,6 +960,9 @@ func safetyCircuit(t *testing.T, s *safety) {
 		t.Errorf("%s is running although its circuit was open", agent)
 	}
 
+	if code, body := s.call(t, s.bridges[0], http.MethodPost, "/api/v1/agents/"+sfNodeB+"/"+agent+"/reset", []byte(`{}`)); code != http.StatusNotFound {
+		t.Errorf("reset on the wrong node: %d %s, want 404", code, body)
+	}
 	code, body := s.call(t, s.bridges[1], http.MethodPost, "/api/v1/agents/"+sfNodeA+"/"+agent+"/reset", []byte(`{"by":"dave","reason":"fixed the disk"}`))
 	var res struct {
 		Reset bool   `json:"reset"`
@@ -855,6 +986,8 @@ func safetyCircuit(t *testing.T, s *safety) {
 	if n, err := s.rdb.ZCard(ctx, key).Result(); err != nil || n != 1 {
 		t.Errorf("%s holds %d runs (%v) after the reset and one run, want 1", key, n, err)
 	}
+	s.wantRemediations(t, "sf-circuit", runbooks.OutcomeRecovered, 3)
+	s.wantRemediations(t, "sf-circuit", runbooks.OutcomeCircuitOpen, 1)
 }
 
 // ---- 4. shadow mode executes nothing.
@@ -906,6 +1039,7 @@ func safetyShadow(t *testing.T, s *safety) {
 	if n, err := s.rdb.Exists(context.Background(), "medic:{agent:"+sfNodeB+"/"+agent+"}:budget").Result(); err != nil || n != 0 {
 		t.Errorf("shadow run left a restart budget entry (%d %v)", n, err)
 	}
+	s.wantRemediations(t, "sf-shadow", runbooks.OutcomeShadowed, 1)
 }
 
 // ---- 5. approved, rejected, expired.
@@ -984,6 +1118,15 @@ func safetyApprovals(t *testing.T, s *safety) {
 	}
 	if n, err := s.rdb.ZCard(ctx, "medic:{ctl}:approvals").Result(); err != nil || n != 0 {
 		t.Errorf("medic:{ctl}:approvals holds %d runs (%v) after every decision", n, err)
+	}
+	s.wantRemediations(t, "sf-approve", runbooks.OutcomeRecovered, 1)
+	s.wantRemediations(t, "sf-approve", runbooks.OutcomeRejected, 1)
+	s.wantRemediations(t, "sf-approve-expiry", runbooks.OutcomeExpired, 1)
+	// Waiting is a state, never an outcome label.
+	for _, rb := range []string{"sf-approve", "sf-approve-expiry"} {
+		if v := s.remediations(t, rb, runbooks.OutcomePendingApproval); v != 0 {
+			t.Errorf("medic_remediations_total{runbook=%q,outcome=\"pending_approval\"} = %v", rb, v)
+		}
 	}
 }
 
@@ -1072,6 +1215,14 @@ func safetySilence(t *testing.T, s *safety) {
 	if r.Outcome != runbooks.OutcomeRecovered || !hasStep(r, "silence", true) || !hasStep(r, "unsilence", true) {
 		t.Fatalf("silenced run: %s", summarizeRuns([]runbooks.RunRecord{r}))
 	}
+	// The repair's output had a password: the record has it redacted, in
+	// the API and in Redis.
+	if st := stepNamed(r, "repair:always"); st == nil || st.Output != "slow repair of sf-sil, login [REDACTED] ok\n" {
+		t.Errorf("repair step %+v: want its output redacted", st)
+	}
+	if raw, err := s.rdb.Get(ctx, "medic:run:"+r.ID).Result(); err != nil || strings.Contains(raw, "hunter2") || !strings.Contains(raw, "[REDACTED]") {
+		t.Errorf("medic:run:%s in Redis (%v): %.300s", r.ID, err, raw)
+	}
 	if !strings.Contains(sil.Comment, r.ID) {
 		t.Errorf("silence comment %q does not name run %s", sil.Comment, r.ID)
 	}
@@ -1102,6 +1253,8 @@ func safetySilence(t *testing.T, s *safety) {
 	if len(active) != 1 || !strings.Contains(active[0].Comment, re.ID) || time.Until(active[0].EndsAt) < 8*time.Minute {
 		t.Errorf("after the escalation: active silences %+v, want one of run %s for ~10m", active, re.ID)
 	}
+	s.wantRemediations(t, "sf-silence", runbooks.OutcomeRecovered, 1)
+	s.wantRemediations(t, "sf-silence-escalate", runbooks.OutcomeEscalated, 1)
 }
 
 // ---- 6. the global pause.
@@ -1175,6 +1328,24 @@ func safetyPause(t *testing.T, s *safety) {
 		t.Fatalf("resume sf-pause: %d %s", code, body)
 	}
 	waitPaused(s.bridges[1], "sf-pause", 0)
+
+	// A pause for a while ends by itself; a misspelt runbook pauses nothing.
+	if code, body = s.call(t, s.bridges[0], http.MethodPost, "/api/v1/pause", []byte(`{"runbook":"sf-pasue"}`)); code != http.StatusBadRequest {
+		t.Errorf("pause of an unknown runbook: %d %s, want 400", code, body)
+	}
+	if code, body = s.call(t, s.bridges[0], http.MethodPost, "/api/v1/pause", []byte(`{"for":"2s","reason":"short"}`)); code != http.StatusOK {
+		t.Fatalf("pause for 2s: %d %s", code, body)
+	}
+	waitPaused(s.bridges[1], "*", 1)
+	waitPaused(s.bridges[1], "*", 0)
+	var left struct {
+		Pauses []json.RawMessage `json:"pauses"`
+	}
+	if err := s.bridges[0].GetJSON(ctx, "/api/v1/pause", &left); err != nil || len(left.Pauses) != 0 {
+		t.Errorf("pauses after the timed one ended: %s %v", left.Pauses, err)
+	}
+	s.wantRemediations(t, "sf-pause", runbooks.OutcomePaused, 1)
+	s.wantRemediations(t, "sf-pause", runbooks.OutcomeRecovered, 1)
 }
 
 // ---- 2. one restart budget, whichever bridge routes and whichever engine
@@ -1242,4 +1413,6 @@ func safetyBudget(t *testing.T, s *safety) {
 	if n, err := s.rdb.ZCard(ctx, key).Result(); err != nil || n != 2 {
 		t.Errorf("%s holds %d restarts (%v) after the refused one, want 2", key, n, err)
 	}
+	// The restarted node counts from zero; the refused run is its second.
+	s.wantRemediations(t, "sf-budget", runbooks.OutcomeEscalated, 1)
 }
