@@ -43,7 +43,10 @@ func (b *budgets) get(agent string) *agentBudget {
 // when the budget is spent; otherwise wait is the backoff to sleep first.
 func (b *budgets) reserve(agent string, budget hcl.Budget, now time.Time) (wait time.Duration, exhausted string) {
 	limit, window := budget.Restarts, budget.Window
-	if limit <= 0 {
+	// restarts = 0 in HCL means "never restart, escalate"; the loader
+	// always sets the window, so only a hand-built zero Budget{} (no
+	// budget at all) gets the default.
+	if limit < 0 || limit == 0 && window == 0 {
 		limit = hcl.DefaultBudgetRestarts
 	}
 	if window <= 0 {

@@ -761,7 +761,10 @@ func (r *run) switchover() {
 func (r *run) takeRestart() (wait time.Duration, exhausted string) {
 	b := r.rb.Budget
 	limit, window := b.Restarts, b.Window
-	if limit <= 0 {
+	// restarts = 0 in HCL means "never restart, escalate"; the loader
+	// always sets the window, so only a hand-built zero Budget{} (no
+	// budget at all) gets the default.
+	if limit < 0 || limit == 0 && window == 0 {
 		limit = hcl.DefaultBudgetRestarts
 	}
 	if window <= 0 {

@@ -1056,3 +1056,30 @@ pool "switches" {
 		}
 	}
 }
+
+// budget { restarts = 0 } means never restart: the first crash escalates.
+func TestBudgetZeroNeverRestarts(t *testing.T) {
+	cfg := loadConfig(t, `
+agent "ops" {
+  node    = "web-01"
+  command = ["/bin/true"]
+}
+runbook "r" {
+  match {
+    alertname = "MedicAgentDown"
+  }
+  budget {
+    restarts = 0
+  }
+}
+`)
+	agents := &fakeAgents{}
+	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "web-01", Agents: agents})
+	rec := e.Run(context.Background(), Request{Alert: alertFor("ops", "MedicAgentDown")})
+	if rec.Outcome != OutcomeEscalated || rec.Reason != "restart budget exhausted: 0 in 1h" {
+		t.Fatalf("outcome %s %q, want escalated for an empty budget", rec.Outcome, rec.Reason)
+	}
+	if calls := strings.Join(agents.Calls(), " "); strings.Contains(calls, "restart") {
+		t.Errorf("restarted with restarts = 0: %s", calls)
+	}
+}

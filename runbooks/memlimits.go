@@ -18,7 +18,7 @@ type memCircuits struct {
 func newMemCircuits() *memCircuits { return &memCircuits{runs: map[string][]time.Time{}} }
 
 // count is controls.Store.Circuit in memory.
-func (m *memCircuits) count(agent string, maxRuns int, window time.Duration, now time.Time) (open bool, until time.Time) {
+func (m *memCircuits) count(agent string, maxRuns int, window time.Duration, now time.Time, peek bool) (open bool, until time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var keep []time.Time
@@ -31,7 +31,11 @@ func (m *memCircuits) count(agent string, maxRuns int, window time.Duration, now
 		m.runs[agent] = keep
 		return true, keep[len(keep)-maxRuns].Add(window)
 	}
-	m.runs[agent] = append(keep, now)
+	if peek {
+		m.runs[agent] = keep
+	} else {
+		m.runs[agent] = append(keep, now)
+	}
 	return false, time.Time{}
 }
 

@@ -74,13 +74,20 @@ func (r *run) gate(alive bool, causes []*hcl.Cause, why string) (bool, []*hcl.Ca
 		r.shadow(alive, causes, why)
 		return false, nil, ""
 	}
-	if !r.circuit() {
+	approve := r.mode() == hcl.ModeApprove
+	// An approve-mode run asks the circuit before it waits for a person,
+	// and counts against it only once approved: a rejected or expired run
+	// never acted.
+	if !r.circuit(approve) {
 		return false, nil, ""
 	}
-	if r.mode() == hcl.ModeApprove {
+	if approve {
 		var ok bool
 		wasAlive := alive
 		if ok, alive, causes = r.approve(alive, causes); !ok {
+			return false, nil, ""
+		}
+		if !r.circuit(false) {
 			return false, nil, ""
 		}
 		switch {
@@ -93,7 +100,13 @@ func (r *run) gate(alive bool, causes []*hcl.Cause, why string) (bool, []*hcl.Ca
 		}
 	}
 	r.silence()
-	if !r.slot() {
+	waited, ok := r.slot()
+	if !ok {
+		return false, nil, ""
+	}
+	// An operator may have paused while the run waited for a decision or
+	// a slot: a paused runbook acts no more, whenever its runs started.
+	if (r.mode() == hcl.ModeApprove || waited > 0) && r.paused() {
 		return false, nil, ""
 	}
 	return true, causes, why
@@ -134,7 +147,7 @@ func argvString(argv []string) string {
 // circuit counts the run against the agent's circuit; false (outcome
 // circuit_open, escalated) when it is open. Only runs that would act are
 // counted: a probe that passes is not a remediation.
-func (r *run) circuit() bool {
+func (r *run) circuit(peek bool) bool {
 	cb := r.rb.Circuit
 	if cb == nil {
 		return true
@@ -145,7 +158,11 @@ func (r *run) circuit() bool {
 	var err error
 	if c := r.e.opts.Controls; c != nil {
 		ctx, cancel := context.WithTimeout(r.ctx, r.e.opts.ProbeTimeout)
-		open, until, err = c.Circuit(ctx, r.e.opts.Node, r.rec.Agent, cb.MaxRuns, cb.Window, now, r.rec.ID)
+		if peek {
+			open, until, err = c.CircuitPeek(ctx, r.e.opts.Node, r.rec.Agent, cb.MaxRuns, cb.Window, now)
+		} else {
+			open, until, err = c.Circuit(ctx, r.e.opts.Node, r.rec.Agent, cb.MaxRuns, cb.Window, now, r.rec.ID)
+		}
 		cancel()
 	}
 	if r.e.opts.Controls == nil || err != nil {
@@ -153,7 +170,7 @@ func (r *run) circuit() bool {
 			s := r.step("circuit")
 			r.done(s, false, "shared circuit state unavailable; counting in this process only", err)
 		}
-		open, until = r.e.circuits.count(r.e.opts.Node+"/"+r.rec.Agent, cb.MaxRuns, cb.Window, now)
+		open, until = r.e.circuits.count(r.e.opts.Node+"/"+r.rec.Agent, cb.MaxRuns, cb.Window, now, peek)
 	}
 	if !open {
 		return true
@@ -273,15 +290,15 @@ func (r *run) progress(state, reason string) {
 // slot takes a fleet-wide concurrency slot of the runbook; false (outcome
 // limited, escalated) when none freed within the wait or the queue was
 // full. The slot is held until the run ends.
-func (r *run) slot() bool {
+func (r *run) slot() (time.Duration, bool) {
 	cc := r.rb.Concurrency
 	if cc == nil {
-		return true
+		return 0, true
 	}
 	key, limit, _, err := r.cfg.ConcurrencyLimit(r.rb, r.req.Alert)
 	if err != nil {
 		r.fail(fmt.Errorf("runbook %q: concurrency key: %w", r.rb.Name, err))
-		return false
+		return 0, false
 	}
 	s := r.step("concurrency")
 	l := controls.Limit{Runbook: r.rb.Name, Key: key, Max: limit, Wait: cc.Wait, Queue: cc.Queue, LeaseTTL: r.e.opts.LeaseTTL, Poll: r.e.opts.ConcurrencyPoll}
@@ -309,17 +326,17 @@ func (r *run) slot() bool {
 		if r.ctx.Err() != nil {
 			r.done(s, false, "cancelled while waiting for a slot", err)
 			r.cancelled()
-			return false
+			return 0, false
 		}
 		reason := fmt.Sprintf("concurrency limit of runbook %s: %d at once for %q; %v", r.rb.Name, limit, key, err)
 		r.done(s, false, reason, nil)
 		r.finish(OutcomeLimited, reason)
 		r.escalate(reason)
-		return false
+		return 0, false
 	}
 	r.releases = append(r.releases, release)
 	r.done(s, true, fmt.Sprintf("slot taken for %q (at most %d at once; waited %s)", key, limit, waited.Round(time.Millisecond)), nil)
-	return true
+	return waited, true
 }
 
 func isLimit(err error) bool {

@@ -699,3 +699,105 @@ runbook "restart" {
 		t.Fatalf("escalation leaks: %s", b)
 	}
 }
+
+// A pause reaches runs already waiting for a concurrency slot: the one
+// holding the slot finishes, the waiter ends paused and restarts nothing.
+func TestPauseReachesRunsWaitingForASlot(t *testing.T) {
+	ctx := context.Background()
+	store := sharedStore(t)
+	cfg := loadConfig(t, `
+agent "a1" {
+  node    = "n1"
+  command = ["/bin/a"]
+}
+agent "a2" {
+  node    = "n1"
+  command = ["/bin/a"]
+}
+runbook "restart" {
+  match { alertname = "AgentDown" }
+  concurrency {
+    max  = 1
+    wait = "5s"
+  }
+}
+`)
+	agents := newFleet()
+	agents.restartFor = 600 * time.Millisecond
+	e := node(t, store, "n1", cfg, agents)
+	first := make(chan *RunRecord, 1)
+	go func() { first <- e.Run(ctx, Request{Alert: alert("a1")}) }()
+	// a1's run holds the slot (it is restarting) before a2's run starts.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		agents.mu.Lock()
+		busy := agents.inRestart > 0
+		agents.mu.Unlock()
+		if busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a1 never restarted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	second := make(chan *RunRecord, 1)
+	go func() { second <- e.Run(ctx, Request{Alert: alert("a2")}) }()
+	time.Sleep(100 * time.Millisecond) // a2 waits for the slot
+	if err := store.Pause(ctx, controls.Pause{By: "alice", Reason: "storm"}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := <-first; rec.Outcome != OutcomeRecovered {
+		t.Errorf("slot holder: %s %q", rec.Outcome, rec.Reason)
+	}
+	rec := <-second
+	if rec.Outcome != OutcomePaused || agents.restartsOf("a2") != 0 {
+		t.Fatalf("waiter: %s %q, %d restarts of a2; want paused and none", rec.Outcome, rec.Reason, agents.restartsOf("a2"))
+	}
+	if s := stepOf(rec, "concurrency"); s == nil || !s.OK {
+		t.Errorf("waiter never had the slot: %v", stepNames(rec))
+	}
+}
+
+// Rejected approve-mode runs never acted, so they do not count against the
+// circuit; approved ones do, and an open circuit is reported before anyone
+// is asked to approve.
+func TestCircuitCountsOnlyApprovedRuns(t *testing.T) {
+	ctx := context.Background()
+	store := sharedStore(t)
+	agents := newFleet()
+	cfg := loadConfig(t, oneAgent+`
+runbook "restart" {
+  match { alertname = "AgentDown" }
+  mode = "approve"
+  circuit {
+    max_runs = 1
+    window   = "1h"
+  }
+}
+`)
+	e := node(t, store, "n1", cfg, agents)
+	for _, by := range []string{"bob", "carol"} {
+		agents.set("ops", false, false)
+		p, done := runPending(t, e, store)
+		if err := store.Decide(ctx, Decision(p.ID, false, by)); err != nil {
+			t.Fatal(err)
+		}
+		if rec := <-done; rec.Outcome != OutcomeRejected {
+			t.Fatalf("rejected by %s: %s %q", by, rec.Outcome, rec.Reason)
+		}
+	}
+	agents.set("ops", false, false)
+	p, done := runPending(t, e, store)
+	if err := store.Decide(ctx, Decision(p.ID, true, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	if rec := <-done; rec.Outcome != OutcomeRecovered {
+		t.Fatalf("first approved run, after two rejected: %s %q", rec.Outcome, rec.Reason)
+	}
+	agents.set("ops", false, false)
+	rec := e.Run(ctx, Request{Alert: alert("ops")})
+	if rec.Outcome != OutcomeCircuitOpen || stepOf(rec, "approval") != nil {
+		t.Fatalf("second approved-mode run: %s %q %v, want circuit_open without asking", rec.Outcome, rec.Reason, stepNames(rec))
+	}
+}

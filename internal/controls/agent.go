@@ -79,10 +79,11 @@ func (s *Store) TakeRestart(ctx context.Context, node, agent string, limit int, 
 	return time.Duration(res[1]) * time.Millisecond, "", nil
 }
 
-// circuitScript: KEYS circuit; ARGV now, max, window, member. Returns
-// {0, n} when the run is let through (and counted), {1, reopen-at} when
-// max runs in the window opened the circuit. A refused run is not counted,
-// so the circuit closes when the window has passed.
+// circuitScript: KEYS circuit; ARGV now, max, window, member, count.
+// Returns {0, n} when the run is let through (and, with count = 1,
+// counted), {1, reopen-at} when max runs in the window opened the
+// circuit. A refused run is not counted, so the circuit closes when the
+// window has passed.
 var circuitScript = redis.NewScript(`
 local now, max, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - window)
@@ -91,18 +92,35 @@ if n >= max then
   local oldest = redis.call("ZRANGE", KEYS[1], 0, n - max, "WITHSCORES")
   return {1, tonumber(oldest[#oldest]) + window}
 end
-redis.call("ZADD", KEYS[1], now, ARGV[4])
-redis.call("PEXPIRE", KEYS[1], window)
-return {0, n + 1}`)
+if ARGV[5] == "1" then
+  redis.call("ZADD", KEYS[1], now, ARGV[4])
+  redis.call("PEXPIRE", KEYS[1], window)
+  n = n + 1
+end
+return {0, n}`)
 
 // Circuit counts one run of agent on node against a circuit of maxRuns
 // per window. open reports that maxRuns runs already happened within the
 // window (the run must not act); until is when the circuit closes again
 // on its own.
 func (s *Store) Circuit(ctx context.Context, node, agent string, maxRuns int, window time.Duration, now time.Time, runID string) (open bool, until time.Time, err error) {
+	return s.circuit(ctx, node, agent, maxRuns, window, now, runID, true)
+}
+
+// CircuitPeek is Circuit without counting the run: an approve-mode run
+// asks before it waits for a person, and counts only once approved.
+func (s *Store) CircuitPeek(ctx context.Context, node, agent string, maxRuns int, window time.Duration, now time.Time) (open bool, until time.Time, err error) {
+	return s.circuit(ctx, node, agent, maxRuns, window, now, "", false)
+}
+
+func (s *Store) circuit(ctx context.Context, node, agent string, maxRuns int, window time.Duration, now time.Time, runID string, count bool) (open bool, until time.Time, err error) {
 	key := s.agentKey(node, agent, "circuit")
+	flag := "0"
+	if count {
+		flag = "1"
+	}
 	res, err := circuitScript.Run(ctx, s.client, []string{key}, ms(now), maxRuns, window.Milliseconds(),
-		strconv.FormatInt(ms(now), 10)+":"+runID).Int64Slice()
+		strconv.FormatInt(ms(now), 10)+":"+runID, flag).Int64Slice()
 	if err != nil {
 		return false, time.Time{}, err
 	}
