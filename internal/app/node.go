@@ -41,6 +41,9 @@ type NodeOptions struct {
 	StopGrace  time.Duration
 	CPUWindow  time.Duration
 	RuntimeDir string
+	// Jobs is --node.jobs: the bridge's jobs the node runs at once; 0
+	// means the consumer's default (4).
+	Jobs int
 
 	Logger *slog.Logger
 	// Registry, when set, is the registry /metrics serves (tests read it).
@@ -58,6 +61,9 @@ type NodeOptions struct {
 func RunNode(ctx context.Context, o NodeOptions) error {
 	if o.NodeName == "" {
 		return errors.New("no node name: set --node.name")
+	}
+	if o.Jobs < 0 {
+		return fmt.Errorf("--node.jobs=%d: want at least 1", o.Jobs)
 	}
 	if o.Prefix == "" {
 		o.Prefix = bridge.DefaultPrefix
@@ -116,6 +122,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 		Name: o.NodeName, Config: cfg, Client: client, Prefix: o.Prefix, Store: store, Switcher: switcher,
 		Registry: reg, Metrics: bridge.NewConsumerMetrics(reg),
 		StopGrace: o.StopGrace, CPUWindow: o.CPUWindow, RuntimeDir: o.RuntimeDir, Log: log,
+		Concurrency: o.Jobs,
 	})
 	if err != nil {
 		return err
