@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,6 +87,9 @@ func (s *Server) start() {
 	s.t.Helper()
 	cmd := exec.Command(Binary(s.t), s.args...)
 	cmd.Dir = s.Dir
+	// A group of its own: a terminal's ^C or a signal to the test's group
+	// does not reach it, and Kill signals only what this test started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -128,16 +132,31 @@ func (s *Server) Client() *redis.Client {
 	return c
 }
 
+// PID is the redis-server's process id (benchmarks read its CPU time in
+// /proc), 0 when it is not running.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Kill SIGKILLs the server (no shutdown save).
 func (s *Server) Kill() {
 	s.mu.Lock()
 	cmd := s.cmd
 	s.cmd = nil
 	s.mu.Unlock()
-	if cmd == nil {
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
-	_ = cmd.Process.Kill()
+	// Only a process this test started, never pid 0 or 1 (which would
+	// signal a whole group or init).
+	if cmd.Process.Pid > 1 {
+		_ = cmd.Process.Kill()
+	}
 	_ = cmd.Wait()
 }
 
