@@ -30,8 +30,11 @@ type enqueuer struct {
 }
 
 type enqueueReq struct {
-	ctx  context.Context
-	keys []string
+	ctx context.Context
+	// deadline bounds the request's Redis work (Options.RequestTimeout),
+	// so that the caller needs no context with a timer of its own.
+	deadline time.Time
+	keys     []string
 	args []any
 	done chan enqueueRes
 }
@@ -44,9 +47,14 @@ type enqueueRes struct {
 func newEnqueuer(c redis.UniversalClient) *enqueuer { return &enqueuer{c: c} }
 
 // enqueue runs the enqueue script in the next batch and waits for its
-// answer or ctx.
-func (e *enqueuer) enqueue(ctx context.Context, keys []string, args ...any) ([]any, error) {
-	r := &enqueueReq{ctx: ctx, keys: keys, args: args, done: make(chan enqueueRes, 1)}
+// answer or ctx. A request still waiting for its batch at deadline (or
+// ctx's, if earlier) is not sent and fails with context.DeadlineExceeded;
+// a batch in flight is bounded by its members' deadlines.
+func (e *enqueuer) enqueue(ctx context.Context, deadline time.Time, keys []string, args ...any) ([]any, error) {
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	r := &enqueueReq{ctx: ctx, deadline: deadline, keys: keys, args: args, done: make(chan enqueueRes, 1)}
 	e.mu.Lock()
 	e.pending = append(e.pending, r)
 	if !e.busy {
@@ -84,24 +92,28 @@ func (e *enqueuer) lead() {
 
 func (e *enqueuer) send(batch []*enqueueReq) {
 	live := batch[:0:0]
+	now := time.Now()
 	for _, r := range batch {
-		if r.ctx.Err() == nil {
-			live = append(live, r)
-		} else {
+		switch {
+		case r.ctx.Err() != nil:
 			r.done <- enqueueRes{err: r.ctx.Err()}
+		case !r.deadline.IsZero() && !now.Before(r.deadline):
+			r.done <- enqueueRes{err: context.DeadlineExceeded}
+		default:
+			live = append(live, r)
 		}
 	}
 	if len(live) == 0 {
 		return
 	}
-	// The batch's deadline is its most patient request's (at least
-	// defaultBatchTimeout): one request giving up must not abort the
-	// others' writes.
+	// The batch's deadline is its most patient request's (at most
+	// defaultBatchTimeout from now when one has none): one request giving
+	// up must not abort the others' writes.
 	var deadline time.Time
 	for _, r := range live {
-		d, ok := r.ctx.Deadline()
-		if !ok {
-			d = time.Now().Add(defaultBatchTimeout)
+		d := r.deadline
+		if d.IsZero() {
+			d = now.Add(defaultBatchTimeout)
 		}
 		if d.After(deadline) {
 			deadline = d

@@ -121,6 +121,7 @@ const (
 // Ingest handles the alerts of one notification, each by its own status.
 // It stops at the first Redis failure: Alertmanager retries the whole
 // notification, and the alerts handled so far then count as duplicates.
+// Its Redis work is bounded by ctx and by Options.RequestTimeout.
 func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error) {
 	var c Counts
 	cfg := b.opts.Config()
@@ -128,7 +129,7 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 		return c, errors.New("no configuration loaded")
 	}
 	for _, a := range alerts {
-		b.metrics.alertsReceived.WithLabelValues(a.Status).Inc()
+		b.metrics.alertReceived(a.Status)
 		v, err := b.ingest(ctx, cfg, a)
 		if err != nil {
 			return c, err
@@ -155,13 +156,19 @@ func (b *Bridge) ingest(ctx context.Context, cfg *hcl.Config, a hcl.Alert) (verd
 		r.Reason = fmt.Sprintf("node name %q is not usable", r.Node)
 		r.Node = ""
 	}
+	// The rarer paths bound their Redis work with a context; the enqueue
+	// of a firing alert is bounded by its batch's deadline instead.
 	if r.Node == "" {
+		ctx, cancel := context.WithTimeout(ctx, b.opts.RequestTimeout)
+		defer cancel()
 		return b.unroutable(ctx, a, r)
 	}
 	k := b.opts.Keys
 	dedup := k.Dedup(r.Node, a.Fingerprint, a.StartsAt)
 	ttl := b.opts.DedupTTL.Milliseconds()
 	if a.Status == "resolved" {
+		ctx, cancel := context.WithTimeout(ctx, b.opts.RequestTimeout)
+		defer cancel()
 		return b.resolve(ctx, a, r, dedup, ttl)
 	}
 	now := b.opts.Now()
@@ -169,18 +176,17 @@ func (b *Bridge) ingest(ctx context.Context, cfg *hcl.Config, a hcl.Alert) (verd
 		ID: runbooks.NewRunID(now), Runbook: r.Runbook.Name, Agent: r.Agent, Node: r.Node,
 		Alert: a, Enqueued: now, Deadline: now.Add(b.opts.JobDeadline),
 	}
-	data, err := jsonMarshal(job)
-	if err != nil {
-		return 0, err
-	}
-	res, err := b.enq.enqueue(ctx, []string{dedup, k.Jobs(r.Node)}, job.ID, ttl, data)
+	data := appendJob(make([]byte, 0, 512), &job)
+	res, err := b.enq.enqueue(ctx, time.Now().Add(b.opts.RequestTimeout), []string{dedup, k.Jobs(r.Node)}, job.ID, ttl, data)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue job for node %s: %w", r.Node, err)
 	}
 	if n, _ := res[0].(int64); n == 0 {
 		return duplicate, nil
 	}
-	b.log.Debug("job queued", "run", job.ID, "runbook", job.Runbook, "agent", job.Agent, "node", job.Node, "fingerprint", a.Fingerprint)
+	if b.log.Enabled(ctx, slog.LevelDebug) {
+		b.log.Debug("job queued", "run", job.ID, "runbook", job.Runbook, "agent", job.Agent, "node", job.Node, "fingerprint", a.Fingerprint)
+	}
 	return accepted, nil
 }
 

@@ -28,6 +28,7 @@ func setupNode(cmd *kingpin.CmdClause) action {
 	cmd.Flag("node.stop-grace", "Time a stopped agent's process group gets between SIGTERM and SIGKILL.").Default(exporter.DefaultStopGrace.String()).DurationVar(&o.StopGrace)
 	cmd.Flag("node.cpu-window", "Window over which usage.cpu is measured at diagnosis time.").Default(exporter.DefaultCPUWindow.String()).DurationVar(&o.CPUWindow)
 	cmd.Flag("node.runtime-dir", "Directory for the agents' NOTIFY_SOCKETs and default working directories (default: a new temporary directory).").StringVar(&o.RuntimeDir)
+	cmd.Flag("web.enable-pprof", "Serve Go's net/http/pprof profiles under /debug/pprof/ (off by default).").Default("false").BoolVar(&o.EnablePprof)
 	webFlags := kingpinflag.AddFlags(cmd, ":9105")
 	return func(ctx context.Context, logger *slog.Logger) error {
 		if *webFlags.WebSystemdSocket {
