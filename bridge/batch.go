@@ -35,8 +35,8 @@ type enqueueReq struct {
 	// so that the caller needs no context with a timer of its own.
 	deadline time.Time
 	keys     []string
-	args []any
-	done chan enqueueRes
+	args     []any
+	done     chan enqueueRes
 }
 
 type enqueueRes struct {
