@@ -49,21 +49,32 @@ func readError(err error) error {
 	return badInput("body: %v", err)
 }
 
-func decodeWebhook(data []byte) ([]hcl.Alert, error) {
+func decodeWebhook(data []byte) ([]hcl.Alert, error) { return decodeWith(data, true) }
+
+// decodeWith decodes with encoding/json, after trying decodeFast if fast.
+func decodeWith(data []byte, fast bool) ([]hcl.Alert, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, badInput("body: empty, want an Alertmanager webhook payload")
 	}
-	var msg struct {
-		Alerts *[]wireAlert `json:"alerts"`
+	var wire []wireAlert
+	ok := false
+	if fast {
+		wire, ok = decodeFast(data)
 	}
-	if err := json.Unmarshal(data, &msg); err != nil {
-		return nil, explain(data, err)
+	if !ok {
+		var msg struct {
+			Alerts *[]wireAlert `json:"alerts"`
+		}
+		if err := json.Unmarshal(data, &msg); err != nil {
+			return nil, explain(data, err)
+		}
+		if msg.Alerts == nil {
+			return nil, badInput("alerts: missing")
+		}
+		wire = *msg.Alerts
 	}
-	if msg.Alerts == nil {
-		return nil, badInput("alerts: missing")
-	}
-	out := make([]hcl.Alert, 0, len(*msg.Alerts))
-	for i, w := range *msg.Alerts {
+	out := make([]hcl.Alert, 0, len(wire))
+	for i, w := range wire {
 		a, err := w.alert()
 		if err != nil {
 			return nil, badInput("alerts[%d]%s", i, err)

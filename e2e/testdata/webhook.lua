@@ -1,4 +1,5 @@
--- wrk script: full Alertmanager v4 webhook payloads, one firing alert
+-- wrk script: full Alertmanager v4 webhook payloads as Alertmanager encodes
+-- them (Go's json.Encoder: & written \u0026), one firing alert
 -- each, with a distinct fingerprint per request (thread id + counter), so
 -- that the bridge deduplicates none of them.
 --
@@ -28,7 +29,7 @@ function init(args)
   if token ~= "" then headers["Authorization"] = "Bearer " .. token end
 end
 
-local fmt = [[{"receiver":"medic","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"MedicAgentUnhealthy","agent":"%s","instance":"%s:9105","job":"medic-node","severity":"critical"},"annotations":{"summary":"agent %s is unhealthy","description":"medic_agent_probe_success of agent %s on %s has been 0 for 30s."},"startsAt":"%s","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus.example:9090/graph?g0.expr=medic_agent_probe_success+%%3D%%3D+0&g0.tab=1","fingerprint":"%s"}],"groupLabels":{"alertname":"MedicAgentUnhealthy","agent":"%s"},"commonLabels":{"alertname":"MedicAgentUnhealthy","agent":"%s","instance":"%s:9105","job":"medic-node","severity":"critical"},"commonAnnotations":{"summary":"agent %s is unhealthy","description":"medic_agent_probe_success of agent %s on %s has been 0 for 30s."},"externalURL":"http://alertmanager.example:9093","version":"4","groupKey":"{}:{alertname=\"MedicAgentUnhealthy\", agent=\"%s\"}","truncatedAlerts":0}]]
+local fmt = [[{"receiver":"medic","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"MedicAgentUnhealthy","agent":"%s","instance":"%s:9105","job":"medic-node","severity":"critical"},"annotations":{"summary":"agent %s is unhealthy","description":"medic_agent_probe_success of agent %s on %s has been 0 for 30s."},"startsAt":"%s","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus.example:9090/graph?g0.expr=medic_agent_probe_success+%%3D%%3D+0\u0026g0.tab=1","fingerprint":"%s"}],"groupLabels":{"alertname":"MedicAgentUnhealthy","agent":"%s"},"commonLabels":{"alertname":"MedicAgentUnhealthy","agent":"%s","instance":"%s:9105","job":"medic-node","severity":"critical"},"commonAnnotations":{"summary":"agent %s is unhealthy","description":"medic_agent_probe_success of agent %s on %s has been 0 for 30s."},"externalURL":"http://alertmanager.example:9093","version":"4","groupKey":"{}:{alertname=\"MedicAgentUnhealthy\", agent=\"%s\"}","truncatedAlerts":0}]]
 
 function request()
   n = n + 1
