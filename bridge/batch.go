@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,13 +21,18 @@ const defaultBatchTimeout = 5 * time.Second
 // out as the next one. An idle bridge sends a batch of one at once (no
 // timer, no added latency); a busy one pays one round trip and two
 // syscalls per batch instead of per alert, on both sides of the socket.
-// The sending goroutine exists only while there is something to send.
+//
+// There is no sending goroutine: the request that finds the enqueuer idle
+// sends the batch itself, and when its batch is answered it hands the next
+// batch to the first request waiting, whose goroutine sends that one. So
+// a lone request is a plain round trip, and no goroutine is started, woken
+// or grown just to send.
 type enqueuer struct {
 	c redis.UniversalClient
 
 	mu      sync.Mutex
 	pending []*enqueueReq
-	busy    bool
+	busy    bool // a batch is being sent, or its sender has been named
 }
 
 type enqueueReq struct {
@@ -36,12 +42,18 @@ type enqueueReq struct {
 	deadline time.Time
 	keys     []string
 	args     []any
-	done     chan enqueueRes
+	// done gets, in order, at most one "lead" and then the result.
+	done chan enqueueRes
+
+	// Under enqueuer.mu: queued while in pending; named when it has been
+	// told to send the next batch and has not started yet.
+	queued, named bool
 }
 
 type enqueueRes struct {
 	vals []any
 	err  error
+	lead bool // send the next batch
 }
 
 func newEnqueuer(c redis.UniversalClient) *enqueuer { return &enqueuer{c: c} }
@@ -54,40 +66,72 @@ func (e *enqueuer) enqueue(ctx context.Context, deadline time.Time, keys []strin
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	r := &enqueueReq{ctx: ctx, deadline: deadline, keys: keys, args: args, done: make(chan enqueueRes, 1)}
+	r := &enqueueReq{ctx: ctx, deadline: deadline, keys: keys, args: args, done: make(chan enqueueRes, 1), queued: true}
 	e.mu.Lock()
 	e.pending = append(e.pending, r)
-	if !e.busy {
-		e.busy = true
-		go e.lead()
-	}
+	idle := !e.busy
+	e.busy = true
 	e.mu.Unlock()
-	select {
-	case res := <-r.done:
-		return res.vals, res.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if idle {
+		e.lead()
+	}
+	for {
+		select {
+		case res := <-r.done:
+			if res.lead {
+				e.mu.Lock()
+				r.named = false
+				e.mu.Unlock()
+				e.lead()
+				continue
+			}
+			return res.vals, res.err
+		case <-ctx.Done():
+			e.mu.Lock()
+			if r.queued {
+				e.pending = slices.DeleteFunc(e.pending, func(p *enqueueReq) bool { return p == r })
+				r.queued = false
+			}
+			named := r.named
+			r.named = false
+			e.mu.Unlock()
+			if named {
+				// It was to send the next batch: someone must.
+				go e.lead()
+			}
+			return nil, ctx.Err()
+		}
 	}
 }
 
-// lead sends batches until nothing is pending.
+// lead sends one batch — what is pending, the caller's own request first
+// — and then names the sender of the next, or marks the enqueuer idle.
 func (e *enqueuer) lead() {
-	for {
-		e.mu.Lock()
-		batch := e.pending
-		if len(batch) > maxBatch {
-			batch, e.pending = batch[:maxBatch:maxBatch], batch[maxBatch:]
-		} else {
-			e.pending = nil
-		}
-		if len(batch) == 0 {
-			e.busy = false
-			e.mu.Unlock()
-			return
-		}
-		e.mu.Unlock()
+	e.mu.Lock()
+	batch := e.pending
+	if len(batch) > maxBatch {
+		batch = batch[:maxBatch:maxBatch]
+		e.pending = slices.Clone(e.pending[maxBatch:])
+	} else {
+		e.pending = nil
+	}
+	for _, r := range batch {
+		r.queued = false
+	}
+	e.mu.Unlock()
+	if len(batch) > 0 {
 		e.send(batch)
 	}
+	e.mu.Lock()
+	if len(e.pending) == 0 {
+		e.busy = false
+		e.mu.Unlock()
+		return
+	}
+	next := e.pending[0]
+	next.named = true
+	e.mu.Unlock()
+	next.done <- enqueueRes{lead: true}
 }
 
 func (e *enqueuer) send(batch []*enqueueReq) {
