@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,6 +59,8 @@ type ingestFigures struct {
 	baseRate         float64
 	baseRedisCPU     float64 // µs per EVALSHA
 	baseP50, baseP99 float64 // ms
+	// fsync is the disk under Redis's AOF: fdatasync latency in its dir.
+	fsyncP50, fsyncP99 time.Duration
 }
 
 // BenchmarkIngestBinary measures what users run: the built `medic bridge`
@@ -106,6 +109,10 @@ func BenchmarkIngestBinary(b *testing.B) {
 			mode, f.rate, ms(f.p50), ms(f.p99), f.bridgeCPU, f.redisCPU, f.requests, f.jobs)
 		fmt.Printf("  %s  raw baseline: redis-benchmark -c %d EVALSHA enqueue %8.0f/s  p50 %.2f ms  p99 %.2f ms  Redis CPU %5.1f µs/op  → ratio bridge/baseline %.2f\n",
 			mode, ingestConns, f.baseRate, f.baseP50, f.baseP99, f.baseRedisCPU, f.rate/f.baseRate)
+		if f.aof {
+			fmt.Printf("  %s  the disk, same run: fdatasync of 4 KiB in Redis's dir p50 %.2f ms, p99 %.2f ms (with %d connections, at most %d webhooks share one fsync)\n",
+				mode, ms(f.fsyncP50), ms(f.fsyncP99), ingestConns, ingestConns)
+		}
 	}
 	fmt.Printf("  goals (AOF always): webhooks ≥ 10000/s %s; p99 ≤ 10 ms %s; bridge CPU ≤ 40 µs/webhook %s\n",
 		verdict(f.rate >= 10000), verdict(f.p99 <= 10*time.Millisecond), verdict(f.bridgeCPU <= 40))
@@ -205,9 +212,37 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool) ingestFigures
 	}
 	f.baseRedisCPU = float64(redis1-redis0) / float64(time.Microsecond) / ingestBaselineOps
 
+	if aof {
+		f.fsyncP50, f.fsyncP99 = fsyncLatency(b, rs.Dir)
+	}
 	br.Stop(5 * time.Second)
 	rs.Stop()
 	return f
+}
+
+// fsyncLatency times appends of 4 KiB, each followed by fdatasync (what
+// Redis does per event-loop iteration with appendfsync always), in dir.
+func fsyncLatency(b *testing.B, dir string) (p50, p99 time.Duration) {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	d := make([]time.Duration, 200)
+	for i := range d {
+		t := time.Now()
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			b.Fatal(err)
+		}
+		d[i] = time.Since(t)
+	}
+	slices.Sort(d)
+	return d[len(d)/2], d[len(d)*99/100]
 }
 
 // runBounded runs a load generator in its own process group, killed with
