@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,6 +85,7 @@ func BenchmarkIngestBinary(b *testing.B) {
 	for _, aof := range []bool{true, false} {
 		figs = append(figs, measureIngest(b, wrk, rb, script, aof))
 	}
+	floorRate, floorCPU := httpFloor(b, wrk, script)
 	b.StopTimer()
 	f := figs[0]
 	b.ReportMetric(f.rate, "webhooks/s")
@@ -114,6 +118,7 @@ func BenchmarkIngestBinary(b *testing.B) {
 				mode, ms(f.fsyncP50), ms(f.fsyncP99), ingestConns, ingestConns)
 		}
 	}
+	fmt.Printf("  floor       net/http alone (a handler that reads the body and answers 202, no Redis; same wrk load): %8.0f/s, %5.1f µs CPU/request\n", floorRate, floorCPU)
 	fmt.Printf("  goals (AOF always): webhooks ≥ 10000/s %s; p99 ≤ 10 ms %s; bridge CPU ≤ 40 µs/webhook %s\n",
 		verdict(f.rate >= 10000), verdict(f.p99 <= 10*time.Millisecond), verdict(f.bridgeCPU <= 40))
 }
@@ -243,6 +248,41 @@ func fsyncLatency(b *testing.B, dir string) (p50, p99 time.Duration) {
 	}
 	slices.Sort(d)
 	return d[len(d)/2], d[len(d)*99/100]
+}
+
+// httpFloor is what net/http alone costs here: the same wrk load against
+// a handler that reads the body and answers 202, served by this process
+// (whose other goroutines are idle meanwhile).
+func httpFloor(b *testing.B, wrk, script string) (rate, cpuPerRequest float64) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	answer := []byte(`{"accepted":1,"duplicates":0,"ignored":0}` + "\n")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header()["Content-Type"] = []string{"application/json"}
+		w.WriteHeader(http.StatusAccepted)
+		w.Write(answer)
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), ingestTimeout)
+	defer cancel()
+	cpu0 := cpuTime(b, os.Getpid())
+	out, err := runBounded(ctx, wrk, "-t"+strconv.Itoa(ingestThreads), "-c"+strconv.Itoa(ingestConns), "-d4s",
+		"-s", script, "http://"+l.Addr().String()+"/api/v1/webhook", "--", "", "3", strconv.Itoa(ingestAgents), "0")
+	cpu1 := cpuTime(b, os.Getpid())
+	if err != nil {
+		b.Fatalf("wrk: %v\n%s", err, out)
+	}
+	m, rm := wrkRequests.FindStringSubmatch(out), wrkRate.FindStringSubmatch(out)
+	if m == nil || rm == nil {
+		b.Fatalf("wrk: no request count\n%s", out)
+	}
+	n, _ := strconv.ParseFloat(m[1], 64)
+	rate, _ = strconv.ParseFloat(rm[1], 64)
+	return rate, float64(cpu1-cpu0) / float64(time.Microsecond) / n
 }
 
 // runBounded runs a load generator in its own process group, killed with
