@@ -128,9 +128,11 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 	if cfg == nil {
 		return c, errors.New("no configuration loaded")
 	}
+	// One deadline for the whole notification, as RequestTimeout says.
+	deadline := time.Now().Add(b.opts.RequestTimeout)
 	for _, a := range alerts {
 		b.metrics.alertReceived(a.Status)
-		v, err := b.ingest(ctx, cfg, a)
+		v, err := b.ingest(ctx, deadline, cfg, a)
 		if err != nil {
 			return c, err
 		}
@@ -147,7 +149,7 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 	return c, nil
 }
 
-func (b *Bridge) ingest(ctx context.Context, cfg *hcl.Config, a hcl.Alert) (verdict, error) {
+func (b *Bridge) ingest(ctx context.Context, deadline time.Time, cfg *hcl.Config, a hcl.Alert) (verdict, error) {
 	r := RouteAlert(cfg, a)
 	if r.Runbook == nil {
 		return ignored, nil
@@ -157,9 +159,10 @@ func (b *Bridge) ingest(ctx context.Context, cfg *hcl.Config, a hcl.Alert) (verd
 		r.Node = ""
 	}
 	// The rarer paths bound their Redis work with a context; the enqueue
-	// of a firing alert is bounded by its batch's deadline instead.
+	// of a firing alert is bounded by its batch's deadline instead, which
+	// costs no timer.
 	if r.Node == "" {
-		ctx, cancel := context.WithTimeout(ctx, b.opts.RequestTimeout)
+		ctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		return b.unroutable(ctx, a, r)
 	}
@@ -167,7 +170,7 @@ func (b *Bridge) ingest(ctx context.Context, cfg *hcl.Config, a hcl.Alert) (verd
 	dedup := k.Dedup(r.Node, a.Fingerprint, a.StartsAt)
 	ttl := b.opts.DedupTTL.Milliseconds()
 	if a.Status == "resolved" {
-		ctx, cancel := context.WithTimeout(ctx, b.opts.RequestTimeout)
+		ctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		return b.resolve(ctx, a, r, dedup, ttl)
 	}
@@ -177,7 +180,7 @@ func (b *Bridge) ingest(ctx context.Context, cfg *hcl.Config, a hcl.Alert) (verd
 		Alert: a, Enqueued: now, Deadline: now.Add(b.opts.JobDeadline),
 	}
 	data := appendJob(make([]byte, 0, 512), &job)
-	res, err := b.enq.enqueue(ctx, time.Now().Add(b.opts.RequestTimeout), []string{dedup, k.Jobs(r.Node)}, job.ID, ttl, data)
+	res, err := b.enq.enqueue(ctx, deadline, []string{dedup, k.Jobs(r.Node)}, job.ID, ttl, data)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue job for node %s: %w", r.Node, err)
 	}

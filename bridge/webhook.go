@@ -198,10 +198,9 @@ func readBody(buf []byte, r io.Reader, size int64) ([]byte, error) {
 	}
 }
 
-var (
-	jsonContentType = []string{"application/json"}
-	bearerChallenge = []string{`Bearer realm="medic"`}
-)
+// jsonContentType is set as the header's value directly: Header.Set
+// would canonicalise the key and allocate the slice on every answer.
+var jsonContentType = []string{"application/json"}
 
 // handleWebhook is POST /api/v1/webhook. It does its own authentication
 // and status counting instead of wrapping handlers, and its Redis work is
@@ -214,8 +213,7 @@ func (b *Bridge) handleWebhook(w http.ResponseWriter, r *http.Request) {
 
 func (b *Bridge) serveWebhook(w http.ResponseWriter, r *http.Request) int {
 	if !b.authorized(r) {
-		w.Header()["Www-Authenticate"] = bearerChallenge
-		writeError(w, http.StatusUnauthorized, "unauthenticated: a valid bearer token is required")
+		unauthorized(w)
 		return http.StatusUnauthorized
 	}
 	if r.ContentLength > b.opts.MaxBody {
