@@ -40,8 +40,9 @@ type enqueueReq struct {
 	// deadline bounds the request's Redis work (Options.RequestTimeout),
 	// so that the caller needs no context with a timer of its own.
 	deadline time.Time
-	keys     []string
-	args     []any
+	// calls are the request's scripts, in order: one per firing alert of
+	// a notification.
+	calls []scriptCall
 	// done gets, in order, at most one "lead" and then the result.
 	done chan enqueueRes
 
@@ -50,23 +51,46 @@ type enqueueReq struct {
 	queued, named bool
 }
 
-type enqueueRes struct {
+// scriptCall is one run of the enqueue script.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// scriptResult is one script's answer.
+type scriptResult struct {
 	vals []any
 	err  error
-	lead bool // send the next batch
+}
+
+type enqueueRes struct {
+	results []scriptResult
+	err     error // the request's, before any script ran
+	lead    bool  // send the next batch
 }
 
 func newEnqueuer(c redis.UniversalClient) *enqueuer { return &enqueuer{c: c} }
 
-// enqueue runs the enqueue script in the next batch and waits for its
-// answer or ctx. A request still waiting for its batch at deadline (or
-// ctx's, if earlier) is not sent and fails with context.DeadlineExceeded;
-// a batch in flight is bounded by its members' deadlines.
+// enqueue runs the enqueue script once in the next batch and waits for its
+// answer or ctx.
 func (e *enqueuer) enqueue(ctx context.Context, deadline time.Time, keys []string, args ...any) ([]any, error) {
+	res, err := e.enqueueAll(ctx, deadline, []scriptCall{{keys: keys, args: args}})
+	if err != nil {
+		return nil, err
+	}
+	return res[0].vals, res[0].err
+}
+
+// enqueueAll runs the enqueue script once per call, all in the next batch
+// and in order, and waits for their answers or ctx. A request still
+// waiting for its batch at deadline (or ctx's, if earlier) is not sent and
+// fails with context.DeadlineExceeded; a batch in flight is bounded by its
+// members' deadlines.
+func (e *enqueuer) enqueueAll(ctx context.Context, deadline time.Time, calls []scriptCall) ([]scriptResult, error) {
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	r := &enqueueReq{ctx: ctx, deadline: deadline, keys: keys, args: args, done: make(chan enqueueRes, 1), queued: true}
+	r := &enqueueReq{ctx: ctx, deadline: deadline, calls: calls, done: make(chan enqueueRes, 1), queued: true}
 	e.mu.Lock()
 	e.pending = append(e.pending, r)
 	idle := !e.busy
@@ -85,7 +109,7 @@ func (e *enqueuer) enqueue(ctx context.Context, deadline time.Time, keys []strin
 				e.lead()
 				continue
 			}
-			return res.vals, res.err
+			return res.results, res.err
 		case <-ctx.Done():
 			e.mu.Lock()
 			if r.queued {
@@ -104,14 +128,19 @@ func (e *enqueuer) enqueue(ctx context.Context, deadline time.Time, keys []strin
 	}
 }
 
-// lead sends one batch — what is pending, the caller's own request first
-// — and then names the sender of the next, or marks the enqueuer idle.
+// lead sends one batch — what is pending, the caller's own request first,
+// up to maxBatch scripts (and at least one request) — and then names the
+// sender of the next, or marks the enqueuer idle.
 func (e *enqueuer) lead() {
 	e.mu.Lock()
-	batch := e.pending
-	if len(batch) > maxBatch {
-		batch = batch[:maxBatch:maxBatch]
-		e.pending = slices.Clone(e.pending[maxBatch:])
+	n, scripts := 0, 0
+	for n < len(e.pending) && (n == 0 || scripts+len(e.pending[n].calls) <= maxBatch) {
+		scripts += len(e.pending[n].calls)
+		n++
+	}
+	batch := e.pending[:n:n]
+	if n < len(e.pending) {
+		e.pending = slices.Clone(e.pending[n:])
 	} else {
 		e.pending = nil
 	}
@@ -165,17 +194,23 @@ func (e *enqueuer) send(batch []*enqueueReq) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	cmds := make([]*redis.Cmd, len(live))
+	var calls []*scriptCall
+	for _, r := range live {
+		for i := range r.calls {
+			calls = append(calls, &r.calls[i])
+		}
+	}
+	cmds := make([]*redis.Cmd, len(calls))
 	run := func(evalsha bool) {
 		_, _ = e.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, r := range live {
+			for i, c := range calls {
 				if cmds[i] != nil && !isNoScript(cmds[i].Err()) {
 					continue
 				}
 				if evalsha {
-					cmds[i] = enqueueScript.EvalSha(ctx, p, r.keys, r.args...)
+					cmds[i] = enqueueScript.EvalSha(ctx, p, c.keys, c.args...)
 				} else {
-					cmds[i] = enqueueScript.Eval(ctx, p, r.keys, r.args...)
+					cmds[i] = enqueueScript.Eval(ctx, p, c.keys, c.args...)
 				}
 			}
 			return nil
@@ -190,9 +225,15 @@ func (e *enqueuer) send(batch []*enqueueReq) {
 			break
 		}
 	}
-	for i, r := range live {
-		vals, err := cmds[i].Slice()
-		r.done <- enqueueRes{vals: vals, err: err}
+	next := 0
+	for _, r := range live {
+		results := make([]scriptResult, len(r.calls))
+		for i := range results {
+			vals, err := cmds[next].Slice()
+			results[i] = scriptResult{vals: vals, err: err}
+			next++
+		}
+		r.done <- enqueueRes{results: results}
 	}
 }
 

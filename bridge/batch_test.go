@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/medicops/medic/internal/redistest"
 )
 
@@ -71,5 +73,47 @@ func TestEnqueuerUnderCancellation(t *testing.T) {
 	}
 	if queued == 0 {
 		t.Error("no request was answered")
+	}
+}
+
+// TestWebhookManyAlertsOneNotification: the jobs of a notification's
+// firing alerts go to Redis together, in order, and a resolved alert
+// after its firing one in the same notification sees the job it cancels.
+func TestWebhookManyAlertsOneNotification(t *testing.T) {
+	tb := startTestBridge(t, testHCL, nil)
+	bearer := "Bearer " + testToken
+	var alerts []alertJSON
+	for i := range 300 {
+		alerts = append(alerts, firing("a1", fmt.Sprintf("%016x", i+1), t0))
+	}
+	gone := firing("a1", fmt.Sprintf("%016x", 7), t0)
+	gone.Status = "resolved"
+	alerts = append(alerts, gone, firing("a2", "00000000000000ff", t0))
+	code, body := tb.post(t, bearer, payload("firing", alerts...))
+	if code != 202 {
+		t.Fatalf("code %d: %v", code, body)
+	}
+	if d := cmp.Diff(counts(302, 0, 0), body); d != "" {
+		t.Errorf("counts -want +got:\n%s", d)
+	}
+	jobs := readJobs(t, tb.c, "n1")
+	if len(jobs) != 300 {
+		t.Fatalf("%d jobs on n1, want 300", len(jobs))
+	}
+	for i, j := range jobs {
+		if want := fmt.Sprintf("%016x", i+1); j.Alert.Fingerprint != want {
+			t.Fatalf("job %d is %s, want %s: out of order", i, j.Alert.Fingerprint, want)
+		}
+	}
+	if v := tb.c.Get(context.Background(), Keys{}.Dedup("n1", fmt.Sprintf("%016x", 7), t0)).Val(); v != "c:"+jobs[6].ID {
+		t.Errorf("the resolved alert's episode is %q, want c:%s", v, jobs[6].ID)
+	}
+	if n := len(readJobs(t, tb.c, "n2")); n != 1 {
+		t.Errorf("%d jobs on n2, want 1", n)
+	}
+	// Alertmanager's retry of the same notification: all duplicates.
+	code, body = tb.post(t, bearer, payload("firing", alerts...))
+	if d := cmp.Diff(counts(1, 301, 0), body); code != 202 || d != "" {
+		t.Errorf("retry: code %d, counts -want +got:\n%s", code, d)
 	}
 }
