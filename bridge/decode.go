@@ -38,6 +38,8 @@ func decodeFast(data []byte) ([]wireAlert, bool) {
 	ok := true
 	top.Visit(func(k []byte, v *fastjson.Value) {
 		switch {
+		case !isASCII(k):
+			ok = false // leave Unicode case folding to encoding/json
 		case string(k) == "alerts":
 			if alerts != nil {
 				ok = false
@@ -90,6 +92,10 @@ func decodeAlertFast(v *fastjson.Value, w *wireAlert) bool {
 	ok := true
 	o.Visit(func(k []byte, v *fastjson.Value) {
 		if !ok {
+			return
+		}
+		if !isASCII(k) {
+			ok = false // leave Unicode case folding to encoding/json
 			return
 		}
 		f := -1
@@ -192,4 +198,13 @@ func cleanString(b []byte) (string, bool) {
 		}
 	}
 	return string(b), true
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }

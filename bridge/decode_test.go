@@ -24,6 +24,8 @@ var decodeSeeds = []string{
 	`{"alerts":[],"alerts":[{"status":"firing","labels":{"a":"b"},"startsAt":"2026-01-01T00:00:00Z"}]}`,
 	`{"alerts":[{"status":"firing","labels":{"a":"b"},"startsAt":"2026-01-01T00:00:00Z"},{"status":"resolved","labels":{"a":"c"},"startsAt":"2026-01-01T00:00:01Z","fingerprint":"ab"}]}`,
 	`{"alerts":[{"STATUS":"firing","labels":{"a":"b"},"startsAt":"2026-01-01T00:00:00Z"}]}`,
+	`{"alerts":[{"ſtatus":"firing","labels":{"a":"b"},"startsAt":"2026-01-01T00:00:00Z","Key":1}]}`,
+	`{"alerts":[{"status":"firing","labels":{"a":"b"},"startsAt":"2026-01-01T00:00:00Z"}]}`,
 	`{"alerts":[{"status":"firing","labels":{"a":"b"},"labels":{"c":"d"},"startsAt":"2026-01-01T00:00:00Z"}]}`,
 	`{"alerts":[{"status":"firing","labels":{"a":"b","a":"c"},"startsAt":"2026-01-01T00:00:00Z"}]}`,
 	`{"alerts":[{"status":null,"labels":null,"annotations":null,"startsAt":null,"fingerprint":null}]}`,
