@@ -65,7 +65,7 @@ func fanOut(clients, total int, f func(i int) error) (time.Duration, []time.Dura
 	return time.Since(start), lat, nil
 }
 
-// BenchmarkIngest measures distinct single-alert webhooks over loopback
+// BenchmarkIngest measures, in process, distinct single-alert webhooks over loopback
 // HTTP with keep-alive into a real redis-server, and in the same run the
 // raw Redis baseline from the same number of clients: PING, and the
 // enqueue script itself (SET NX + XADD) without HTTP.
@@ -157,7 +157,7 @@ func BenchmarkIngest(b *testing.B) {
 		return "MISSES goal"
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("bridge ingest (%d cores, load average %s, %d keep-alive clients, %d distinct single-alert webhooks, real redis-server; clients, bridge and Redis share the cores):\n",
+	fmt.Printf("bridge ingest, in-process (%d cores, load average %s, %d keep-alive clients, %d distinct minimal single-alert webhooks, httptest server, real redis-server without AOF; clients, bridge and Redis share the cores; the figure for the binary is BenchmarkIngestBinary in e2e):\n",
 		runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:1], ""), clients, total)
 	fmt.Printf("  webhooks       %8.0f/s   goal ≥ 10000/s  %s\n", rate, verdict(rate >= 10000))
 	fmt.Printf("  latency        p50 %.2f ms, p99 %.2f ms   goal p99 ≤ 10 ms  %s\n", ms(p50), ms(p99), verdict(p99 <= 10*time.Millisecond))

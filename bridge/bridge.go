@@ -131,15 +131,75 @@ const (
 // Ingest handles the alerts of one notification, each by its own status.
 // It stops at the first Redis failure: Alertmanager retries the whole
 // notification, and the alerts handled so far then count as duplicates.
+// Its Redis work is bounded by ctx and by Options.RequestTimeout.
+//
+// The jobs of consecutive firing alerts go to Redis together, in one
+// batch of the enqueuer (one round trip and, with appendfsync always, one
+// fsync for the lot); a resolved or unroutable alert first waits for the
+// jobs before it, so each episode sees its alerts in order.
 func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error) {
 	var c Counts
 	cfg := b.opts.Config()
 	if cfg == nil {
 		return c, errors.New("no configuration loaded")
 	}
+	// One deadline for the whole notification, as RequestTimeout says.
+	deadline := time.Now().Add(b.opts.RequestTimeout)
+	var (
+		calls []scriptCall
+		jobs  []Job
+	)
+	flush := func() error {
+		if len(calls) == 0 {
+			return nil
+		}
+		results, err := b.enq.enqueueAll(ctx, deadline, calls)
+		defer func() { calls, jobs = calls[:0], jobs[:0] }()
+		if err != nil {
+			return fmt.Errorf("enqueue job for node %s: %w", jobs[0].Node, err)
+		}
+		var first error
+		for i, res := range results {
+			job := &jobs[i]
+			if res.err != nil {
+				if first == nil {
+					first = fmt.Errorf("enqueue job for node %s: %w", job.Node, res.err)
+				}
+				continue
+			}
+			if n, _ := res.vals[0].(int64); n == 0 {
+				c.Duplicates++
+				b.metrics.deduplicated.Inc()
+				continue
+			}
+			c.Accepted++
+			if b.log.Enabled(ctx, slog.LevelDebug) {
+				b.log.Debug("job queued", "run", job.ID, "runbook", job.Runbook, "agent", job.Agent, "node", job.Node, "fingerprint", job.Alert.Fingerprint)
+			}
+		}
+		return first
+	}
 	for _, a := range alerts {
-		b.metrics.alertsReceived.WithLabelValues(a.Status).Inc()
-		v, err := b.ingest(ctx, cfg, a)
+		b.metrics.alertReceived(a.Status)
+		r := RouteAlert(cfg, a)
+		if r.Runbook == nil {
+			c.Ignored++
+			continue
+		}
+		if r.Node != "" && !validNode(r.Node) {
+			r.Reason = fmt.Sprintf("node name %q is not usable", r.Node)
+			r.Node = ""
+		}
+		if r.Node != "" && a.Status != "resolved" {
+			job, call := b.prepareJob(a, r)
+			jobs = append(jobs, job)
+			calls = append(calls, call)
+			continue
+		}
+		if err := flush(); err != nil {
+			return c, err
+		}
+		v, err := b.ingestOne(ctx, deadline, a, r)
 		if err != nil {
 			return c, err
 		}
@@ -149,49 +209,36 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 		case duplicate:
 			c.Duplicates++
 			b.metrics.deduplicated.Inc()
-		case ignored:
-			c.Ignored++
 		}
 	}
-	return c, nil
+	return c, flush()
 }
 
-func (b *Bridge) ingest(ctx context.Context, cfg *hcl.Config, a hcl.Alert) (verdict, error) {
-	r := RouteAlert(cfg, a)
-	if r.Runbook == nil {
-		return ignored, nil
-	}
-	if r.Node != "" && !validNode(r.Node) {
-		r.Reason = fmt.Sprintf("node name %q is not usable", r.Node)
-		r.Node = ""
-	}
-	if r.Node == "" {
-		return b.unroutable(ctx, a, r)
-	}
+// prepareJob is the job of a firing alert routed to r.Node and the
+// enqueue script call that takes its episode and queues it.
+func (b *Bridge) prepareJob(a hcl.Alert, r Route) (Job, scriptCall) {
 	k := b.opts.Keys
-	dedup := k.Dedup(r.Node, a.Fingerprint, a.StartsAt)
-	ttl := b.opts.DedupTTL.Milliseconds()
-	if a.Status == "resolved" {
-		return b.resolve(ctx, a, r, dedup, ttl)
-	}
 	now := b.opts.Now()
 	job := Job{
 		ID: runbooks.NewRunID(now), Runbook: r.Runbook.Name, Agent: r.Agent, Node: r.Node,
 		Alert: a, Enqueued: now, Deadline: now.Add(b.opts.JobDeadline),
 	}
-	data, err := jsonMarshal(job)
-	if err != nil {
-		return 0, err
+	data := appendJob(make([]byte, 0, 512), &job)
+	keys := []string{k.Dedup(r.Node, a.Fingerprint, a.StartsAt), k.Jobs(r.Node)}
+	return job, scriptCall{keys: keys, args: []any{job.ID, b.opts.DedupTTL.Milliseconds(), data}}
+}
+
+// ingestOne handles a resolved alert or one with no usable node. These
+// rarer paths bound their Redis work with a context (the enqueue of a
+// firing alert is bounded by its batch's deadline, which costs no timer).
+func (b *Bridge) ingestOne(ctx context.Context, deadline time.Time, a hcl.Alert, r Route) (verdict, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if r.Node == "" {
+		return b.unroutable(ctx, a, r)
 	}
-	res, err := b.enq.enqueue(ctx, []string{dedup, k.Jobs(r.Node)}, job.ID, ttl, data)
-	if err != nil {
-		return 0, fmt.Errorf("enqueue job for node %s: %w", r.Node, err)
-	}
-	if n, _ := res[0].(int64); n == 0 {
-		return duplicate, nil
-	}
-	b.log.Debug("job queued", "run", job.ID, "runbook", job.Runbook, "agent", job.Agent, "node", job.Node, "fingerprint", a.Fingerprint)
-	return accepted, nil
+	dedup := b.opts.Keys.Dedup(r.Node, a.Fingerprint, a.StartsAt)
+	return b.resolve(ctx, a, r, dedup, b.opts.DedupTTL.Milliseconds())
 }
 
 // resolve cancels the episode's job if it has not started; either way the

@@ -1,6 +1,9 @@
 package bridge
 
 import (
+	"strconv"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/medicops/medic/internal/promx"
@@ -20,6 +23,45 @@ type Metrics struct {
 	duration        *prometheus.HistogramVec
 	jobsConsumed    *prometheus.CounterVec
 	jobWait         prometheus.Histogram
+
+	// The webhook's counters, looked up once instead of per request:
+	// WithLabelValues hashes its labels and takes a lock every time.
+	firing, resolved prometheus.Counter
+	codes            [len(webhookCodes)]atomic.Pointer[prometheus.Counter]
+}
+
+// webhookCodes are the codes the webhook answers with; their counters are
+// created on first use, so that /metrics shows only codes that happened.
+var webhookCodes = [...]int{200, 202, 400, 401, 405, 413, 500, 503}
+
+// webhookRequest counts one webhook answer.
+func (m *Metrics) webhookRequest(code int) {
+	for i, c := range webhookCodes {
+		if c != code {
+			continue
+		}
+		if p := m.codes[i].Load(); p != nil {
+			(*p).Inc()
+			return
+		}
+		ctr := m.webhookRequests.WithLabelValues(strconv.Itoa(code))
+		m.codes[i].Store(&ctr)
+		ctr.Inc()
+		return
+	}
+	m.webhookRequests.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+// alertReceived counts one alert by its own status.
+func (m *Metrics) alertReceived(status string) {
+	switch status {
+	case "firing":
+		m.firing.Inc()
+	case "resolved":
+		m.resolved.Inc()
+	default:
+		m.alertsReceived.WithLabelValues(status).Inc()
+	}
 }
 
 // NewMetrics registers the metrics with reg; nil registers nothing.
@@ -71,6 +113,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.deduplicated = promx.Register(reg, m.deduplicated)
 		m.unroutable = promx.Register(reg, m.unroutable)
 	}
+	m.firing = m.alertsReceived.WithLabelValues("firing")
+	m.resolved = m.alertsReceived.WithLabelValues("resolved")
 	return m
 }
 

@@ -71,3 +71,8 @@ redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
 return 1
 `)
+
+// EnqueueScript is the script that takes one alert's episode and queues
+// its job (KEYS: dedup, stream; ARGV: run id, dedup TTL in ms, job JSON),
+// for benchmarks that send it to Redis directly as the raw baseline.
+func EnqueueScript() *redis.Script { return enqueueScript }

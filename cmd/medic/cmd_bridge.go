@@ -84,6 +84,7 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 	deadline := cmd.Flag("bridge.job-deadline", "How long a job may wait for its node before it is recorded as expired instead of run late.").Default(bridge.DefaultJobDeadline.String()).Duration()
 	retention := cmd.Flag("runs.retention", "How long run records are kept.").Default(bridge.DefaultRunRetention.String()).Duration()
 	maxRuns := cmd.Flag("runs.max", "How many run records are kept.").Default("10000").Int()
+	pprof := cmd.Flag("web.enable-pprof", "Serve Go's net/http/pprof profiles under /debug/pprof/ (off by default).").Default("false").Bool()
 	return func() (app.Options, error) {
 		if *web.WebSystemdSocket {
 			return app.Options{}, errors.New("--web.systemd-socket is not supported: use --web.listen-address")
@@ -107,7 +108,7 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 			ConfigFile: *configFile, RedisURL: *redisURL, Prefix: *prefix,
 			ListenAddresses: *web.WebListenAddresses, WebConfigFile: *web.WebConfigFile, TokenFile: *tokenFile,
 			MaxBody: int64(*maxBody), DedupTTL: *dedupTTL, JobDeadline: *deadline,
-			RunRetention: *retention, MaxRuns: *maxRuns,
+			RunRetention: *retention, MaxRuns: *maxRuns, EnablePprof: *pprof,
 		}, nil
 	}
 }

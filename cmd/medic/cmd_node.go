@@ -29,6 +29,7 @@ func setupNode(cmd *kingpin.CmdClause) action {
 	cmd.Flag("node.cpu-window", "Window over which usage.cpu is measured at diagnosis time.").Default(exporter.DefaultCPUWindow.String()).DurationVar(&o.CPUWindow)
 	cmd.Flag("node.jobs", "Jobs from the bridge the node runs at once (runs for one agent are serialised by its lease; a run waiting for a concurrency slot or an approval holds one).").Default("4").IntVar(&o.Jobs)
 	cmd.Flag("node.runtime-dir", "Directory for the agents' NOTIFY_SOCKETs and default working directories (default: a new temporary directory).").StringVar(&o.RuntimeDir)
+	cmd.Flag("web.enable-pprof", "Serve Go's net/http/pprof profiles under /debug/pprof/ (off by default).").Default("false").BoolVar(&o.EnablePprof)
 	webFlags := kingpinflag.AddFlags(cmd, ":9105")
 	return func(ctx context.Context, logger *slog.Logger) error {
 		if *webFlags.WebSystemdSocket {

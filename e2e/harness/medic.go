@@ -81,9 +81,12 @@ type BridgeOptions struct {
 	RedisURL   string
 	TokenFile  string
 	Addr       string // default: a free loopback port
-	Extra      []string
-	Env        []string
-	LogDir     string
+	// LogLevel is --log.level; default debug (benchmarks use info, what
+	// users run).
+	LogLevel string
+	Extra    []string
+	Env      []string
+	LogDir   string
 }
 
 // Bridge is a running `medic bridge`.
@@ -105,11 +108,14 @@ func StartBridge(t testing.TB, o BridgeOptions) *Bridge {
 	if o.Addr == "" {
 		o.Addr = FreeAddr(t)
 	}
+	if o.LogLevel == "" {
+		o.LogLevel = "debug"
+	}
 	args := []string{o.Medic, "bridge",
 		"--config.file=" + o.ConfigPath,
 		"--redis.url=" + o.RedisURL,
 		"--web.listen-address=" + o.Addr,
-		"--log.level=debug",
+		"--log.level=" + o.LogLevel,
 	}
 	if o.TokenFile != "" {
 		args = append(args, "--bridge.token-file="+o.TokenFile)

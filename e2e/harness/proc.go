@@ -182,7 +182,7 @@ func (p *Proc) Exited() (bool, error) {
 // Signal sends sig to the process group.
 func (p *Proc) Signal(sig syscall.Signal) error {
 	pid := p.PID()
-	if pid == 0 {
+	if pid <= 1 {
 		return errors.New("not running")
 	}
 	return procsig.Group(pid, sig)
@@ -194,7 +194,7 @@ func (p *Proc) Stop(grace time.Duration) {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.mu.Unlock()
-	if cmd == nil || done == nil {
+	if cmd == nil || done == nil || cmd.Process.Pid <= 1 {
 		return
 	}
 	select {
@@ -216,7 +216,7 @@ func (p *Proc) Kill() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.mu.Unlock()
-	if cmd == nil || done == nil {
+	if cmd == nil || done == nil || cmd.Process.Pid <= 1 {
 		return
 	}
 	_ = procsig.CmdGroup(cmd, syscall.SIGKILL)

@@ -42,6 +42,9 @@ type Options struct {
 	ListenAddresses []string
 	WebConfigFile   string
 	TokenFile       string
+	// EnablePprof is --web.enable-pprof: serve net/http/pprof under
+	// /debug/pprof/.
+	EnablePprof bool
 
 	MaxBody      int64
 	DedupTTL     time.Duration
@@ -151,6 +154,9 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	mux := http.NewServeMux()
 	b.Register(mux)
+	if o.EnablePprof {
+		mountPprof(mux)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{

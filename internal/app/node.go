@@ -37,6 +37,9 @@ type NodeOptions struct {
 
 	ListenAddresses []string
 	WebConfigFile   string
+	// EnablePprof is --web.enable-pprof: serve net/http/pprof under
+	// /debug/pprof/.
+	EnablePprof bool
 
 	StopGrace  time.Duration
 	CPUWindow  time.Duration
@@ -131,6 +134,9 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /-/reload", rl)
+	if o.EnablePprof {
+		mountPprof(mux)
+	}
 	// The node's own paths, not a catch-all: a wrong method on any of them
 	// (GET /-/reload, POST /metrics) is a 405 with Allow, not a 404.
 	nh := node.Handler()

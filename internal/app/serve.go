@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -137,4 +138,17 @@ func (c cleanupList) run() {
 	for i := len(c) - 1; i >= 0; i-- {
 		c[i]()
 	}
+}
+
+// mountPprof serves Go's profiles under /debug/pprof/ (--web.enable-pprof,
+// off by default: a profile shows the process's internals, and a CPU
+// profile costs CPU while it runs). Behind the same --web.config.file as
+// everything else.
+func mountPprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }

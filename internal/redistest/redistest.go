@@ -133,13 +133,24 @@ func (s *Server) Client() *redis.Client {
 	return c
 }
 
+// PID is the redis-server's process id (benchmarks read its CPU time in
+// /proc), 0 when it is not running.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Kill SIGKILLs the server (no shutdown save).
 func (s *Server) Kill() {
 	s.mu.Lock()
 	cmd := s.cmd
 	s.cmd = nil
 	s.mu.Unlock()
-	if cmd == nil {
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
 	_ = procsig.CmdGroup(cmd, syscall.SIGKILL)

@@ -1,0 +1,119 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/medicops/medic/internal/redistest"
+)
+
+// TestEnqueuerUnderCancellation has requests give up at random points —
+// before their batch, while named to send the next one, while their batch
+// is in flight — and checks that every other request is still answered,
+// each queued job is there once, and the enqueuer ends idle.
+func TestEnqueuerUnderCancellation(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{AOF: true})
+	c := rs.Client()
+	e := newEnqueuer(c)
+	k := Keys{}
+	const workers, each = 20, 50
+	var mu sync.Mutex
+	queued := 0
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for i := range each {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(3000))*time.Microsecond)
+				fp := fmt.Sprintf("%08x%08x", w, i)
+				res, err := e.enqueue(ctx, time.Now().Add(5*time.Second), []string{k.Dedup("n1", fp, t0), k.Jobs("n1")}, "id-"+fp, 60000, `{"id":"x"}`)
+				cancel()
+				if err == nil {
+					if n, _ := res[0].(int64); n != 1 {
+						t.Errorf("%s: %v, want a new job", fp, res)
+					}
+					mu.Lock()
+					queued++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("requests still waiting after 60s: a batch was never sent")
+	}
+	// A request that gave up may still have had its job queued; one that
+	// was answered must have.
+	n := c.XLen(context.Background(), k.Jobs("n1")).Val()
+	if int(n) < queued || n > workers*each {
+		t.Errorf("%d jobs in the stream, %d answered as queued", n, queued)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e.mu.Lock()
+		idle := !e.busy && len(e.pending) == 0
+		e.mu.Unlock()
+		if idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the enqueuer did not become idle")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if queued == 0 {
+		t.Error("no request was answered")
+	}
+}
+
+// TestWebhookManyAlertsOneNotification: the jobs of a notification's
+// firing alerts go to Redis together, in order, and a resolved alert
+// after its firing one in the same notification sees the job it cancels.
+func TestWebhookManyAlertsOneNotification(t *testing.T) {
+	tb := startTestBridge(t, testHCL, nil)
+	bearer := "Bearer " + testToken
+	var alerts []alertJSON
+	for i := range 300 {
+		alerts = append(alerts, firing("a1", fmt.Sprintf("%016x", i+1), t0))
+	}
+	gone := firing("a1", fmt.Sprintf("%016x", 7), t0)
+	gone.Status = "resolved"
+	alerts = append(alerts, gone, firing("a2", "00000000000000ff", t0))
+	code, body := tb.post(t, bearer, payload("firing", alerts...))
+	if code != 202 {
+		t.Fatalf("code %d: %v", code, body)
+	}
+	if d := cmp.Diff(counts(302, 0, 0), body); d != "" {
+		t.Errorf("counts -want +got:\n%s", d)
+	}
+	jobs := readJobs(t, tb.c, "n1")
+	if len(jobs) != 300 {
+		t.Fatalf("%d jobs on n1, want 300", len(jobs))
+	}
+	for i, j := range jobs {
+		if want := fmt.Sprintf("%016x", i+1); j.Alert.Fingerprint != want {
+			t.Fatalf("job %d is %s, want %s: out of order", i, j.Alert.Fingerprint, want)
+		}
+	}
+	if v := tb.c.Get(context.Background(), Keys{}.Dedup("n1", fmt.Sprintf("%016x", 7), t0)).Val(); v != "c:"+jobs[6].ID {
+		t.Errorf("the resolved alert's episode is %q, want c:%s", v, jobs[6].ID)
+	}
+	if n := len(readJobs(t, tb.c, "n2")); n != 1 {
+		t.Errorf("%d jobs on n2, want 1", n)
+	}
+	// Alertmanager's retry of the same notification: all duplicates.
+	code, body = tb.post(t, bearer, payload("firing", alerts...))
+	if d := cmp.Diff(counts(1, 301, 0), body); code != 202 || d != "" {
+		t.Errorf("retry: code %d, counts -want +got:\n%s", code, d)
+	}
+}

@@ -1,0 +1,402 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/e2e/harness"
+	"github.com/medicops/medic/internal/redistest"
+)
+
+// The ingest load: what a user measures with wrk against `medic bridge`.
+const (
+	ingestAgents      = 10               // agents, each on its own node
+	ingestThreads     = 2                // wrk -t
+	ingestConns       = 10               // wrk -c, and redis-benchmark -c
+	ingestDuration    = 8 * time.Second  // wrk -d
+	ingestMaxRequests = 400000           // per run, across threads
+	ingestBaselineOps = 100000           // redis-benchmark -n
+	ingestTimeout     = 90 * time.Second // the whole of one measurement
+)
+
+func ingestHCL() string {
+	var b strings.Builder
+	for i := range ingestAgents {
+		fmt.Fprintf(&b, "agent \"ingest-%02d\" {\n  node    = \"node-%02d\"\n  command = [\"/bin/sleep\", \"3600\"]\n}\n\n", i, i)
+	}
+	b.WriteString(`runbook "agent-recovery" {
+  match { alertname = "MedicAgentUnhealthy" }
+  verify {
+    attempts = 3
+    interval = "2s"
+  }
+}
+`)
+	return b.String()
+}
+
+// ingestFigures is one measurement through the binary and its baseline.
+type ingestFigures struct {
+	aof              bool
+	requests         int64
+	rate             float64
+	p50, p99         time.Duration
+	bridgeCPU        float64 // µs per webhook
+	redisCPU         float64 // µs per webhook
+	jobs             int64
+	baseRate         float64
+	baseRedisCPU     float64 // µs per EVALSHA
+	baseP50, baseP99 float64 // ms
+	// fsync is the disk under Redis's AOF: fdatasync latency in its dir.
+	fsyncP50, fsyncP99 time.Duration
+}
+
+// BenchmarkIngestBinary measures what users run: the built `medic bridge`
+// as its own process, a real redis-server with appendfsync always, and wrk
+// over loopback sending full Alertmanager v4 payloads with distinct
+// fingerprints. In the same run it measures the raw baseline (the same
+// enqueue script sent straight to the same Redis by redis-benchmark from
+// the same number of connections) and, because it is cheap, both again
+// with the AOF off.
+func BenchmarkIngestBinary(b *testing.B) {
+	wrk := harness.LookPath(b, "wrk")
+	rb := harness.LookPath(b, "redis-benchmark")
+	script, err := filepath.Abs("testdata/webhook.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var figs []ingestFigures
+	b.ResetTimer()
+	for _, aof := range []bool{true, false} {
+		figs = append(figs, measureIngest(b, wrk, rb, script, aof))
+	}
+	floorRate, floorCPU := httpFloor(b, wrk, script)
+	b.StopTimer()
+	f := figs[0]
+	b.ReportMetric(f.rate, "webhooks/s")
+	b.ReportMetric(ms(f.p50), "p50-ms")
+	b.ReportMetric(ms(f.p99), "p99-ms")
+	b.ReportMetric(f.bridgeCPU, "bridge-µs/webhook")
+	b.ReportMetric(f.redisCPU, "redis-µs/webhook")
+	b.ReportMetric(f.rate/f.baseRate, "ratio")
+
+	verdict := func(ok bool) string {
+		if ok {
+			return "meets goal"
+		}
+		return "MISSES goal"
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("ingest through the binary (%d cores, load average %s; wrk -t%d -c%d -d%s, full Alertmanager v4 single-alert payloads, bearer token, %d agents on %d nodes; wrk, bridge and Redis share the cores):\n",
+		runtime.NumCPU(), strings.Fields(string(load))[0], ingestThreads, ingestConns, ingestDuration, ingestAgents, ingestAgents)
+	for _, f := range figs {
+		mode := "AOF always"
+		if !f.aof {
+			mode = "AOF off   "
+		}
+		fmt.Printf("  %s  webhooks %8.0f/s  p50 %.2f ms  p99 %.2f ms  bridge CPU %5.1f µs/webhook  Redis CPU %5.1f µs/webhook  (%d requests, %d jobs in Redis)\n",
+			mode, f.rate, ms(f.p50), ms(f.p99), f.bridgeCPU, f.redisCPU, f.requests, f.jobs)
+		fmt.Printf("  %s  raw baseline: redis-benchmark -c %d EVALSHA enqueue %8.0f/s  p50 %.2f ms  p99 %.2f ms  Redis CPU %5.1f µs/op  → ratio bridge/baseline %.2f\n",
+			mode, ingestConns, f.baseRate, f.baseP50, f.baseP99, f.baseRedisCPU, f.rate/f.baseRate)
+		if f.aof {
+			fmt.Printf("  %s  the disk, same run: fdatasync of 4 KiB in Redis's dir p50 %.2f ms, p99 %.2f ms (with %d connections, at most %d webhooks share one fsync)\n",
+				mode, ms(f.fsyncP50), ms(f.fsyncP99), ingestConns, ingestConns)
+		}
+	}
+	fmt.Printf("  floor       net/http alone (a handler that reads the body and answers 202, no Redis; same wrk load): %8.0f/s, %5.1f µs CPU/request\n", floorRate, floorCPU)
+	fmt.Printf("  goals (AOF always): webhooks ≥ 10000/s %s; p99 ≤ 10 ms %s; bridge CPU ≤ 40 µs/webhook %s\n",
+		verdict(f.rate >= 10000), verdict(f.p99 <= 10*time.Millisecond), verdict(f.bridgeCPU <= 40))
+}
+
+func measureIngest(b *testing.B, wrk, rb, script string, aof bool) ingestFigures {
+	ctx, cancel := context.WithTimeout(context.Background(), ingestTimeout)
+	defer cancel()
+	f := ingestFigures{aof: aof}
+	rs := redistest.Start(b, redistest.Options{AOF: aof})
+	client := rs.Client()
+	dir := b.TempDir()
+	cfg := filepath.Join(dir, "estate.hcl")
+	if err := os.WriteFile(cfg, []byte(ingestHCL()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	token, tokenFile := harness.Token(b)
+	br := harness.StartBridge(b, harness.BridgeOptions{
+		Medic: bins.Medic, ConfigPath: cfg, RedisURL: rs.URL(), TokenFile: tokenFile, LogLevel: "info", LogDir: dir,
+	})
+	url := br.WebhookURL()
+	runWrk := func(run int, d time.Duration, max int) wrkResult {
+		b.Helper()
+		args := []string{"-t" + strconv.Itoa(ingestThreads), "-c" + strconv.Itoa(ingestConns), "-d" + d.String(),
+			"--latency", "--timeout", "5s", "-s", script, url, "--",
+			token, strconv.Itoa(run), strconv.Itoa(ingestAgents), strconv.Itoa(max / ingestThreads)}
+		out, err := runBounded(ctx, wrk, args...)
+		if err != nil {
+			b.Fatalf("wrk: %v\n%s", err, out)
+		}
+		r, err := parseWrk(out)
+		if err != nil {
+			b.Fatalf("wrk: %v\n%s", err, out)
+		}
+		return r
+	}
+	jobs := func() int64 {
+		var n int64
+		for i := range ingestAgents {
+			n += client.XLen(ctx, bridge.Keys{}.Jobs(fmt.Sprintf("node-%02d", i))).Val()
+		}
+		return n
+	}
+
+	// Warm up: connections, the script cache, the bridge's heap.
+	runWrk(1, time.Second, 20000)
+	time.Sleep(200 * time.Millisecond)
+	jobs0 := jobs()
+	bridge0, redis0 := cpuTime(b, br.PID()), cpuTime(b, rs.PID())
+	r := runWrk(2, ingestDuration, ingestMaxRequests)
+	// Requests wrk gave up on at its deadline may still be finishing.
+	time.Sleep(200 * time.Millisecond)
+	bridge1, redis1 := cpuTime(b, br.PID()), cpuTime(b, rs.PID())
+	f.jobs = jobs() - jobs0
+	f.requests, f.rate, f.p50, f.p99 = r.requests, r.rate, r.p50, r.p99
+	switch {
+	case r.non2xx > 0 || r.errors > 0:
+		b.Fatalf("wrk: %d non-2xx responses, %d socket errors in %d requests", r.non2xx, r.errors, r.requests)
+	case r.requests < 1000:
+		b.Fatalf("wrk: only %d requests", r.requests)
+	// Every answered request was accepted; those cut off at wrk's
+	// deadline (at most one per connection) may have been too.
+	case f.jobs < r.requests || f.jobs > r.requests+ingestConns:
+		b.Fatalf("%d jobs in Redis after %d webhooks answered 202: the bridge did not enqueue one job per webhook", f.jobs, r.requests)
+	}
+	f.bridgeCPU = float64(bridge1-bridge0) / float64(time.Microsecond) / float64(r.requests)
+	f.redisCPU = float64(redis1-redis0) / float64(time.Microsecond) / float64(r.requests)
+
+	// The raw baseline: the same script, with a job of the size the
+	// bridge wrote, from as many connections, to the same server.
+	entries, err := client.XRangeN(ctx, bridge.Keys{}.Jobs("node-00"), "-", "+", 1).Result()
+	if err != nil || len(entries) == 0 {
+		b.Fatalf("read a job back: %v", err)
+	}
+	job, _ := entries[0].Values["job"].(string)
+	sha, err := bridge.EnqueueScript().Load(ctx, client).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := bridge.Keys{Prefix: "base:"}
+	redis0 = cpuTime(b, rs.PID())
+	out, err := runBounded(ctx, rb, "-h", "127.0.0.1", "-p", strconv.Itoa(rs.Port), "-c", strconv.Itoa(ingestConns),
+		"-n", strconv.Itoa(ingestBaselineOps), "-r", "1000000000", "--csv",
+		"EVALSHA", sha, "2", k.Dedup("node-00", "__rand_int__", time.UnixMilli(1)), k.Jobs("node-00"), "id", "86400000", job)
+	if err != nil {
+		b.Fatalf("redis-benchmark: %v\n%s", err, out)
+	}
+	redis1 = cpuTime(b, rs.PID())
+	f.baseRate, f.baseP50, f.baseP99, err = parseRedisBenchmark(out)
+	if err != nil {
+		b.Fatalf("redis-benchmark: %v\n%s", err, out)
+	}
+	// Random keys may repeat (then the script answers "duplicate" without
+	// an XADD); with 10^9 of them, a few in 10^5 at most.
+	if n := client.XLen(ctx, k.Jobs("node-00")).Val(); n < ingestBaselineOps*99/100 {
+		b.Fatalf("baseline queued %d jobs of %d", n, ingestBaselineOps)
+	}
+	f.baseRedisCPU = float64(redis1-redis0) / float64(time.Microsecond) / ingestBaselineOps
+
+	if aof {
+		f.fsyncP50, f.fsyncP99 = fsyncLatency(b, rs.Dir)
+	}
+	br.Stop(5 * time.Second)
+	rs.Stop()
+	return f
+}
+
+// fsyncLatency times appends of 4 KiB, each followed by fdatasync (what
+// Redis does per event-loop iteration with appendfsync always), in dir.
+func fsyncLatency(b *testing.B, dir string) (p50, p99 time.Duration) {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	d := make([]time.Duration, 200)
+	for i := range d {
+		t := time.Now()
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			b.Fatal(err)
+		}
+		d[i] = time.Since(t)
+	}
+	slices.Sort(d)
+	return d[len(d)/2], d[len(d)*99/100]
+}
+
+// httpFloor is what net/http alone costs here: the same wrk load against
+// a handler that reads the body and answers 202, served by this process
+// (whose other goroutines are idle meanwhile).
+func httpFloor(b *testing.B, wrk, script string) (rate, cpuPerRequest float64) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	answer := []byte(`{"accepted":1,"duplicates":0,"ignored":0}` + "\n")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header()["Content-Type"] = []string{"application/json"}
+		w.WriteHeader(http.StatusAccepted)
+		w.Write(answer)
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), ingestTimeout)
+	defer cancel()
+	cpu0 := cpuTime(b, os.Getpid())
+	out, err := runBounded(ctx, wrk, "-t"+strconv.Itoa(ingestThreads), "-c"+strconv.Itoa(ingestConns), "-d4s",
+		"-s", script, "http://"+l.Addr().String()+"/api/v1/webhook", "--", "", "3", strconv.Itoa(ingestAgents), "0")
+	cpu1 := cpuTime(b, os.Getpid())
+	if err != nil {
+		b.Fatalf("wrk: %v\n%s", err, out)
+	}
+	m, rm := wrkRequests.FindStringSubmatch(out), wrkRate.FindStringSubmatch(out)
+	if m == nil || rm == nil {
+		b.Fatalf("wrk: no request count\n%s", out)
+	}
+	n, _ := strconv.ParseFloat(m[1], 64)
+	rate, _ = strconv.ParseFloat(rm[1], 64)
+	return rate, float64(cpu1-cpu0) / float64(time.Microsecond) / n
+}
+
+// runBounded runs a load generator in its own process group, killed with
+// its group when ctx ends.
+func runBounded(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		if cmd.Process == nil || cmd.Process.Pid <= 1 {
+			return nil
+		}
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// cpuTime is a process's user + system CPU time from /proc/PID/stat.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	if pid <= 1 {
+		b.Fatalf("cpu time: no such process (pid %d)", pid)
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses and may
+	// contain spaces: state is field 3, utime 14, stime 15.
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("parse /proc/%d/stat: %q", pid, s)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+type wrkResult struct {
+	requests, non2xx, errors int64
+	rate                     float64
+	p50, p99                 time.Duration
+}
+
+var (
+	wrkRequests = regexp.MustCompile(`(?m)^\s*(\d+) requests in `)
+	wrkRate     = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
+	wrkNon2xx   = regexp.MustCompile(`(?m)Non-2xx or 3xx responses: (\d+)`)
+	wrkErrors   = regexp.MustCompile(`(?m)Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	wrkPct      = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
+)
+
+func parseWrk(out string) (wrkResult, error) {
+	var r wrkResult
+	m := wrkRequests.FindStringSubmatch(out)
+	rm := wrkRate.FindStringSubmatch(out)
+	if m == nil || rm == nil {
+		return r, fmt.Errorf("no request count or rate in the output")
+	}
+	r.requests, _ = strconv.ParseInt(m[1], 10, 64)
+	r.rate, _ = strconv.ParseFloat(rm[1], 64)
+	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
+		r.non2xx, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m := wrkErrors.FindStringSubmatch(out); m != nil {
+		for _, s := range m[1:] {
+			n, _ := strconv.ParseInt(s, 10, 64)
+			r.errors += n
+		}
+	}
+	for _, m := range wrkPct.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[3]]
+		d := time.Duration(v * float64(unit))
+		if m[1] == "50" {
+			r.p50 = d
+		} else {
+			r.p99 = d
+		}
+	}
+	if r.p50 == 0 || r.p99 == 0 {
+		return r, fmt.Errorf("no latency distribution in the output")
+	}
+	return r, nil
+}
+
+// parseRedisBenchmark reads redis-benchmark --csv: a header line, then
+// "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
+// "p95_latency_ms","p99_latency_ms","max_latency_ms". The test name is the
+// command line, commas and quotes included, so the figures are read from
+// the end.
+func parseRedisBenchmark(out string) (rps, p50, p99 float64, err error) {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(strings.TrimSpace(line), ",")
+		if len(f) < 8 || strings.HasPrefix(line, `"test"`) {
+			continue
+		}
+		f = f[len(f)-7:]
+		for i := range f {
+			f[i] = strings.Trim(f[i], `"`)
+		}
+		rps, err = strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		p50, _ = strconv.ParseFloat(f[3], 64)
+		p99, _ = strconv.ParseFloat(f[5], 64)
+		return rps, p50, p99, nil
+	}
+	return 0, 0, 0, fmt.Errorf("no result line")
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
