@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +36,8 @@ type Server struct {
 // Options tune Start.
 type Options struct {
 	// AOF turns on appendonly with appendfsync always, so that data
-	// survives Restart.
+	// survives Restart (and every acknowledged write is on disk, as in a
+	// production deployment that must not lose a config).
 	AOF bool
 	// Extra are more redis-server arguments.
 	Extra []string
@@ -86,6 +88,10 @@ func (s *Server) start() {
 	s.t.Helper()
 	cmd := exec.Command(Binary(s.t), s.args...)
 	cmd.Dir = s.Dir
+	// A group of its own, so Kill can take the whole group, and Pdeathsig
+	// so that the server dies with the test binary even when no cleanup
+	// runs (the test binary itself SIGKILLed by a timeout).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -137,7 +143,15 @@ func (s *Server) Kill() {
 	if cmd == nil {
 		return
 	}
-	_ = cmd.Process.Kill()
+	// Never signal blindly: pid (and so pgid, with Setpgid) <= 1 would
+	// mean init or every process we may signal.
+	if pid := cmd.Process.Pid; pid > 1 {
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		} else {
+			_ = cmd.Process.Kill()
+		}
+	}
 	_ = cmd.Wait()
 }
 
