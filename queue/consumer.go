@@ -64,6 +64,9 @@ type Consumer struct {
 	o ConsumerOptions
 	k Keys
 
+	// pusher delivers to plain-http devices when no HTTPClient was given.
+	pusher *pusher
+
 	// hooks are fault-injection points for this package's tests.
 	hooks consumerHooks
 }
@@ -107,7 +110,9 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 10 * time.Second
 	}
+	var p *pusher
 	if o.HTTPClient == nil {
+		p = newPusher(o.RequestTimeout)
 		o.HTTPClient = &http.Client{
 			Timeout: o.RequestTimeout,
 			Transport: &http.Transport{
@@ -148,7 +153,7 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 	}
 	o.Logger = o.Logger.With("pool", o.Pool, "agent", o.Agent)
 	o.Metrics.initPool(o.Pool)
-	return &Consumer{o: o, k: k}, nil
+	return &Consumer{o: o, k: k, pusher: p}, nil
 }
 
 // Run heartbeats and delivers until ctx ends. On return the agent has
@@ -165,6 +170,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	defer func() {
 		c.o.HTTPClient.CloseIdleConnections()
+		if c.pusher != nil {
+			c.pusher.closeIdle()
+		}
 		hbStop()
 		<-hbDone
 		if !c.hooks.noDeregister {
@@ -780,11 +788,27 @@ func (c *Consumer) push(ctx context.Context, e entry, epoch int64) (int, error) 
 	if err != nil {
 		return 0, fmt.Errorf("device URL: %w", err)
 	}
+	seq := strconv.FormatInt(e.seq, 10)
+	if c.pusher != nil {
+		t, err := c.pusher.target(url)
+		if err != nil {
+			return 0, err
+		}
+		if t.direct {
+			return c.pusher.do(ctx, t, e.payload, []pushHeader{
+				{"Content-Type", "application/json"},
+				{"Idempotency-Key", e.device + ":" + seq},
+				{"X-Medic-Seq", seq},
+				{"X-Medic-Epoch", strconv.FormatInt(epoch, 10)},
+				{"X-Medic-Agent", c.o.Agent},
+				{"X-Medic-Pool", c.o.Pool},
+			})
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.payload))
 	if err != nil {
 		return 0, err
 	}
-	seq := strconv.FormatInt(e.seq, 10)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", e.device+":"+seq)
 	req.Header.Set("X-Medic-Seq", seq)
