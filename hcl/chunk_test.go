@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // chunkInputs are every HCL input of the repository plus a generated
@@ -163,5 +165,51 @@ func TestCacheSeesEdits(t *testing.T) {
 	cfg, diags = LoadSources([]Source{b})
 	if diags.HasErrors() || cfg.Agent("two").DeclRange.Filename != "b.hcl" {
 		t.Fatalf("renamed load: %v", diags)
+	}
+}
+
+// TestLiteralStringMapMatchesEvaluation: the fast path of decodeStringMap
+// gives what evaluating and converting the object gives, and declines
+// everything it does not handle.
+func TestLiteralStringMapMatchesEvaluation(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		fast bool
+	}{
+		{`{ LOG_LEVEL = "info" }`, true},
+		{`{ A = "1", "b c" = "2", "" = "" }`, true},
+		{`{}`, true},
+		{`{ A = 1 }`, false},
+		{`{ A = "x", A = "y" }`, false},
+		{`{ (x) = "y" }`, false},
+		{`{ A = "${upper("x")}" }`, false},
+		{`{ a.b = "x" }`, false},
+	} {
+		f, diags := hclsyntax.ParseConfig([]byte("env = "+tc.src+"\n"), "t.hcl", hcl2.InitialPos)
+		if diags.HasErrors() {
+			continue // not valid syntax; nothing to compare
+		}
+		attrs, _ := f.Body.JustAttributes()
+		attr := attrs["env"]
+		got, ok := literalStringMap(attr.Expr)
+		if ok != tc.fast {
+			t.Errorf("%s: fast path %v, want %v", tc.src, ok, tc.fast)
+		}
+		if !ok {
+			continue
+		}
+		val, diags := staticValue(attr, cty.Map(cty.String))
+		if diags.HasErrors() {
+			t.Errorf("%s: fast path took what evaluation rejects: %v", tc.src, diags)
+			continue
+		}
+		want := map[string]string{}
+		for it := val.ElementIterator(); it.Next(); {
+			k, v := it.Element()
+			want[k.AsString()] = v.AsString()
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: fast %v, evaluated %v", tc.src, got, want)
+		}
 	}
 }

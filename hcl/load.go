@@ -150,7 +150,7 @@ func decodeBlocks(blocks hcl2.Blocks) []decodedBlock {
 		switch block.Type {
 		case "agent":
 			db.agent, db.diags = decodeAgent(block)
-			db.agent.value = agentValue(db.agent)
+			db.agent.value = &lazyValue{}
 		case "runbook":
 			db.runbook, db.diags = decodeRunbook(block)
 		case "pool":
