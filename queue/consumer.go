@@ -297,7 +297,7 @@ func (c *Consumer) runEpoch(ctx context.Context, epoch int64) {
 	ectx, cancel := context.WithCancel(ctx)
 	r := &epochRun{c: c, epoch: epoch, ctx: ectx, cancel: cancel,
 		queues: map[string]*deviceQueue{}, queued: map[string]bool{}, space: make(chan struct{}, 1),
-		steps: make(chan *stepReq)}
+		steps: make(chan *stepReq, 256)}
 	stepperDone := make(chan struct{})
 	go func() {
 		defer close(stepperDone)
@@ -548,15 +548,55 @@ func (r *epochRun) deliver(q *deviceQueue, window []entry) {
 		backoff = min(2*backoff, c.o.RetryMax)
 		return sleep(r.ctx, d)
 	}
+	// What the device confirmed and Redis has not heard yet: pending, and
+	// sent (one acknowledgement in flight, answered on inflight). The
+	// acknowledgement goes out halfway through the fence's freshness, so
+	// its answer — the next fence — usually arrives before the pushes need
+	// it.
 	pending := q.pending[:0]
-	// flush acknowledges what the device confirmed so far; its answer is
-	// also the next fence.
-	flush := func() {
-		if len(pending) > 0 {
-			r.ackAll(q, pending)
+	var sent []done
+	var inflight chan stepRes
+	settle := func(block bool) {
+		if inflight == nil {
+			return
+		}
+		var res stepRes
+		if block {
+			res = <-inflight // the stepper answers every request it took
+		} else {
+			select {
+			case res = <-inflight:
+			default:
+				return
+			}
+		}
+		inflight = nil
+		if res.err != nil {
+			r.ackAll(q, sent) // retries until Redis answers
+		} else {
+			r.acked(q, sent, res)
+		}
+		clear(sent)
+		sent = sent[:0]
+	}
+	send := func() {
+		if inflight != nil || len(pending) == 0 {
+			return
+		}
+		if inflight = r.stepAsync(ackItems(pending)); inflight == nil {
+			r.ackAll(q, pending) // the epoch ended: one synchronous try
 			clear(pending)
 			pending = pending[:0]
+			return
 		}
+		sent, pending = pending, sent[:0]
+	}
+	// flush acknowledges everything the device confirmed so far; its
+	// answer is also the next fence.
+	flush := func() {
+		settle(true)
+		send()
+		settle(true)
 	}
 	defer func() {
 		flush()
@@ -567,9 +607,10 @@ func (r *epochRun) deliver(q *deviceQueue, window []entry) {
 		if e.id != window[i].id {
 			e, logger = window[i], nil
 		}
+		settle(false)
 		// Fence: am I still on duty in my epoch, and where is the device?
 		if q.checked.IsZero() || time.Since(q.checked) > freshFor || !q.checkDuty {
-			if len(pending) > 0 {
+			if inflight != nil || len(pending) > 0 {
 				flush()
 				continue
 			}
@@ -609,6 +650,9 @@ func (r *epochRun) deliver(q *deviceQueue, window []entry) {
 			log().Info("sequence gap closed", "ack", q.ack)
 			gapSeen = false
 		}
+		if time.Since(q.checked) > freshFor/2 {
+			send()
+		}
 		if h := c.hooks.beforePush; h != nil {
 			h(e.device, e.seq)
 		}
@@ -627,7 +671,8 @@ func (r *epochRun) deliver(q *deviceQueue, window []entry) {
 		if h := c.hooks.afterReply; h != nil {
 			h(e.device, e.seq)
 		}
-		// The device holds e.seq now; Redis hears it with the next flush.
+		// The device holds e.seq now; Redis hears it with the next
+		// acknowledgement.
 		q.ack = e.seq
 		pending = append(pending, done{e: e, pushed: true})
 		i++
@@ -643,32 +688,13 @@ func (r *epochRun) ackAll(q *deviceQueue, ds []done) {
 	c := r.c
 	backoff := c.o.RetryMin
 	parent := context.WithoutCancel(r.ctx)
-	items := make([]stepItem, len(ds))
-	for i, d := range ds {
-		items[i] = stepItem{device: d.e.device, seq: d.e.seq, id: d.e.id}
-	}
+	items := ackItems(ds)
 	for {
 		actx, cancel := context.WithTimeout(parent, 5*time.Second)
 		res, err := r.stepItems(actx, items)
 		cancel()
 		if err == nil {
-			q.checked, q.checkDuty, q.ack = time.Now(), res.duty, res.acks[len(ds)-1]
-			for i, d := range ds {
-				if !res.acked[i] {
-					c.o.Logger.Error("device confirmed a config past its ack; leaving it pending",
-						"device", d.e.device, "seq", d.e.seq, "epoch", r.epoch, "ack", res.acks[i])
-					continue
-				}
-				if d.pushed {
-					c.o.Metrics.incDelivered(c.o.Pool)
-				}
-				if h := c.hooks.afterAck; h != nil {
-					h(d.e.device, d.e.seq)
-				}
-			}
-			if !res.duty {
-				r.cancel()
-			}
+			r.acked(q, ds, res)
 			return
 		}
 		c.o.Logger.Warn("acknowledge", "device", ds[0].e.device, "seq", ds[0].e.seq, "epoch", r.epoch, "err", err)
@@ -679,6 +705,49 @@ func (r *epochRun) ackAll(q *deviceQueue, ds []done) {
 		}
 		sleep(r.ctx, backoff)
 		backoff = min(2*backoff, c.o.RetryMax)
+	}
+}
+
+func ackItems(ds []done) []stepItem {
+	items := make([]stepItem, len(ds))
+	for i, d := range ds {
+		items[i] = stepItem{device: d.e.device, seq: d.e.seq, id: d.e.id}
+	}
+	return items
+}
+
+// acked takes Redis's answer to an acknowledgement: the fence, and where
+// the device is. The device's own confirmations may be ahead of it by the
+// pushes made while the answer was on its way.
+func (r *epochRun) acked(q *deviceQueue, ds []done, res stepRes) {
+	c := r.c
+	if res.at.After(q.checked) {
+		q.checked, q.checkDuty = res.at, res.duty
+	}
+	all := true
+	for i, d := range ds {
+		if !res.acked[i] {
+			all = false
+			c.o.Logger.Error("device confirmed a config past its ack; leaving it pending",
+				"device", d.e.device, "seq", d.e.seq, "epoch", r.epoch, "ack", res.acks[i])
+			continue
+		}
+		if d.pushed {
+			c.o.Metrics.incDelivered(c.o.Pool)
+		}
+		if h := c.hooks.afterAck; h != nil {
+			h(d.e.device, d.e.seq)
+		}
+	}
+	if last := res.acks[len(ds)-1]; all {
+		q.ack = max(q.ack, last)
+	} else {
+		q.ack = last
+		q.checked = time.Time{} // read where the device is again
+	}
+	if !res.duty {
+		q.checkDuty = false
+		r.cancel()
 	}
 }
 
@@ -700,6 +769,7 @@ type stepRes struct {
 	duty  bool
 	acks  []int64
 	acked []bool
+	at    time.Time // when the answer arrived
 	err   error
 }
 
@@ -738,6 +808,7 @@ func (r *epochRun) stepper() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		res, err := stepScript.Run(ctx, c.o.Client, keys, args...).Slice()
 		cancel()
+		answered := time.Now()
 		if err == nil && len(res) != 1+2*n {
 			err = fmt.Errorf("step script returned %d values for %d items", len(res), n)
 		}
@@ -747,7 +818,7 @@ func (r *epochRun) stepper() {
 				q.res <- stepRes{err: err}
 				continue
 			}
-			out := stepRes{duty: asInt(res[0]) == 1, acks: make([]int64, len(q.items)), acked: make([]bool, len(q.items))}
+			out := stepRes{duty: asInt(res[0]) == 1, acks: make([]int64, len(q.items)), acked: make([]bool, len(q.items)), at: answered}
 			for i := range q.items {
 				out.acks[i], out.acked[i] = asInt(res[at]), asInt(res[at+1]) == 1
 				at += 2
@@ -755,6 +826,18 @@ func (r *epochRun) stepper() {
 			q.res <- out
 		}
 		clear(batch)
+	}
+}
+
+// stepAsync hands items to the stepper and returns where the answer will
+// be, or nil when the epoch ended first.
+func (r *epochRun) stepAsync(items []stepItem) chan stepRes {
+	q := &stepReq{items: items, res: make(chan stepRes, 1)}
+	select {
+	case r.steps <- q:
+		return q.res
+	case <-r.ctx.Done():
+		return nil
 	}
 }
 
