@@ -180,13 +180,14 @@ func agentValue(a *Agent) cty.Value {
 	})
 }
 
-// agentCtyValue is agentValue, taken from the loader's cache when the agent
-// was loaded rather than built by hand.
+// agentCtyValue is agentValue, kept with the agent when it was loaded
+// rather than built by hand (a hand-built one may still change).
 func agentCtyValue(a *Agent) cty.Value {
-	if a != nil && a.value != cty.NilVal {
-		return a.value
+	if a == nil || a.value == nil {
+		return agentValue(a)
 	}
-	return agentValue(a)
+	a.value.once.Do(func() { a.value.v = agentValue(a) })
+	return a.value.v
 }
 
 func usageValue(u Usage) cty.Value {

@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -131,36 +129,6 @@ func loadSources(srcs []Source) (*Config, hcl2.Diagnostics) {
 	return l.cfg, l.diags
 }
 
-// decodeFiles parses and decodes the files concurrently (parsing dominates
-// the load of a large estate); results keep the order of srcs.
-func decodeFiles(srcs []Source) []decodedFile {
-	out := make([]decodedFile, len(srcs))
-	workers := min(runtime.GOMAXPROCS(0), len(srcs))
-	if workers <= 1 {
-		for i, s := range srcs {
-			out[i] = decodeFile(s)
-		}
-		return out
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				out[i] = decodeFile(srcs[i])
-			}
-		}()
-	}
-	for i := range srcs {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	return out
-}
-
 func decodeFile(src Source) decodedFile {
 	var f decodedFile
 	file, diags := hclsyntax.ParseConfig(src.Bytes, src.Name, hcl2.InitialPos)
@@ -171,21 +139,26 @@ func decodeFile(src Source) decodedFile {
 	}
 	content, diags := file.Body.Content(rootSchema)
 	f.diags = append(f.diags, diags...)
-	f.blocks = make([]decodedBlock, 0, len(content.Blocks))
-	for _, block := range content.Blocks {
+	f.blocks = decodeBlocks(content.Blocks)
+	return f
+}
+
+func decodeBlocks(blocks hcl2.Blocks) []decodedBlock {
+	out := make([]decodedBlock, 0, len(blocks))
+	for _, block := range blocks {
 		db := decodedBlock{typ: block.Type, name: block.Labels[0], nameRange: block.LabelRanges[0], defRange: block.DefRange}
 		switch block.Type {
 		case "agent":
 			db.agent, db.diags = decodeAgent(block)
-			db.agent.value = agentValue(db.agent)
+			db.agent.value = &lazyValue{}
 		case "runbook":
 			db.runbook, db.diags = decodeRunbook(block)
 		case "pool":
 			db.pool, db.diags = decodePool(block)
 		}
-		f.blocks = append(f.blocks, db)
+		out = append(out, db)
 	}
-	return f
+	return out
 }
 
 // merge adds one file's blocks in order; a block whose name is taken is

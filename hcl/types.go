@@ -8,6 +8,7 @@ package hcl
 
 import (
 	"regexp"
+	"sync"
 	"time"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
@@ -97,8 +98,15 @@ type Agent struct {
 
 	DeclRange hcl2.Range
 
-	// value is what expressions see as `agent`, built once by the loader.
-	value cty.Value
+	// value is what expressions see as `agent`, built on first use for a
+	// loaded agent (most agents of a large estate never need it); loaded
+	// agents are never changed, so it stays right.
+	value *lazyValue
+}
+
+type lazyValue struct {
+	once sync.Once
+	v    cty.Value
 }
 
 // Supervised reports whether medic node starts the agent as its own child.

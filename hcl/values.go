@@ -191,6 +191,9 @@ func decodeArgv(attr *hcl2.Attribute) ([]string, hcl2.Diagnostics) {
 }
 
 func decodeStringMap(attr *hcl2.Attribute) (map[string]string, hcl2.Diagnostics) {
+	if m, ok := literalStringMap(attr.Expr); ok {
+		return m, nil
+	}
 	val, diags := staticValue(attr, cty.Map(cty.String))
 	if diags.HasErrors() {
 		return nil, diags
@@ -204,6 +207,37 @@ func decodeStringMap(attr *hcl2.Attribute) (map[string]string, hcl2.Diagnostics)
 		out[k.AsString()] = v.AsString()
 	}
 	return out, diags
+}
+
+// literalStringMap is the value of an object constructor whose keys are
+// names or literal strings, all distinct, and whose values are literal
+// strings: the common `env = { LOG_LEVEL = "info" }`, decoded without
+// evaluating it and converting the object (a large part of decoding an
+// agent). Anything else is left to the general path.
+func literalStringMap(expr hcl2.Expression) (map[string]string, bool) {
+	e, ok := expr.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		return nil, false
+	}
+	out := make(map[string]string, len(e.Items))
+	for _, item := range e.Items {
+		key, ok := item.KeyExpr.(*hclsyntax.ObjectConsKeyExpr)
+		if !ok || key.ForceNonLiteral {
+			return nil, false
+		}
+		k := hcl2.ExprAsKeyword(key.Wrapped)
+		if k == "" {
+			if k, ok = literalString(key.Wrapped); !ok {
+				return nil, false
+			}
+		}
+		v, ok := literalString(item.ValueExpr)
+		if _, dup := out[k]; !ok || dup {
+			return nil, false
+		}
+		out[k] = v
+	}
+	return out, true
 }
 
 // decodeDuration accepts Go durations ("1m30s", "250ms") and Prometheus ones

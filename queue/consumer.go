@@ -64,6 +64,9 @@ type Consumer struct {
 	o ConsumerOptions
 	k Keys
 
+	// pusher delivers to plain-http devices when no HTTPClient was given.
+	pusher *pusher
+
 	// hooks are fault-injection points for this package's tests.
 	hooks consumerHooks
 }
@@ -76,10 +79,11 @@ type consumerHooks struct {
 	noDeregister bool        // a "crashed" agent leaves its registration behind
 }
 
-// freshFor is how long a fence check (from the acknowledgement of a device's
-// previous config) may be reused for the device's next push. The device's
+// freshFor is how long a fence answer (a fence check, or the
+// acknowledgement of a device's previous configs) may be relied on for the
+// device's next pushes: no push goes out on an older one. The device's
 // epoch check is what rejects a push that raced a switchover; this only
-// saves a round trip when configs of a device follow each other closely.
+// saves round trips when configs of a device follow each other closely.
 const freshFor = 5 * time.Millisecond
 
 // NewConsumer validates the options and fills in defaults.
@@ -106,7 +110,9 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 10 * time.Second
 	}
+	var p *pusher
 	if o.HTTPClient == nil {
+		p = newPusher(o.RequestTimeout)
 		o.HTTPClient = &http.Client{
 			Timeout: o.RequestTimeout,
 			Transport: &http.Transport{
@@ -147,7 +153,7 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 	}
 	o.Logger = o.Logger.With("pool", o.Pool, "agent", o.Agent)
 	o.Metrics.initPool(o.Pool)
-	return &Consumer{o: o, k: k}, nil
+	return &Consumer{o: o, k: k, pusher: p}, nil
 }
 
 // Run heartbeats and delivers until ctx ends. On return the agent has
@@ -164,6 +170,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	defer func() {
 		c.o.HTTPClient.CloseIdleConnections()
+		if c.pusher != nil {
+			c.pusher.closeIdle()
+		}
 		hbStop()
 		<-hbDone
 		if !c.hooks.noDeregister {
@@ -275,17 +284,20 @@ type epochRun struct {
 
 type deviceQueue struct {
 	entries []entry
-	// last fence check, reusable for freshFor when it says on duty
+	// last fence answer, reusable for freshFor when it says on duty
 	checked   time.Time
 	checkDuty bool
-	ack       int64
+	// ack is the device's last confirmed seq: Redis's, advanced locally
+	// by the device's own confirmations until they are acknowledged.
+	ack     int64
+	pending []done // reused by deliver
 }
 
 func (c *Consumer) runEpoch(ctx context.Context, epoch int64) {
 	ectx, cancel := context.WithCancel(ctx)
 	r := &epochRun{c: c, epoch: epoch, ctx: ectx, cancel: cancel,
 		queues: map[string]*deviceQueue{}, queued: map[string]bool{}, space: make(chan struct{}, 1),
-		steps: make(chan *stepReq)}
+		steps: make(chan *stepReq, 256)}
 	stepperDone := make(chan struct{})
 	go func() {
 		defer close(stepperDone)
@@ -463,9 +475,12 @@ func (r *epochRun) add(e entry) {
 	}
 }
 
-// work delivers one device's configs in order, one at a time.
+// work delivers one device's configs in order, one request in flight: it
+// takes the configs queued so far (up to maxWindow) and delivers them as
+// one window.
 func (r *epochRun) work(device string, q *deviceQueue) {
 	defer r.wg.Done()
+	var window []entry
 	for {
 		r.mu.Lock()
 		if len(q.entries) == 0 || r.ctx.Err() != nil {
@@ -474,15 +489,22 @@ func (r *epochRun) work(device string, q *deviceQueue) {
 			r.mu.Unlock()
 			return
 		}
-		e := q.entries[0]
-		q.entries = q.entries[1:]
+		n := min(len(q.entries), maxWindow)
+		window = append(window[:0], q.entries[:n]...)
+		clear(q.entries[:n])
+		q.entries = q.entries[n:]
+		if len(q.entries) == 0 {
+			q.entries = nil // let the backing array go
+		}
 		r.mu.Unlock()
 
-		r.deliver(q, e)
+		r.deliver(q, window)
 
 		r.mu.Lock()
-		r.buffered--
-		delete(r.queued, e.id)
+		r.buffered -= len(window)
+		for _, e := range window {
+			delete(r.queued, e.id)
+		}
 		r.mu.Unlock()
 		select {
 		case r.space <- struct{}{}:
@@ -491,9 +513,27 @@ func (r *epochRun) work(device string, q *deviceQueue) {
 	}
 }
 
-// deliver pushes one config until the device confirms it or the epoch ends.
-func (r *epochRun) deliver(q *deviceQueue, e entry) {
+// maxWindow bounds the configs of one device pushed between two
+// acknowledgements (and so how many a successor re-pushes, as replays, when
+// an agent dies before recording them).
+const maxWindow = 64
+
+// done is a config the device confirmed (pushed) or that an earlier push
+// already delivered; it still has to be acknowledged in Redis.
+type done struct {
+	e      entry
+	pushed bool
+}
+
+// deliver pushes a window of one device's configs, in order, each until the
+// device confirms it or the epoch ends. Every push goes out on a fence
+// answer (on duty in this epoch, and where the device is) younger than
+// freshFor; the acknowledgement of the pushes so far is that answer, so in
+// steady state a device costs one Redis round trip per window, not per
+// config.
+func (r *epochRun) deliver(q *deviceQueue, window []entry) {
 	c := r.c
+	var e entry
 	// Built on first use: the happy path logs nothing and allocates no logger.
 	var logger *slog.Logger
 	log := func() *slog.Logger {
@@ -508,10 +548,72 @@ func (r *epochRun) deliver(q *deviceQueue, e entry) {
 		backoff = min(2*backoff, c.o.RetryMax)
 		return sleep(r.ctx, d)
 	}
+	// What the device confirmed and Redis has not heard yet: pending, and
+	// sent (one acknowledgement in flight, answered on inflight). The
+	// acknowledgement goes out halfway through the fence's freshness, so
+	// its answer — the next fence — usually arrives before the pushes need
+	// it.
+	pending := q.pending[:0]
+	var sent []done
+	var inflight chan stepRes
+	settle := func(block bool) {
+		if inflight == nil {
+			return
+		}
+		var res stepRes
+		if block {
+			res = <-inflight // the stepper answers every request it took
+		} else {
+			select {
+			case res = <-inflight:
+			default:
+				return
+			}
+		}
+		inflight = nil
+		if res.err != nil {
+			r.ackAll(q, sent) // retries until Redis answers
+		} else {
+			r.acked(q, sent, res)
+		}
+		clear(sent)
+		sent = sent[:0]
+	}
+	send := func() {
+		if inflight != nil || len(pending) == 0 {
+			return
+		}
+		if inflight = r.stepAsync(ackItems(pending)); inflight == nil {
+			r.ackAll(q, pending) // the epoch ended: one synchronous try
+			clear(pending)
+			pending = pending[:0]
+			return
+		}
+		sent, pending = pending, sent[:0]
+	}
+	// flush acknowledges everything the device confirmed so far; its
+	// answer is also the next fence.
+	flush := func() {
+		settle(true)
+		send()
+		settle(true)
+	}
+	defer func() {
+		flush()
+		q.pending = pending
+	}()
 	gapSeen := false
-	for r.ctx.Err() == nil {
+	for i := 0; i < len(window) && r.ctx.Err() == nil; {
+		if e.id != window[i].id {
+			e, logger = window[i], nil
+		}
+		settle(false)
 		// Fence: am I still on duty in my epoch, and where is the device?
 		if q.checked.IsZero() || time.Since(q.checked) > freshFor || !q.checkDuty {
+			if inflight != nil || len(pending) > 0 {
+				flush()
+				continue
+			}
 			duty, ack, _, err := r.step(r.ctx, e.device, 0, "")
 			if err != nil {
 				if r.ctx.Err() == nil {
@@ -522,7 +624,6 @@ func (r *epochRun) deliver(q *deviceQueue, e entry) {
 			}
 			q.checked, q.checkDuty, q.ack = time.Now(), duty, ack
 		}
-		q.checked = time.Time{} // a check serves one push
 		if !q.checkDuty {
 			r.cancel()
 			return
@@ -531,20 +632,26 @@ func (r *epochRun) deliver(q *deviceQueue, e entry) {
 		case e.seq <= q.ack:
 			// Delivered before (by this agent before a crash, or by the
 			// agent before a switchover): done, acknowledge only.
-			r.ack(q, e, log)
-			return
+			pending = append(pending, done{e: e})
+			i++
+			continue
 		case e.seq > q.ack+1:
 			if !gapSeen {
 				gapSeen = true
 				c.o.Metrics.incGap(c.o.Pool)
 				log().Error("sequence gap: holding device", "ack", q.ack)
 			}
+			flush()
 			wait()
+			q.checked = time.Time{} // read where the device is again
 			continue
 		}
 		if gapSeen {
 			log().Info("sequence gap closed", "ack", q.ack)
 			gapSeen = false
+		}
+		if time.Since(q.checked) > freshFor/2 {
+			send()
 		}
 		if h := c.hooks.beforePush; h != nil {
 			h(e.device, e.seq)
@@ -556,68 +663,114 @@ func (r *epochRun) deliver(q *deviceQueue, e entry) {
 			}
 			c.o.Metrics.incFailure(c.o.Pool)
 			log().Warn("delivery failed, retrying", "status", code, "err", err)
+			flush()
 			wait()
+			q.checked = time.Time{}
 			continue
 		}
 		if h := c.hooks.afterReply; h != nil {
 			h(e.device, e.seq)
 		}
-		if r.ack(q, e, log) {
-			c.o.Metrics.incDelivered(c.o.Pool)
-		}
-		if h := c.hooks.afterAck; h != nil {
-			h(e.device, e.seq)
-		}
-		return
+		// The device holds e.seq now; Redis hears it with the next
+		// acknowledgement.
+		q.ack = e.seq
+		pending = append(pending, done{e: e, pushed: true})
+		i++
 	}
 }
 
-// ack records a confirmed (or earlier confirmed) config: ack advances and
-// the entry leaves the stream, in one script that also re-checks the fence
-// for the device's next push. It retries until Redis answers or the agent
-// stops; a config the device confirmed is worth recording even if the
-// epoch ended meanwhile.
-func (r *epochRun) ack(q *deviceQueue, e entry, log func() *slog.Logger) bool {
+// ackAll records confirmed (or earlier confirmed) configs of one device, in
+// order: ack advances and the entries leave the stream, in one script call
+// that also re-checks the fence for the device's next push. It retries
+// until Redis answers or the agent stops; a config the device confirmed is
+// worth recording even if the epoch ended meanwhile.
+func (r *epochRun) ackAll(q *deviceQueue, ds []done) {
 	c := r.c
 	backoff := c.o.RetryMin
 	parent := context.WithoutCancel(r.ctx)
+	items := ackItems(ds)
 	for {
 		actx, cancel := context.WithTimeout(parent, 5*time.Second)
-		duty, ack, acked, err := r.step(actx, e.device, e.seq, e.id)
+		res, err := r.stepItems(actx, items)
 		cancel()
 		if err == nil {
-			q.checked, q.checkDuty, q.ack = time.Now(), duty, ack
-			if !acked {
-				log().Error("device confirmed a config past its ack; leaving it pending", "ack", ack)
-			}
-			if !duty {
-				r.cancel()
-			}
-			return acked
+			r.acked(q, ds, res)
+			return
 		}
-		log().Warn("acknowledge", "err", err)
+		c.o.Logger.Warn("acknowledge", "device", ds[0].e.device, "seq", ds[0].e.seq, "epoch", r.epoch, "err", err)
 		if r.ctx.Err() != nil {
 			// The epoch or the agent ended: whoever is on duty next
 			// finds the device's state and acknowledges it then.
-			return false
+			return
 		}
 		sleep(r.ctx, backoff)
 		backoff = min(2*backoff, c.o.RetryMax)
 	}
 }
 
-// stepReq is one fence check (seq 0) or acknowledgement for the stepper.
-type stepReq struct {
+func ackItems(ds []done) []stepItem {
+	items := make([]stepItem, len(ds))
+	for i, d := range ds {
+		items[i] = stepItem{device: d.e.device, seq: d.e.seq, id: d.e.id}
+	}
+	return items
+}
+
+// acked takes Redis's answer to an acknowledgement: the fence, and where
+// the device is. The device's own confirmations may be ahead of it by the
+// pushes made while the answer was on its way.
+func (r *epochRun) acked(q *deviceQueue, ds []done, res stepRes) {
+	c := r.c
+	if res.at.After(q.checked) {
+		q.checked, q.checkDuty = res.at, res.duty
+	}
+	all := true
+	for i, d := range ds {
+		if !res.acked[i] {
+			all = false
+			c.o.Logger.Error("device confirmed a config past its ack; leaving it pending",
+				"device", d.e.device, "seq", d.e.seq, "epoch", r.epoch, "ack", res.acks[i])
+			continue
+		}
+		if d.pushed {
+			c.o.Metrics.incDelivered(c.o.Pool)
+		}
+		if h := c.hooks.afterAck; h != nil {
+			h(d.e.device, d.e.seq)
+		}
+	}
+	if last := res.acks[len(ds)-1]; all {
+		q.ack = max(q.ack, last)
+	} else {
+		q.ack = last
+		q.checked = time.Time{} // read where the device is again
+	}
+	if !res.duty {
+		q.checkDuty = false
+		r.cancel()
+	}
+}
+
+// stepItem is one fence check (seq 0) or acknowledgement.
+type stepItem struct {
 	device string
 	seq    int64
 	id     string
-	res    chan stepRes
+}
+
+// stepReq is a device worker's items for the stepper, kept together and in
+// order in one script call.
+type stepReq struct {
+	items []stepItem
+	res   chan stepRes
 }
 
 type stepRes struct {
-	duty, acked bool
-	ack         int64
-	err         error
+	duty  bool
+	acks  []int64
+	acked []bool
+	at    time.Time // when the answer arrived
+	err   error
 }
 
 // stepper runs the device workers' fence checks and acknowledgements,
@@ -625,56 +778,90 @@ type stepRes struct {
 // queue up and go together (group commit), which keeps Redis round trips
 // well below one per config when many devices are busy.
 func (r *epochRun) stepper() {
-	const maxBatch = 128
+	const maxItems = 1024
 	c := r.c
+	keys := []string{c.k.Ctl(), c.k.Ack(), c.k.In(c.o.Agent)}
+	var batch []*stepReq
+	var args []any
 	for req := range r.steps {
-		batch := []*stepReq{req}
+		batch = append(batch[:0], req)
+		n := len(req.items)
 	more:
-		for len(batch) < maxBatch {
+		for n < maxItems {
 			select {
 			case q, ok := <-r.steps:
 				if !ok {
 					break more
 				}
 				batch = append(batch, q)
+				n += len(q.items)
 			default:
 				break more
 			}
 		}
-		args := []any{c.o.Agent, r.epoch}
+		args = append(args[:0], c.o.Agent, r.epoch)
 		for _, q := range batch {
-			args = append(args, q.device, q.seq, q.id)
+			for _, it := range q.items {
+				args = append(args, it.device, it.seq, it.id)
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		res, err := stepScript.Run(ctx, c.o.Client,
-			[]string{c.k.Ctl(), c.k.Ack(), c.k.In(c.o.Agent)}, args...).Slice()
+		res, err := stepScript.Run(ctx, c.o.Client, keys, args...).Slice()
 		cancel()
-		if err == nil && len(res) != 1+2*len(batch) {
-			err = fmt.Errorf("step script returned %d values for %d items", len(res), len(batch))
+		answered := time.Now()
+		if err == nil && len(res) != 1+2*n {
+			err = fmt.Errorf("step script returned %d values for %d items", len(res), n)
 		}
-		for i, q := range batch {
+		at := 1
+		for _, q := range batch {
 			if err != nil {
 				q.res <- stepRes{err: err}
 				continue
 			}
-			q.res <- stepRes{duty: asInt(res[0]) == 1, ack: asInt(res[1+2*i]), acked: asInt(res[2+2*i]) == 1}
+			out := stepRes{duty: asInt(res[0]) == 1, acks: make([]int64, len(q.items)), acked: make([]bool, len(q.items)), at: answered}
+			for i := range q.items {
+				out.acks[i], out.acked[i] = asInt(res[at]), asInt(res[at+1]) == 1
+				at += 2
+			}
+			q.res <- out
 		}
+		clear(batch)
+	}
+}
+
+// stepAsync hands items to the stepper and returns where the answer will
+// be, or nil when the epoch ended first.
+func (r *epochRun) stepAsync(items []stepItem) chan stepRes {
+	q := &stepReq{items: items, res: make(chan stepRes, 1)}
+	select {
+	case r.steps <- q:
+		return q.res
+	case <-r.ctx.Done():
+		return nil
+	}
+}
+
+func (r *epochRun) stepItems(ctx context.Context, items []stepItem) (stepRes, error) {
+	q := &stepReq{items: items, res: make(chan stepRes, 1)}
+	select {
+	case r.steps <- q:
+	case <-ctx.Done():
+		return stepRes{}, ctx.Err()
+	}
+	select {
+	case res := <-q.res:
+		return res, res.err
+	case <-ctx.Done():
+		return stepRes{}, ctx.Err()
 	}
 }
 
 func (r *epochRun) step(ctx context.Context, device string, seq int64, id string) (duty bool, ack int64, acked bool, err error) {
-	q := &stepReq{device: device, seq: seq, id: id, res: make(chan stepRes, 1)}
-	select {
-	case r.steps <- q:
-	case <-ctx.Done():
-		return false, 0, false, ctx.Err()
+	res, err := r.stepItems(ctx, []stepItem{{device: device, seq: seq, id: id}})
+	if err != nil {
+		return false, 0, false, err
 	}
-	select {
-	case res := <-q.res:
-		return res.duty, res.ack, res.acked, res.err
-	case <-ctx.Done():
-		return false, 0, false, ctx.Err()
-	}
+	return res.duty, res.acks[0], res.acked[0], nil
 }
 
 // push POSTs one config. The headers let the device drop replays
@@ -684,11 +871,27 @@ func (c *Consumer) push(ctx context.Context, e entry, epoch int64) (int, error) 
 	if err != nil {
 		return 0, fmt.Errorf("device URL: %w", err)
 	}
+	seq := strconv.FormatInt(e.seq, 10)
+	if c.pusher != nil {
+		t, err := c.pusher.target(url)
+		if err != nil {
+			return 0, err
+		}
+		if t.direct {
+			return c.pusher.do(ctx, t, e.payload, []pushHeader{
+				{"Content-Type", "application/json"},
+				{"Idempotency-Key", e.device + ":" + seq},
+				{"X-Medic-Seq", seq},
+				{"X-Medic-Epoch", strconv.FormatInt(epoch, 10)},
+				{"X-Medic-Agent", c.o.Agent},
+				{"X-Medic-Pool", c.o.Pool},
+			})
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.payload))
 	if err != nil {
 		return 0, err
 	}
-	seq := strconv.FormatInt(e.seq, 10)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", e.device+":"+seq)
 	req.Header.Set("X-Medic-Seq", seq)

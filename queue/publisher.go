@@ -103,10 +103,11 @@ func (p *Publisher) result(pool string, res []any) Published {
 	return out
 }
 
-// PublishBatch publishes configs in order in one round trip (a pipeline of
-// publish scripts; each config is still assigned its seq atomically). On
-// error a prefix of the batch may have been published: retry the whole
-// batch with idempotency keys to publish each config exactly once.
+// PublishBatch publishes configs in order in one round trip: each
+// publishBatch configs go in one script call (each config still assigned
+// its seq exactly as Publish assigns it), the calls pipelined. On error a
+// prefix of the batch may have been published: retry the whole batch with
+// idempotency keys to publish each config exactly once.
 func (p *Publisher) PublishBatch(ctx context.Context, pool string, configs []Config) ([]Published, error) {
 	k, err := NewKeys(p.o.Prefix, pool)
 	if err != nil {
@@ -119,29 +120,52 @@ func (p *Publisher) PublishBatch(ctx context.Context, pool string, configs []Con
 	}
 	// Make sure the script is cached, so that a pipelined EVALSHA fails
 	// with NOSCRIPT only after a server restart mid-batch.
-	if err := publishScript.Load(ctx, p.o.Client).Err(); err != nil {
+	if err := publishBatchScript.Load(ctx, p.o.Client).Err(); err != nil {
 		return nil, fmt.Errorf("publish to pool %s: %w", pool, err)
 	}
 	pipe := p.o.Client.Pipeline()
-	cmds := make([]*redis.Cmd, len(configs))
-	for i, c := range configs {
-		keys, args := p.scriptArgs(k, c)
-		cmds[i] = publishScript.EvalSha(ctx, pipe, keys, args...)
+	var cmds []*redis.Cmd
+	var sizes []int
+	for start := 0; start < len(configs); start += publishBatch {
+		group := configs[start:min(start+publishBatch, len(configs))]
+		keys := []string{k.Ctl(), k.Seq(), k.Buf(), k.Agents()}
+		args := make([]any, 0, 3+3*len(group))
+		args = append(args, k.InPrefix(), p.o.IdempotencyTTL.Milliseconds(), strings.Join(p.o.Agents[k.Pool()], " "))
+		for _, c := range group {
+			idem := 0
+			if c.IdempotencyKey != "" {
+				keys = append(keys, k.Idem(c.IdempotencyKey))
+				idem = len(keys)
+			}
+			args = append(args, c.Device, c.Payload, idem)
+		}
+		cmds = append(cmds, publishBatchScript.EvalSha(ctx, pipe, keys, args...))
+		sizes = append(sizes, len(group))
 	}
 	_, err = pipe.Exec(ctx)
 	out := make([]Published, 0, len(configs))
-	for _, cmd := range cmds {
+	for i, cmd := range cmds {
 		res, cerr := cmd.Slice()
+		if cerr == nil && len(res) != 3*sizes[i] {
+			cerr = fmt.Errorf("publish script returned %d values for %d configs", len(res), sizes[i])
+		}
 		if cerr != nil {
 			return out, fmt.Errorf("publish to pool %s: %w", pool, cerr)
 		}
-		out = append(out, p.result(pool, res))
+		for j := 0; j < len(res); j += 3 {
+			out = append(out, p.result(pool, res[j:j+3]))
+		}
 	}
 	if err != nil {
 		return out, fmt.Errorf("publish to pool %s: %w", pool, err)
 	}
 	return out, nil
 }
+
+// publishBatch is how many configs one script call of PublishBatch
+// publishes: large enough to amortise the call, small enough not to hold
+// Redis for long (about a millisecond).
+const publishBatch = 100
 
 func validConfig(c Config) error {
 	if c.Device == "" || strings.ContainsAny(c.Device, "\x00\r\n") || len(c.Device) > 256 {

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -132,5 +133,55 @@ func TestPublishBatchKeepsOrderAndIdempotency(t *testing.T) {
 	}
 	if _, err := h.pub.PublishBatch(ctx, "batch", []Config{{Device: "a", Payload: []byte(`{`)}}); !errors.Is(err, ErrBadInput) {
 		t.Errorf("bad payload: %v", err)
+	}
+}
+
+// TestPublishBatchSameAsPublish: a batch spanning several script calls,
+// with a key repeated inside it, ends in the state one Publish per config
+// would leave: same seqs, same stream contents in order, duplicates
+// reported.
+func TestPublishBatchSameAsPublish(t *testing.T) {
+	_, client := standalone(t, false)
+	ctx := context.Background()
+	var configs []Config
+	for i := 0; i < 2*publishBatch+37; i++ {
+		c := Config{Device: fmt.Sprintf("d%d", i%7), Payload: []byte(fmt.Sprintf(`{"n":%d}`, i))}
+		if i%5 == 0 {
+			c.IdempotencyKey = fmt.Sprintf("k%d", i%40) // repeats inside the batch
+		}
+		configs = append(configs, c)
+	}
+	one := newHarness(t, client, "", "one")
+	var want []Published
+	for _, c := range configs {
+		r, err := one.pub.Publish(ctx, "one", c.Device, c.Payload, c.IdempotencyKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, r)
+	}
+	batch := newHarness(t, client, "", "batch2")
+	got, err := batch.pub.PublishBatch(ctx, "batch2", configs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip := func(ps []Published) (out []string) {
+		for _, p := range ps {
+			out = append(out, fmt.Sprintf("%d %v", p.Seq, p.Duplicate))
+		}
+		return out
+	}
+	if diff := cmp.Diff(strip(want), strip(got)); diff != "" {
+		t.Errorf("batch results (-one by one +batch):\n%s", diff)
+	}
+	stream := func(k Keys) (out []string) {
+		msgs, _ := client.XRange(ctx, k.Buf(), "-", "+").Result()
+		for _, m := range msgs {
+			out = append(out, fmt.Sprint(m.Values["device"], m.Values["seq"], m.Values["payload"]))
+		}
+		return out
+	}
+	if diff := cmp.Diff(stream(one.keys), stream(batch.keys)); diff != "" {
+		t.Errorf("buffer (-one by one +batch):\n%s", diff)
 	}
 }

@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(go version | cut -d' ' -f3), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 filter() { grep -Ev '^(PASS|ok|\?|goos:|goarch:|cpu:)' || true; }
-# Scenario benchmarks: one pass each, they loop and time internally.
+# Scenario benchmarks: one pass each, they loop and time internally. The
+# dispatch benchmark runs bin/medic agent processes: make bench builds it
+# first, and the benchmark refuses a binary older than the sources.
 go test -p 1 -run '^$' -bench . -benchmem -benchtime=1x $(go list ./... | grep -v '/hcl$') 2>&1 | filter
 # The HCL benchmarks: several passes, so the match figure is a warm one.
 go test -run '^$' -bench . -benchmem -benchtime=5x ./hcl 2>&1 | filter

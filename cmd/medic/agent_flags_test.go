@@ -33,6 +33,8 @@ func TestAgentStartupErrors(t *testing.T) {
 			"--web.config.file " + broken + ": missing one of key or key_file"},
 		{"web config without listen", agentOptions{DeviceURL: "http://${device}.example/cfg", WebConfigFile: broken},
 			"--web.config.file needs --web.listen-address"},
+		{"pprof without listen", agentOptions{DeviceURL: "http://${device}.example/cfg", EnablePprof: true},
+			"--web.enable-pprof needs --web.listen-address"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"slices"
@@ -37,6 +38,7 @@ type agentOptions struct {
 	HeartbeatInterval, HeartbeatTimeout          time.Duration
 	RequestTimeout                               time.Duration
 	Listen, WebConfigFile                        string
+	EnablePprof                                  bool
 }
 
 func setupAgent(cmd *kingpin.CmdClause) action {
@@ -54,6 +56,7 @@ func setupAgent(cmd *kingpin.CmdClause) action {
 	cmd.Flag("agent.request-timeout", "Timeout of one POST to a device.").Default("10s").DurationVar(&o.RequestTimeout)
 	cmd.Flag("web.listen-address", "Address for /metrics and /-/healthy; empty: none.").Default("").StringVar(&o.Listen)
 	cmd.Flag("web.config.file", "exporter-toolkit web config (TLS, basic auth) for --web.listen-address.").StringVar(&o.WebConfigFile)
+	cmd.Flag("web.enable-pprof", "Serve Go's /debug/pprof/ profiles on --web.listen-address (off by default: profiles reveal internals and cost CPU while taken).").Default("false").BoolVar(&o.EnablePprof)
 	return func(ctx context.Context, logger *slog.Logger) error { return runAgent(ctx, logger, o) }
 }
 
@@ -75,6 +78,9 @@ func runAgent(ctx context.Context, logger *slog.Logger, o agentOptions) error {
 	deviceURL, err := deviceURLFunc(pool, o.DeviceURL)
 	if err != nil {
 		return err
+	}
+	if o.EnablePprof && o.Listen == "" {
+		return errors.New("--web.enable-pprof needs --web.listen-address")
 	}
 	if o.WebConfigFile != "" {
 		if o.Listen == "" {
@@ -112,6 +118,13 @@ func runAgent(ctx context.Context, logger *slog.Logger, o agentOptions) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "OK\n") })
+		if o.EnablePprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		addrs := []string{o.Listen}
 		errc := make(chan error, 1)

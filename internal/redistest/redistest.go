@@ -38,7 +38,8 @@ type Server struct {
 // Options tune Start.
 type Options struct {
 	// AOF turns on appendonly with appendfsync always, so that data
-	// survives Restart.
+	// survives Restart (and every acknowledged write is on disk, as in a
+	// production deployment that must not lose a config).
 	AOF bool
 	// Extra are more redis-server arguments.
 	Extra []string
