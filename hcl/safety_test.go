@@ -63,7 +63,11 @@ func TestConcurrencyLimit(t *testing.T) {
 			t.Errorf("%s: key %q limit %d agents %d err %v", tc.cluster, key, limit, agents, err)
 		}
 	}
-	rb.Concurrency.MaxRatio = 0
+	// A copy: loaded blocks are shared with later loads through the decode
+	// cache, and nothing may change them.
+	maxOnly, cc := *rb, *rb.Concurrency
+	cc.MaxRatio, maxOnly.Concurrency = 0, &cc
+	rb = &maxOnly
 	if _, limit, _, _ := cfg.ConcurrencyLimit(rb, Alert{Labels: map[string]string{"cluster": "eu1"}}); limit != 3 {
 		t.Errorf("max only: %d", limit)
 	}

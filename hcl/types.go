@@ -48,7 +48,9 @@ const (
 )
 
 // Config is everything loaded from one file or directory of *.hcl files, in
-// load order (files sorted by name, blocks in source order).
+// load order (files sorted by name, blocks in source order). It is
+// read-only: the loader's decode cache shares its blocks with later loads
+// of the same files, so a caller that wants a variant copies the block.
 type Config struct {
 	Agents   []*Agent
 	Runbooks []*Runbook
