@@ -510,16 +510,7 @@ func (s *safety) finalRun(t testing.TB, b *harness.Bridge, a sfAlert, timeout ti
 }
 
 func (s *safety) pid(t testing.TB, name string) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	code, b, err := harness.Do(ctx, http.MethodGet, s.agentURL(t, name)+"/pid", nil, nil)
-	if err != nil {
-		return 0, err
-	}
-	if code != http.StatusOK {
-		return 0, fmt.Errorf("GET /pid: %d", code)
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
+	return harness.AgentPID(s.agentURL(t, name))
 }
 
 // waitUp waits until agent answers /healthz and returns its pid.

@@ -258,18 +258,7 @@ func hclList(xs []string) string {
 }
 
 // agentPID asks a test agent for its pid.
-func (s *stack) agentPID(name string) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	code, b, err := harness.Do(ctx, http.MethodGet, s.agentURL(name)+"/pid", nil, nil)
-	if err != nil {
-		return 0, err
-	}
-	if code != http.StatusOK {
-		return 0, fmt.Errorf("GET /pid: %d", code)
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
-}
+func (s *stack) agentPID(name string) (int, error) { return harness.AgentPID(s.agentURL(name)) }
 
 // waitAgentUp waits until the agent answers /healthz and returns its pid.
 func (s *stack) waitAgentUp(t testing.TB, name string, timeout time.Duration) int {

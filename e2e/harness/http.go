@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -100,4 +102,19 @@ func Eventually(t testing.TB, timeout, interval time.Duration, what string, cond
 		}
 		time.Sleep(interval)
 	}
+}
+
+// AgentPID asks the test agent serving at base (http://HOST:PORT) for its
+// pid.
+func AgentPID(base string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	code, b, err := Do(ctx, http.MethodGet, base+"/pid", nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("GET /pid: %d", code)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
