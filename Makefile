@@ -40,10 +40,13 @@ fmt-check:
 
 # Every test, e2e included, after installing what is missing.
 test: deps build vet fmt-check
-	$(GO) run ./internal/testguard -deadline $(TEST_DEADLINE) -stopped $(TEST_STOPPED) -- \
+	@mkdir -p bin
+	$(GO) run ./internal/testguard -deadline $(TEST_DEADLINE) -stopped $(TEST_STOPPED) -summary bin/test-summary -- \
 		-count=1 -timeout $(PKG_TIMEOUT) $(PKGS)
 	$(MAKE) fuzz-short
 	$(MAKE) rules-test
+	@echo "make test: every package, the fuzz run and the rule tests passed"
+	@cat bin/test-summary
 
 rules-test:
 	@if [ -d deploy/prometheus ]; then promtool check rules deploy/prometheus/*-rules.yml && promtool test rules deploy/prometheus/tests/*.yml; fi

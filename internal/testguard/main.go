@@ -59,15 +59,24 @@ type guard struct {
 func main() {
 	deadline := flag.Duration("deadline", 25*time.Minute, "wall-clock limit of the whole run")
 	stopped := flag.Duration("stopped", 60*time.Second, "how long a process of the run may stay stopped (SIGSTOP) before the run is failed")
+	summaryFile := flag.String("summary", "", "also write the closing 'N passed, N failed, N skipped' line to this file, for a caller to repeat at its very end")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: testguard [-deadline D] [-stopped D] -- GO-TEST-ARGS...")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	os.Exit(run(os.Stdout, *deadline, *stopped, flag.Args()))
+	code, counts := run(os.Stdout, *deadline, *stopped, flag.Args())
+	if *summaryFile != "" {
+		if err := os.WriteFile(*summaryFile, []byte(counts+"\n"), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "testguard:", err)
+		}
+	}
+	os.Exit(code)
 }
 
-func run(w io.Writer, deadline, stoppedFor time.Duration, args []string) int {
+// run runs go test with args under the guard and returns the exit code
+// and the closing counts line.
+func run(w io.Writer, deadline, stoppedFor time.Duration, args []string) (int, string) {
 	g := &guard{pkgs: map[string]*pkgState{}, w: w}
 	cmd := exec.Command("go", append([]string{"test", "-json"}, args...)...)
 	cmd.Stderr = os.Stderr
@@ -75,12 +84,12 @@ func run(w io.Writer, deadline, stoppedFor time.Duration, args []string) int {
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testguard:", err)
-		return 2
+		return 2, ""
 	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "testguard:", err)
-		return 2
+		return 2, ""
 	}
 	pgid := cmd.Process.Pid
 
@@ -130,15 +139,15 @@ func run(w io.Writer, deadline, stoppedFor time.Duration, args []string) int {
 	vmu.Lock()
 	v := verdict
 	vmu.Unlock()
-	g.summary(time.Since(start))
+	counts := g.summary(time.Since(start))
 	switch {
 	case v != "":
 		fmt.Fprintf(g.w, "FAIL: testguard: %s\n", v)
-		return 1
+		return 1, counts
 	case waitErr != nil || g.failed > 0 || len(g.failPkgs) > 0:
-		return 1
+		return 1, counts
 	}
-	return 0
+	return 0, counts
 }
 
 // stoppedMember returns a member of process group pgid that is in the
@@ -298,12 +307,14 @@ func (g *guard) report(why string) {
 	}
 }
 
-func (g *guard) summary(took time.Duration) {
+func (g *guard) summary(took time.Duration) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.failPkgs) > 0 {
 		fmt.Fprintf(g.w, "FAIL packages: %s\n", strings.Join(g.failPkgs, " "))
 	}
 	fmt.Fprintf(g.w, "testguard: %s\n", took.Round(time.Second))
-	fmt.Fprintf(g.w, "%d passed, %d failed, %d skipped\n", g.passed, g.failed, g.skipped)
+	counts := fmt.Sprintf("%d passed, %d failed, %d skipped", g.passed, g.failed, g.skipped)
+	fmt.Fprintln(g.w, counts)
+	return counts
 }

@@ -30,7 +30,10 @@ func TestGuard(t *testing.T) {
 			}
 			var out strings.Builder
 			start := time.Now()
-			code := run(&out, tt.deadline, tt.stopped, []string{"-count=1", fixture})
+			code, counts := run(&out, tt.deadline, tt.stopped, []string{"-count=1", fixture})
+			if !strings.Contains(out.String(), counts+"\n") {
+				t.Errorf("counts %q not printed", counts)
+			}
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d\n%s", code, tt.code, out.String())
 			}
