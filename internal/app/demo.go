@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -288,7 +289,12 @@ Stop with Ctrl-C.
 `))
 
 func printDemo(w io.Writer, t demoText) {
-	if err := demoTemplate.Execute(w, t); err != nil {
+	// One write: log lines of the components starting meanwhile must not
+	// land in the middle of the instructions.
+	var b bytes.Buffer
+	if err := demoTemplate.Execute(&b, t); err != nil {
 		fmt.Fprintln(w, "medic demo: print instructions:", err)
+		return
 	}
+	w.Write(b.Bytes())
 }
