@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/testport"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -50,15 +51,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testport.Free(t) }
 
 // testAgent is a `command` agent running the test agent on a fixed port.
 func testAgent(t testing.TB, name string, extra ...string) (*hcl.Agent, string) {

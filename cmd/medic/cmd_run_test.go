@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/internal/testport"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -33,14 +33,7 @@ func buildTestAgent(t *testing.T, dir string) string {
 	return bin
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testport.Free(t) }
 
 func TestRunRecoversPidfileAgent(t *testing.T) {
 	dir := t.TempDir()

@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/medicops/medic/internal/procsig"
+	"github.com/medicops/medic/internal/testport"
 )
 
 // LookPath returns the path of an installed binary or fails the test with
@@ -38,17 +38,11 @@ func LookPath(t testing.TB, name string) string {
 	return p
 }
 
-// FreePort returns a free loopback TCP port. Another process may take it
-// before the caller binds it; on loopback in a test that race is rare and
-// fails loudly (the process logs "address already in use").
+// FreePort returns a free loopback TCP port outside the kernel's
+// ephemeral range (see internal/testport).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testport.Free(t)
 }
 
 // FreeAddr is "127.0.0.1:PORT" with a free port.

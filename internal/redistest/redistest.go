@@ -8,7 +8,6 @@ package redistest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/internal/procsig"
+	"github.com/medicops/medic/internal/testport"
 )
 
 // Server is one redis-server process owned by a test.
@@ -56,14 +56,7 @@ func Binary(t testing.TB) string {
 }
 
 // FreePort returns a free loopback TCP port.
-func FreePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func FreePort(t testing.TB) int { return testport.Free(t) }
 
 // Start starts a redis-server on a free loopback port and stops it when the
 // test ends.
