@@ -592,7 +592,7 @@ func (s *safety) remediations(t testing.TB, runbook, outcome string) float64 {
 	t.Helper()
 	var sum float64
 	for _, n := range []string{sfNodeA, sfNodeB} {
-		v, err := scrapeSum2(s.nodes[n].URL+"/metrics", "medic_remediations_total", `runbook="`+runbook+`"`, `outcome="`+outcome+`"`)
+		v, err := scrapeSum(s.nodes[n].URL+"/metrics", "medic_remediations_total", `runbook="`+runbook+`"`, `outcome="`+outcome+`"`)
 		if err != nil {
 			t.Fatalf("node %s metrics: %v", n, err)
 		}
@@ -610,30 +610,6 @@ func (s *safety) wantRemediations(t testing.TB, runbook, outcome string, want fl
 			v := s.remediations(t, runbook, outcome)
 			return v == want, fmt.Sprint(v)
 		})
-}
-
-// scrapeSum2 is scrapeSum with two label selectors.
-func scrapeSum2(url, metric, sel1, sel2 string) (float64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	code, b, err := harness.Do(ctx, http.MethodGet, url, nil, nil)
-	if err != nil {
-		return 0, err
-	}
-	if code != 200 {
-		return 0, fmt.Errorf("GET %s: %d", url, code)
-	}
-	var sum float64
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, metric+"{") || !strings.Contains(line, sel1) || !strings.Contains(line, sel2) {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum, nil
 }
 
 // stepEnd is when a step ended.

@@ -375,9 +375,10 @@ func haDedup(t *testing.T, s *stack) {
 	}
 }
 
-// scrapeSum sums the samples of metric whose label set contains sel.
-func scrapeSum(url, metric, sel string) (float64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+// scrapeSum sums the samples of metric whose label set contains every one
+// of sels.
+func scrapeSum(url, metric string, sels ...string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	code, b, err := harness.Do(ctx, http.MethodGet, url, nil, nil)
 	if err != nil {
@@ -391,7 +392,7 @@ func scrapeSum(url, metric, sel string) (float64, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, metric) || (sel != "" && !strings.Contains(line, sel)) {
+		if !strings.HasPrefix(line, metric) || !containsAll(line, sels) {
 			continue
 		}
 		rest := line[len(metric):]
@@ -405,6 +406,15 @@ func scrapeSum(url, metric, sel string) (float64, error) {
 		}
 	}
 	return sum, nil
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // ---- (f) a pool's active agent is killed while configs flow.

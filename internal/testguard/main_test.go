@@ -7,9 +7,6 @@ import (
 )
 
 func TestGuard(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs go test")
-	}
 	const fixture = "./testdata/fixture"
 	for _, tt := range []struct {
 		name     string
