@@ -302,7 +302,6 @@ func (a *agent) spawn() error {
 	a.child = c
 	a.ready = false
 	a.resetHeartbeatLocked(a.n.now())
-	a.gen++
 	a.mu.Unlock()
 	a.n.log.Info("agent started", "agent", a.name, "pid", id.PID)
 

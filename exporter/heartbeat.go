@@ -27,6 +27,8 @@ var errNoTimeout = errors.New("no heartbeat timeout: send {\"timeout\":\"15s\"} 
 // agent with a heartbeat block is expected to beat within its timeout from
 // now on; any other registration ends with the old process.
 func (a *agent) resetHeartbeatLocked(now time.Time) {
+	// A new process: a cached view of the old one is stale (gen).
+	a.gen++
 	if def := a.defn; def.Heartbeat != nil && def.Heartbeat.Timeout > 0 {
 		a.hb = heartbeat{registered: true, timeout: def.Heartbeat.Timeout, last: now, via: "config"}
 		return

@@ -222,11 +222,11 @@ func (c *Config) planSwitchover(p *AlertPlan, rb *Runbook, agent *Agent) {
 }
 
 func (c *Config) planRecovery(p *AlertPlan, rb *Runbook, a *Agent) {
-	restart := "restart     medic node restarts its child: " + argvText(a.Command)
+	restart := "restart     medic node restarts its child: " + ArgvText(a.Command)
 	if !a.Supervised() {
-		restart = "restart     " + argvText(a.Start)
+		restart = "restart     " + ArgvText(a.Start)
 		if len(a.Stop) > 0 {
-			restart = "restart     stop " + argvText(a.Stop) + ", then start " + argvText(a.Start)
+			restart = "restart     stop " + ArgvText(a.Stop) + ", then start " + ArgvText(a.Start)
 		}
 	}
 	identity := "medic node's own child"
@@ -263,7 +263,7 @@ func (c *Config) planRecovery(p *AlertPlan, rb *Runbook, a *Agent) {
 		for _, cause := range rb.Causes {
 			repair := "no repair (restart only)"
 			if len(cause.Repair) > 0 {
-				repair = fmt.Sprintf("repair %s (timeout %s)", argvText(cause.Repair), dur(cause.Timeout))
+				repair = fmt.Sprintf("repair %s (timeout %s)", ArgvText(cause.Repair), dur(cause.Timeout))
 			}
 			lines = append(lines, fmt.Sprintf("cause %s: when %s → %s", cause.Name, c.SourceText(cause.When.Range()), repair))
 		}
@@ -294,7 +294,7 @@ func probeText(p *Probe) string {
 	case ProbeTCP:
 		target = "connect " + p.Address
 	case ProbeExec:
-		target = "run " + argvText(p.Command)
+		target = "run " + ArgvText(p.Command)
 	}
 	return fmt.Sprintf("%s %s (timeout %s)", p.Kind, target, dur(p.Timeout))
 }
@@ -308,14 +308,15 @@ func escalateText(e *Escalate) string {
 		targets = append(targets, "POST "+e.Webhook)
 	}
 	if len(e.Command) > 0 {
-		targets = append(targets, "run "+argvText(e.Command))
+		targets = append(targets, "run "+ArgvText(e.Command))
 	}
 	return fmt.Sprintf("%s (timeout %s)", strings.Join(targets, " and "), dur(e.Timeout))
 }
 
 // argvText shows an argv list the way HCL spells it, so that nobody reads it
 // as a shell command.
-func argvText(argv []string) string {
+// ArgvText prints an argv as HCL writes it: ["a", "b"].
+func ArgvText(argv []string) string {
 	q := make([]string, len(argv))
 	for i, a := range argv {
 		q[i] = strconv.Quote(a)

@@ -2,11 +2,11 @@ package runbooks
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/controls"
 )
 
 // budgets is the restart budget and backoff state of every agent of one
@@ -39,19 +39,24 @@ func (b *budgets) get(agent string) *agentBudget {
 	return a
 }
 
-// reserve decides whether agent may restart now: exhausted is a reason
-// when the budget is spent; otherwise wait is the backoff to sleep first.
-func (b *budgets) reserve(agent string, budget hcl.Budget, now time.Time) (wait time.Duration, exhausted string) {
-	limit, window := budget.Restarts, budget.Window
-	// restarts = 0 in HCL means "never restart, escalate"; the loader
-	// always sets the window, so only a hand-built zero Budget{} (no
-	// budget at all) gets the default.
-	if limit < 0 || limit == 0 && window == 0 {
-		limit = hcl.DefaultBudgetRestarts
+// effectiveBudget is b with its defaults. restarts = 0 in HCL means
+// "never restart, escalate"; the loader always sets the window, so only a
+// hand-built zero Budget{} (no budget at all) gets the default count.
+func effectiveBudget(b hcl.Budget) (restarts int, window time.Duration) {
+	restarts, window = b.Restarts, b.Window
+	if restarts < 0 || restarts == 0 && window == 0 {
+		restarts = hcl.DefaultBudgetRestarts
 	}
 	if window <= 0 {
 		window = hcl.DefaultBudgetWindow
 	}
+	return restarts, window
+}
+
+// reserve decides whether agent may restart now: exhausted is a reason
+// when the budget is spent; otherwise wait is the backoff to sleep first.
+func (b *budgets) reserve(agent string, budget hcl.Budget, now time.Time) (wait time.Duration, exhausted string) {
+	limit, window := effectiveBudget(budget)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	a := b.get(agent)
@@ -62,7 +67,7 @@ func (b *budgets) reserve(agent string, budget hcl.Budget, now time.Time) (wait 
 		}
 	}
 	if n >= limit {
-		return 0, fmt.Sprintf("restart budget exhausted: %d in %s", n, shortDuration(window))
+		return 0, fmt.Sprintf("restart budget exhausted: %d in %s", n, controls.ShortDuration(window))
 	}
 	if b.base < 0 || a.last.IsZero() || now.Sub(a.last) >= b.reset {
 		a.streak = 0
@@ -100,16 +105,4 @@ func (b *budgets) record(agent string, t time.Time) {
 	if len(a.restarts) > 1024 {
 		a.restarts = a.restarts[len(a.restarts)-1024:]
 	}
-}
-
-// shortDuration prints 1h, 30m, 1h30m, 90s rather than 1h0m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
 }

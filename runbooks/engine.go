@@ -254,7 +254,6 @@ func (e *Engine) Run(ctx context.Context, req Request) *RunRecord {
 	r := &run{e: e, ctx: ctx, rec: rec, req: req}
 	r.log = e.log.With("run", rec.ID, "trigger", trigger, "node", rec.Node)
 	r.execute()
-	rec.Reason, rec.Error = r.redact(rec.Reason), r.redact(rec.Error)
 
 	rec.Finished = e.opts.Now()
 	rec.Duration = rec.Finished.Sub(rec.Started).Seconds()
@@ -274,17 +273,19 @@ func (e *Engine) Run(ctx context.Context, req Request) *RunRecord {
 	return rec
 }
 
-// finish sets the outcome unless one is set already.
+// finish sets the outcome unless one is set already. Reason and Error
+// are redacted here, where they enter the record, so that every reader —
+// the stored record, the escalation, the log — sees them redacted.
 func (r *run) finish(outcome, reason string) {
 	if r.rec.Outcome != "" {
 		return
 	}
 	r.rec.Outcome = outcome
-	r.rec.Reason = reason
+	r.rec.Reason = r.redact(reason)
 }
 
 func (r *run) fail(err error) {
-	r.rec.Error = err.Error()
+	r.rec.Error = r.redact(err.Error())
 	r.finish(OutcomeFailed, err.Error())
 }
 
@@ -759,17 +760,7 @@ func (r *run) switchover() {
 // controls when there are some (one agent has one budget whichever engine
 // restarts it), else, or while Redis is unreachable, from this process.
 func (r *run) takeRestart() (wait time.Duration, exhausted string) {
-	b := r.rb.Budget
-	limit, window := b.Restarts, b.Window
-	// restarts = 0 in HCL means "never restart, escalate"; the loader
-	// always sets the window, so only a hand-built zero Budget{} (no
-	// budget at all) gets the default.
-	if limit < 0 || limit == 0 && window == 0 {
-		limit = hcl.DefaultBudgetRestarts
-	}
-	if window <= 0 {
-		window = hcl.DefaultBudgetWindow
-	}
+	limit, window := effectiveBudget(r.rb.Budget)
 	now := r.e.opts.Now()
 	if c := r.e.opts.Controls; c != nil {
 		ctx, cancel := context.WithTimeout(r.ctx, r.e.opts.ProbeTimeout)

@@ -553,14 +553,6 @@ func TestBackoffSchedule(t *testing.T) {
 	}
 }
 
-func TestShortDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{time.Hour: "1h", 30 * time.Minute: "30m", 90 * time.Second: "1m30s", 90 * time.Minute: "1h30m", 2*time.Hour + 5*time.Second: "2h0m5s"} {
-		if got := shortDuration(d); got != want {
-			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
-		}
-	}
-}
-
 // processGone reports whether pid no longer exists (or is a zombie waiting
 // for init to reap it), polling for up to d.
 func processGone(pid int, d time.Duration) bool {

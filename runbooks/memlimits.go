@@ -39,13 +39,6 @@ func (m *memCircuits) count(agent string, maxRuns int, window time.Duration, now
 	return false, time.Time{}
 }
 
-// reset closes agent's circuit (the in-process half of ResetAgent).
-func (m *memCircuits) reset(agent string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.runs, agent)
-}
-
 // memSlots is the concurrency limit of one process.
 type memSlots struct {
 	mu      sync.Mutex

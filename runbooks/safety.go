@@ -118,7 +118,7 @@ func (r *run) shadow(alive bool, causes []*hcl.Cause, why string) {
 		s := r.step("repair:" + c.Name)
 		detail := "would run no repair script: restart only (shadow mode)"
 		if len(c.Repair) > 0 {
-			detail = "would run " + argvString(c.Repair) + " (shadow mode)"
+			detail = "would run " + hcl.ArgvText(c.Repair) + " (shadow mode)"
 		}
 		r.done(s, true, detail, nil)
 	}
@@ -134,14 +134,6 @@ func (r *run) shadow(alive bool, causes []*hcl.Cause, why string) {
 		did = "agent is not running: would restart"
 	}
 	r.finish(OutcomeShadowed, "shadow mode: "+did+"; nothing was executed")
-}
-
-func argvString(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		q[i] = fmt.Sprintf("%q", a)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // circuit counts the run against the agent's circuit; false (outcome
@@ -176,7 +168,7 @@ func (r *run) circuit(peek bool) bool {
 		return true
 	}
 	reason := fmt.Sprintf("circuit open: %d runs for agent %s within %s; closes at %s or when an operator resets the agent",
-		cb.MaxRuns, r.rec.Agent, shortDuration(cb.Window), until.UTC().Format(time.RFC3339))
+		cb.MaxRuns, r.rec.Agent, controls.ShortDuration(cb.Window), until.UTC().Format(time.RFC3339))
 	s := r.step("circuit")
 	r.done(s, false, reason, nil)
 	r.finish(OutcomeCircuitOpen, reason)
@@ -206,7 +198,7 @@ func (r *run) approve(alive bool, causes []*hcl.Cause) (ok, stillAlive bool, sti
 		r.fail(fmt.Errorf("register for approval: %w", err))
 		return false, false, nil
 	}
-	r.progress(OutcomePendingApproval, fmt.Sprintf("waiting up to %s (until %s) for an operator to approve or reject", shortDuration(ttl), deadline.UTC().Format(time.RFC3339)))
+	r.progress(OutcomePendingApproval, fmt.Sprintf("waiting up to %s (until %s) for an operator to approve or reject", controls.ShortDuration(ttl), deadline.UTC().Format(time.RFC3339)))
 
 	wctx, wcancel := context.WithTimeout(r.ctx, ttl)
 	d, _ := c.WaitDecision(wctx, r.rec.ID, r.e.opts.ApprovalPoll)
@@ -227,7 +219,7 @@ func (r *run) approve(alive bool, causes []*hcl.Cause) (ok, stillAlive bool, sti
 			r.cancelled()
 			return false, false, nil
 		}
-		reason := fmt.Sprintf("no operator approved or rejected the run within approval_ttl %s; nothing acted", shortDuration(ttl))
+		reason := fmt.Sprintf("no operator approved or rejected the run within approval_ttl %s; nothing acted", controls.ShortDuration(ttl))
 		r.done(s, false, reason, nil)
 		r.finish(OutcomeExpired, reason)
 		return false, false, nil
@@ -276,7 +268,7 @@ func (r *run) progress(state, reason string) {
 	}
 	snap := *r.rec
 	snap.Steps = append([]Step(nil), r.rec.Steps...)
-	snap.Outcome, snap.Reason = state, reason
+	snap.Outcome, snap.Reason = state, r.redact(reason)
 	if r.req.Progress != nil {
 		cp := snap
 		r.req.Progress(&cp)

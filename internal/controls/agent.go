@@ -74,7 +74,7 @@ func (s *Store) TakeRestart(ctx context.Context, node, agent string, limit int, 
 		return 0, "", err
 	}
 	if res[0] == 1 {
-		return 0, fmt.Sprintf("restart budget exhausted: %d in %s", res[1], short(window)), nil
+		return 0, fmt.Sprintf("restart budget exhausted: %d in %s", res[1], ShortDuration(window)), nil
 	}
 	return time.Duration(res[1]) * time.Millisecond, "", nil
 }
@@ -140,8 +140,8 @@ func (s *Store) ResetAgent(ctx context.Context, node, agent string) error {
 	return s.client.Del(ctx, s.agentKey(node, agent, "circuit"), s.agentKey(node, agent, "backoff")).Err()
 }
 
-// short prints 1h, 30m, 1h30m, 90s rather than 1h0m0s.
-func short(d time.Duration) string {
+// ShortDuration prints 1h, 30m, 1h30m, 90s rather than 1h0m0s.
+func ShortDuration(d time.Duration) string {
 	s := d.String()
 	if len(s) > 3 && s[len(s)-3:] == "m0s" {
 		s = s[:len(s)-2]

@@ -328,3 +328,11 @@ func TestAcquireCrashedHolderExpires(t *testing.T) {
 		t.Fatalf("got the slot after %v (waited %v): the dead lease did not hold", w, slot.Waited)
 	}
 }
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Hour: "1h", 30 * time.Minute: "30m", 90 * time.Second: "1m30s", 90 * time.Minute: "1h30m", 2*time.Hour + 5*time.Second: "2h0m5s"} {
+		if got := ShortDuration(d); got != want {
+			t.Errorf("ShortDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
