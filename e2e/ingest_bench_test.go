@@ -20,6 +20,7 @@ import (
 
 	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/e2e/harness"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 )
 
@@ -303,13 +304,8 @@ func httpFloor(b *testing.B, wrk, script string) (rate, cpuPerRequest float64) {
 // its group when ctx ends.
 func runBounded(ctx context.Context, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		if cmd.Process == nil || cmd.Process.Pid <= 1 {
-			return nil
-		}
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	cmd.SysProcAttr = procsig.ChildAttr()
+	cmd.Cancel = func() error { return procsig.CmdGroup(cmd, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/e2e/harness"
+	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/runbooks"
 )
@@ -535,10 +536,10 @@ func (s *safety) waitUp(t testing.TB, name string, timeout time.Duration) int {
 func (s *safety) kill(t testing.TB, name string) int {
 	t.Helper()
 	pid, err := s.pid(t, name)
-	if err != nil || pid <= 1 {
+	if err != nil {
 		t.Fatalf("pid of %s: %d %v", name, pid, err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := procsig.Process(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %s (pid %d): %v", name, pid, err)
 	}
 	harness.Eventually(t, 10*time.Second, 20*time.Millisecond, name+" gone", func() (bool, string) {
@@ -999,7 +1000,7 @@ func safetyShadow(t *testing.T, s *safety) {
 	if got, err := s.pid(t, agent); err != nil || got != pid {
 		t.Errorf("pid now %d (%v), was %d", got, err, pid)
 	}
-	if err := syscall.Kill(pid, 0); pid <= 1 || err != nil {
+	if err := procsig.Process(pid, 0); err != nil {
 		t.Errorf("process %d: %v", pid, err)
 	}
 	// No restart was counted against the budget.

@@ -872,32 +872,30 @@ func (c *Consumer) push(ctx context.Context, e entry, epoch int64) (int, error) 
 		return 0, fmt.Errorf("device URL: %w", err)
 	}
 	seq := strconv.FormatInt(e.seq, 10)
+	hdr := []pushHeader{
+		{"Content-Type", "application/json"},
+		{"Idempotency-Key", e.device + ":" + seq},
+		{"X-Medic-Seq", seq},
+		{"X-Medic-Epoch", strconv.FormatInt(epoch, 10)},
+		{"X-Medic-Agent", c.o.Agent},
+		{"X-Medic-Pool", c.o.Pool},
+	}
 	if c.pusher != nil {
 		t, err := c.pusher.target(url)
 		if err != nil {
 			return 0, err
 		}
 		if t.direct {
-			return c.pusher.do(ctx, t, e.payload, []pushHeader{
-				{"Content-Type", "application/json"},
-				{"Idempotency-Key", e.device + ":" + seq},
-				{"X-Medic-Seq", seq},
-				{"X-Medic-Epoch", strconv.FormatInt(epoch, 10)},
-				{"X-Medic-Agent", c.o.Agent},
-				{"X-Medic-Pool", c.o.Pool},
-			})
+			return c.pusher.do(ctx, t, e.payload, hdr)
 		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.payload))
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", e.device+":"+seq)
-	req.Header.Set("X-Medic-Seq", seq)
-	req.Header.Set("X-Medic-Epoch", strconv.FormatInt(epoch, 10))
-	req.Header.Set("X-Medic-Agent", c.o.Agent)
-	req.Header.Set("X-Medic-Pool", c.o.Pool)
+	for _, h := range hdr {
+		req.Header.Set(h.name, h.value)
+	}
 	resp, err := c.o.HTTPClient.Do(req)
 	if err != nil {
 		return 0, err

@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/medicops/medic/internal/procsig"
 )
 
 // medicBinary is the `medic` binary `make build` wrote to bin/medic. A
@@ -63,7 +66,7 @@ func startProc(t testing.TB, argv ...string) *proc {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	p := &proc{cmd: cmd, out: &syncWriter{w: &bytes.Buffer{}}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procsig.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", argv[0], err)
 	}
@@ -77,27 +80,18 @@ func startProc(t testing.TB, argv ...string) *proc {
 	return p
 }
 
-// signal sends sig to the process's group, refusing pids and groups that
-// are not a child of ours (≤ 1 would be init or every process we may
-// signal), and a group the process no longer leads.
+// signal sends sig to the process's group (procsig refuses pid and group
+// ≤ 1), and refuses a group the process no longer leads.
 func (p *proc) signal(sig syscall.Signal) error {
 	select {
 	case <-p.done:
 		return errors.New("process has exited")
 	default:
 	}
-	pid := p.cmd.Process.Pid
-	if pid <= 1 {
-		return errors.New("refusing to signal pid <= 1")
+	if pgid, err := syscall.Getpgid(p.cmd.Process.Pid); err != nil || pgid != p.cmd.Process.Pid {
+		return fmt.Errorf("refusing to signal a process group the child does not lead (%v)", err)
 	}
-	pgid, err := syscall.Getpgid(pid)
-	if err != nil {
-		return err
-	}
-	if pgid <= 1 || pgid != pid {
-		return errors.New("refusing to signal a process group the child does not lead")
-	}
-	return syscall.Kill(-pgid, sig)
+	return procsig.CmdGroup(p.cmd, sig)
 }
 
 // stop sends SIGTERM to the group, then SIGKILL after grace; it returns

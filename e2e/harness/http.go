@@ -73,16 +73,20 @@ func Do(ctx context.Context, method, url string, header http.Header, body []byte
 }
 
 // GetJSON GETs url and decodes a 200 answer into v.
-func GetJSON(ctx context.Context, url string, v any) error {
-	code, b, err := Do(ctx, http.MethodGet, url, nil, nil)
+func GetJSON(ctx context.Context, url string, v any) error { return getJSON(ctx, url, url, nil, v) }
+
+// getJSON GETs url with header h and decodes a 200 answer into v; errors
+// name the URL as label.
+func getJSON(ctx context.Context, url, label string, h http.Header, v any) error {
+	code, b, err := Do(ctx, http.MethodGet, url, h, nil)
 	if err != nil {
 		return err
 	}
 	if code != http.StatusOK {
-		return fmt.Errorf("GET %s: %d: %.300s", url, code, b)
+		return fmt.Errorf("GET %s: %d: %.300s", label, code, b)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("GET %s: %w: %.300s", url, err, b)
+		return fmt.Errorf("GET %s: %w: %.300s", label, err, b)
 	}
 	return nil
 }

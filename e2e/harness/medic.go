@@ -149,17 +149,7 @@ func (b *Bridge) Auth() http.Header {
 // GetJSON GETs path from the bridge, authenticated, and decodes a 200
 // answer into v.
 func (b *Bridge) GetJSON(ctx context.Context, path string, v any) error {
-	code, body, err := Do(ctx, http.MethodGet, b.URL+path, b.Auth(), nil)
-	if err != nil {
-		return err
-	}
-	if code != http.StatusOK {
-		return fmt.Errorf("GET %s: %d: %.300s", path, code, body)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w: %.300s", path, err, body)
-	}
-	return nil
+	return getJSON(ctx, b.URL+path, path, b.Auth(), v)
 }
 
 // Runs lists run records; filter takes agent, node, runbook, outcome, limit.

@@ -47,7 +47,7 @@ func FreePort(t testing.TB) int {
 
 // FreeAddr is "127.0.0.1:PORT" with a free port.
 func FreeAddr(t testing.TB) string {
-	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	return testport.Addr(t)
 }
 
 // Proc is one child process owned by a test.
