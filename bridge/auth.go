@@ -112,8 +112,8 @@ func (b *Bridge) authenticate(r *http.Request) *Caller {
 	if b.opts.Token == "" {
 		return c
 	}
-	if scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(b.opts.Token)) == 1 {
+	if scheme, _, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		if b.authorized(r) {
 			c.Via = "token"
 			return c
 		}
@@ -171,12 +171,19 @@ func (b *Bridge) Write(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
+	return writeCOP.Handler(inner)
+}
+
+// writeCOP refuses what a browser marks cross-origin (Sec-Fetch-Site,
+// Origin) on every write, with the API's JSON error. One instance serves
+// every endpoint: it holds no per-endpoint state.
+var writeCOP = func() *http.CrossOriginProtection {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusForbidden, "forbidden: cross-origin request")
 	}))
-	return cop.Handler(inner)
-}
+	return cop
+}()
 
 // RequireToken is Write, under its older name.
 //

@@ -71,16 +71,6 @@ type enqueueRes struct {
 
 func newEnqueuer(c redis.UniversalClient) *enqueuer { return &enqueuer{c: c} }
 
-// enqueue runs the enqueue script once in the next batch and waits for its
-// answer or ctx.
-func (e *enqueuer) enqueue(ctx context.Context, deadline time.Time, keys []string, args ...any) ([]any, error) {
-	res, err := e.enqueueAll(ctx, deadline, []scriptCall{{keys: keys, args: args}})
-	if err != nil {
-		return nil, err
-	}
-	return res[0].vals, res[0].err
-}
-
 // enqueueAll runs the enqueue script once per call, all in the next batch
 // and in order, and waits for their answers or ctx. A request still
 // waiting for its batch at deadline (or ctx's, if earlier) is not sent and

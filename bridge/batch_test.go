@@ -117,3 +117,13 @@ func TestWebhookManyAlertsOneNotification(t *testing.T) {
 		t.Errorf("retry: code %d, counts -want +got:\n%s", code, d)
 	}
 }
+
+// enqueue (tests) runs the enqueue script once in the next batch and waits for its
+// answer or ctx.
+func (e *enqueuer) enqueue(ctx context.Context, deadline time.Time, keys []string, args ...any) ([]any, error) {
+	res, err := e.enqueueAll(ctx, deadline, []scriptCall{{keys: keys, args: args}})
+	if err != nil {
+		return nil, err
+	}
+	return res[0].vals, res[0].err
+}

@@ -125,7 +125,6 @@ type verdict int
 const (
 	accepted verdict = iota
 	duplicate
-	ignored
 )
 
 // Ingest handles the alerts of one notification, each by its own status.

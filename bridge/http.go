@@ -35,9 +35,8 @@ func (b *Bridge) Register(mux *http.ServeMux) {
 	mux.Handle("POST /-/reload", b.Write(http.HandlerFunc(b.handleReload)))
 	b.registerOperator(mux)
 	if b.opts.Token != "" {
-		cop := http.NewCrossOriginProtection()
-		mux.Handle("POST /login", cop.Handler(http.HandlerFunc(b.handleLogin)))
-		mux.Handle("POST /logout", cop.Handler(http.HandlerFunc(b.handleLogout)))
+		mux.Handle("POST /login", webhookCOP.Handler(http.HandlerFunc(b.handleLogin)))
+		mux.Handle("POST /logout", webhookCOP.Handler(http.HandlerFunc(b.handleLogout)))
 	}
 }
 

@@ -32,7 +32,7 @@ type Metrics struct {
 
 // webhookCodes are the codes the webhook answers with; their counters are
 // created on first use, so that /metrics shows only codes that happened.
-var webhookCodes = [...]int{200, 202, 400, 401, 405, 413, 500, 503}
+var webhookCodes = [...]int{202, 400, 401, 403, 413, 503}
 
 // webhookRequest counts one webhook answer.
 func (m *Metrics) webhookRequest(code int) {

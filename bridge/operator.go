@@ -286,16 +286,16 @@ func (b *Bridge) handleResume(w http.ResponseWriter, r *http.Request) {
 		answer(w, r, 0, nil, opErr(http.StatusServiceUnavailable, "resume: %v", err))
 		return
 	}
+	if !ok && isForm(r) {
+		// Not an error to a form: the page may just be stale.
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
 	left, err := b.opts.Controls.Pauses(r.Context(), b.opts.Now())
 	if err != nil {
 		left = nil // the resume itself went through; the listing is a courtesy
 	}
 	if !ok {
-		// Not an error to a form: the page may just be stale.
-		if isForm(r) {
-			http.Redirect(w, r, "/", http.StatusSeeOther)
-			return
-		}
 		writeJSON(w, http.StatusNotFound, map[string]any{
 			"error": pauseName(rb) + " is not paused", "pauses": nonNil(left),
 		})
@@ -376,10 +376,7 @@ func validRunID(id string) bool {
 
 // handleDecide is POST /api/v1/runs/{id}/approve (approve) or /reject.
 func (b *Bridge) handleDecide(approve bool) http.Handler {
-	verb := "rejected"
-	if approve {
-		verb = "approved"
-	}
+	verb := decisionVerb(approve)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		by, reason, ok := readDecision(w, r)

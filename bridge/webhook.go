@@ -212,8 +212,9 @@ func (b *Bridge) handleWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 // webhookCOP refuses what a browser marks cross-origin (Sec-Fetch-Site,
-// Origin): a few header reads, and the webhook is as closed to cross-site
-// pages as every other write. Alertmanager sends neither header.
+// Origin): a few header reads, and the webhook (and the login form) are
+// as closed to cross-site pages as every other write. Alertmanager sends
+// neither header. It has Go's default deny answer, a plain 403.
 var webhookCOP = http.NewCrossOriginProtection()
 
 func (b *Bridge) serveWebhook(w http.ResponseWriter, r *http.Request) int {

@@ -90,7 +90,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	webUsers, err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile)
+	webUsers, webAuthed, err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile)
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	// Pauses, approvals, budgets, circuits and concurrency slots: one
 	// state in Redis for the bridge's API and every engine.
 	ctl := controls.New(client, o.Prefix)
-	reg.MustRegister(controls.NewPausedCollector(ctl, func() []string { return runbookNames(rl.Config()) }, log.With("component", "controls")))
+	configured := func() []string { return runbookNames(rl.Config()) }
+	reg.MustRegister(controls.NewPausedCollector(ctl, configured, log.With("component", "controls")))
 
 	// Pools: publisher, API and the leased coordinator.
 	qm := queue.NewMetrics(reg)
@@ -160,7 +161,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
-		Runs: store, Redis: client, Keys: keys, Controls: ctl, Runbooks: func() []string { return runbookNames(rl.Config()) }, Logger: log,
+		Runs: store, Redis: client, Keys: keys, Controls: ctl, Runbooks: configured, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
 	})))
 
@@ -180,7 +181,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			return err
 		}
 		rl.apply = append(rl.apply, node.ApplyConfig)
-		warnOpenHeartbeats(o.ListenAddresses, token != "", o.WebConfigFile, log)
+		warnOpenHeartbeats(o.ListenAddresses, token != "", webAuthed, log)
 		nh := node.Handler()
 		mux.Handle("/api/v1/heartbeats/", nh)
 		mux.Handle("GET /api/v1/agents", nh)

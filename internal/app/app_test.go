@@ -96,7 +96,7 @@ func TestCheckExposure(t *testing.T) {
 		{[]string{"127.0.0.1:9095"}, true, missing, "--web.config.file " + missing + ": open"},
 		{[]string{"127.0.0.1:9095"}, false, broken, "--web.config.file " + broken + ": yaml: "},
 	} {
-		_, err := checkExposure(tc.addrs, tc.token, tc.webConfig)
+		_, _, err := checkExposure(tc.addrs, tc.token, tc.webConfig)
 		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("checkExposure(%v, token=%v, webConfig=%q) = %v, want error containing %q", tc.addrs, tc.token, tc.webConfig, err, tc.wantErr)
 		}
@@ -431,7 +431,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	webCfg := filepath.Join(dir, "web.yml")
 	// bcrypt of "am-pass"
 	os.WriteFile(webCfg, []byte("basic_auth_users:\n  alertmanager: $2a$04$vb5mp6VpfNWFmtKWcarc3OOXN.zZfhixNsG9MIcdY.mk8GJ6iF7Vq\n"), 0o600)
-	if _, err := checkExposure([]string{":9095"}, false, webCfg); err != nil {
+	if _, _, err := checkExposure([]string{":9095"}, false, webCfg); err != nil {
 		t.Fatalf("a web config should allow a non-loopback address: %v", err)
 	}
 	r := start(t, Options{ConfigFile: dir, RedisURL: rs.URL(), ListenAddresses: []string{"127.0.0.1:0"}, WebConfigFile: webCfg})

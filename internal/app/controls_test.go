@@ -198,7 +198,7 @@ func TestWarnOpenHeartbeats(t *testing.T) {
 		{[]string{":9095"}, false, false}, // refused earlier by checkExposure
 	} {
 		var buf strings.Builder
-		warnOpenHeartbeats(tc.addrs, tc.token, "", slog.New(slog.NewTextHandler(&buf, nil)))
+		warnOpenHeartbeats(tc.addrs, tc.token, false, slog.New(slog.NewTextHandler(&buf, nil)))
 		if got := strings.Contains(buf.String(), "heartbeat API"); got != tc.warn {
 			t.Errorf("%v token=%v: warned %v, want %v: %s", tc.addrs, tc.token, got, tc.warn, buf.String())
 		}

@@ -36,29 +36,30 @@ func webAuth(path string) (authed, users bool, err error) {
 // checkExposure (bridge and serve) validates --web.config.file and refuses
 // an unauthenticated bridge on anything but loopback: authenticated means
 // a bearer token, or a web config that authenticates clients. It says
-// whether the web config has basic-auth users (bridge.Options.WebUsers).
-func checkExposure(addrs []string, token bool, webConfigFile string) (webUsers bool, err error) {
+// whether the web config has basic-auth users (bridge.Options.WebUsers)
+// and whether it authenticates clients at all.
+func checkExposure(addrs []string, token bool, webConfigFile string) (webUsers, webAuthed bool, err error) {
 	authed, users, err := webAuth(webConfigFile)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if token || authed {
-		return users, nil
+		return users, authed, nil
 	}
 	for _, a := range addrs {
 		if isLoopback(a) {
 			continue
 		}
 		if webConfigFile != "" {
-			return false, fmt.Errorf("refusing to start: --web.config.file %s sets neither basic_auth_users nor client_auth_type: RequireAndVerifyClientCert, "+
+			return false, false, fmt.Errorf("refusing to start: --web.config.file %s sets neither basic_auth_users nor client_auth_type: RequireAndVerifyClientCert, "+
 				"so the bridge would accept unauthenticated requests on %q, which is not loopback-only. "+
 				"Add basic_auth_users (or verified client certificates) to it, set --bridge.token-file, or listen on 127.0.0.1, [::1] or localhost only", webConfigFile, a)
 		}
-		return false, fmt.Errorf("refusing to start: the bridge would accept unauthenticated requests on %q, which is not loopback-only. "+
+		return false, false, fmt.Errorf("refusing to start: the bridge would accept unauthenticated requests on %q, which is not loopback-only. "+
 			"Set --bridge.token-file (a bearer token, what Alertmanager's http_config.authorization sends) "+
 			"or --web.config.file (basic auth / TLS), or listen on 127.0.0.1, [::1] or localhost only", a)
 	}
-	return false, nil
+	return false, false, nil
 }
 
 // checkNodeExposure (medic node) validates --web.config.file and warns,
@@ -85,11 +86,8 @@ func checkNodeExposure(addrs []string, webConfigFile string, log *slog.Logger) e
 // clients send none): beyond loopback without a web config that
 // authenticates, anyone who reaches it can send or delete heartbeats.
 // Without a token checkExposure has already refused that case.
-func warnOpenHeartbeats(addrs []string, token bool, webConfigFile string, log *slog.Logger) {
-	if !token {
-		return
-	}
-	if authed, _, err := webAuth(webConfigFile); err != nil || authed {
+func warnOpenHeartbeats(addrs []string, token, webAuthed bool, log *slog.Logger) {
+	if !token || webAuthed {
 		return
 	}
 	for _, a := range addrs {
