@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
@@ -35,7 +36,7 @@ func decodeSafety(rb *Runbook, attrs hcl2.Attributes, blocks hcl2.Blocks) hcl2.D
 	if attr, ok := attrs["mode"]; ok {
 		if m, d := decodeString(attr); d.HasErrors() {
 			diags = append(diags, d...)
-		} else if !contains(modes, m) {
+		} else if !slices.Contains(modes, m) {
 			detail := fmt.Sprintf("%q is not a mode; use one of %s.", m, englishList(modes))
 			if s := suggest(m, modes); s != "" {
 				detail = fmt.Sprintf("%q is not a mode. Did you mean %q?", m, s)
@@ -79,15 +80,6 @@ func decodeSafety(rb *Runbook, attrs hcl2.Attributes, blocks hcl2.Blocks) hcl2.D
 			fmt.Sprintf("Runbook %q switches a pool over, which the coordinator does at once; only recovery runbooks can run in %q mode.", rb.Name, rb.Mode)))
 	}
 	return diags
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // decodeRedact compiles every pattern, each diagnostic at its element.

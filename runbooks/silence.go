@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/medicops/medic/hcl"
 )
 
 // Silencer creates and expires Alertmanager silences through its v2 API,
@@ -70,20 +72,9 @@ func (s Silencer) Create(ctx context.Context, base string, sil PostableSilence) 
 	if err != nil {
 		return "", err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/api/v2/silences", bytes.NewReader(body))
+	answer, err := s.do(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/api/v2/silences", body)
 	if err != nil {
 		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "medic")
-	resp, err := s.client().Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("alertmanager answered %s: %s", resp.Status, strings.TrimSpace(string(answer)))
 	}
 	var out struct {
 		SilenceID string `json:"silenceID"`
@@ -96,21 +87,43 @@ func (s Silencer) Create(ctx context.Context, base string, sil PostableSilence) 
 
 // Expire expires silence id at the Alertmanager at base.
 func (s Silencer) Expire(ctx context.Context, base, id string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, strings.TrimSuffix(base, "/")+"/api/v2/silence/"+url.PathEscape(id), nil)
+	_, err := s.do(ctx, http.MethodDelete, strings.TrimSuffix(base, "/")+"/api/v2/silence/"+url.PathEscape(id), nil)
+	return err
+}
+
+// do sends one request to Alertmanager's v2 API and returns the answer's
+// body (bounded) when the status is 200.
+func (s Silencer) do(ctx context.Context, method, target string, body []byte) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("User-Agent", "medic")
 	resp, err := s.client().Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxWebhookResponse))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("alertmanager answered %s: %s", resp.Status, strings.TrimSpace(string(answer)))
+		return nil, fmt.Errorf("alertmanager answered %s: %s", resp.Status, strings.TrimSpace(string(answer)))
 	}
-	return nil
+	return answer, nil
+}
+
+// silenceTimeout bounds one call to Alertmanager.
+func silenceTimeout(sb *hcl.Silence) time.Duration {
+	if sb.Timeout > 0 {
+		return sb.Timeout
+	}
+	return hcl.DefaultSilenceTimeout
 }
 
 // silence silences the alert for the runbook's silence duration before
@@ -121,11 +134,7 @@ func (r *run) silence() {
 		return
 	}
 	s := r.step("silence")
-	timeout := sb.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(r.ctx, timeout)
+	ctx, cancel := context.WithTimeout(r.ctx, silenceTimeout(sb))
 	defer cancel()
 	now := r.e.opts.Now()
 	id, err := r.e.silencer.Create(ctx, sb.Alertmanager, PostableSilence{
@@ -162,12 +171,8 @@ func (r *run) unsilence() {
 	}
 	sb := r.rb.Silence
 	s := r.step("unsilence")
-	timeout := sb.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
 	// The run may have been cancelled; the silence must still go.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), silenceTimeout(sb))
 	defer cancel()
 	if err := r.e.silencer.Expire(ctx, sb.Alertmanager, r.silenceID); err != nil {
 		r.done(s, false, "could not expire silence "+r.silenceID+"; it ends by itself", err)
