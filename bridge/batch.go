@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -10,17 +12,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// maxBatch bounds how many enqueue scripts one pipeline carries.
+// maxBatch bounds how many alerts one batch carries.
 const maxBatch = 128
 
 // defaultBatchTimeout bounds a batch whose requests carry no deadline.
 const defaultBatchTimeout = 5 * time.Second
 
-// enqueuer group-commits the enqueue scripts of concurrent webhook
-// requests: whatever arrived while the previous pipeline was in flight goes
-// out as the next one. An idle bridge sends a batch of one at once (no
-// timer, no added latency); a busy one pays one round trip and two
-// syscalls per batch instead of per alert, on both sides of the socket.
+// enqueuer group-commits the jobs of concurrent webhook requests: whatever
+// arrived while the previous batch was in flight goes out as the next one,
+// as one run of the enqueue script (one per hash slot on Redis Cluster).
+// An idle bridge sends a batch of one at once (no timer, no added
+// latency); a busy one pays one round trip, two syscalls and one script
+// run per batch instead of per alert, on both sides of the socket.
 //
 // There is no sending goroutine: the request that finds the enqueuer idle
 // sends the batch itself, and when its batch is answered it hands the next
@@ -184,23 +187,18 @@ func (e *enqueuer) send(batch []*enqueueReq) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	var calls []*scriptCall
-	for _, r := range live {
-		for i := range r.calls {
-			calls = append(calls, &r.calls[i])
-		}
-	}
-	cmds := make([]*redis.Cmd, len(calls))
+	groups := e.group(live)
+	cmds := make([]*redis.Cmd, len(groups))
 	run := func(evalsha bool) {
 		_, _ = e.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, c := range calls {
+			for i, g := range groups {
 				if cmds[i] != nil && !isNoScript(cmds[i].Err()) {
 					continue
 				}
 				if evalsha {
-					cmds[i] = enqueueScript.EvalSha(ctx, p, c.keys, c.args...)
+					cmds[i] = enqueueScript.EvalSha(ctx, p, g.keys, g.args...)
 				} else {
-					cmds[i] = enqueueScript.Eval(ctx, p, c.keys, c.args...)
+					cmds[i] = enqueueScript.Eval(ctx, p, g.keys, g.args...)
 				}
 			}
 			return nil
@@ -215,16 +213,89 @@ func (e *enqueuer) send(batch []*enqueueReq) {
 			break
 		}
 	}
-	next := 0
-	for _, r := range live {
-		results := make([]scriptResult, len(r.calls))
-		for i := range results {
-			vals, err := cmds[next].Slice()
-			results[i] = scriptResult{vals: vals, err: err}
-			next++
-		}
-		r.done <- enqueueRes{results: results}
+	results := make([][]scriptResult, len(live))
+	for i, r := range live {
+		results[i] = make([]scriptResult, len(r.calls))
 	}
+	for i, g := range groups {
+		vals, err := cmds[i].Slice()
+		if err == nil && len(vals) != 2*len(g.at) {
+			err = fmt.Errorf("enqueue script returned %d values for %d alerts", len(vals), len(g.at))
+		}
+		for j, at := range g.at {
+			res := &results[at.req][at.call]
+			switch {
+			case err != nil:
+				res.err = err
+			case vals[2*j] == int64(-1):
+				msg, _ := vals[2*j+1].(string)
+				res.err = errors.New(msg)
+			default:
+				res.vals = vals[2*j : 2*j+2 : 2*j+2]
+			}
+		}
+	}
+	for i, r := range live {
+		r.done <- enqueueRes{results: results[i]}
+	}
+}
+
+// scriptGroup is one run of the enqueue script: the calls of a batch that
+// share a hash slot, in batch order.
+type scriptGroup struct {
+	keys []string
+	args []any
+	at   []callAt
+}
+
+// callAt names a call of a batch: live[req].calls[call].
+type callAt struct{ req, call int }
+
+// group merges the batch's calls into as few script runs as the
+// deployment allows: one on a single Redis (or Sentinel's primary); on
+// Redis Cluster, one per hash tag, since a script's keys must share a slot.
+// Calls keep their batch order within a group, and calls of one node
+// (hence of one episode) always share a group.
+func (e *enqueuer) group(live []*enqueueReq) []scriptGroup {
+	_, cluster := e.c.(*redis.ClusterClient)
+	var groups []scriptGroup
+	var byTag map[string]int
+	for ri, r := range live {
+		for ci := range r.calls {
+			c := &r.calls[ci]
+			gi := 0
+			if cluster {
+				tag := hashTag(c.keys[1])
+				var ok bool
+				if gi, ok = byTag[tag]; !ok {
+					if byTag == nil {
+						byTag = map[string]int{}
+					}
+					gi = len(groups)
+					byTag[tag] = gi
+				}
+			}
+			if gi == len(groups) {
+				groups = append(groups, scriptGroup{})
+			}
+			g := &groups[gi]
+			g.keys = append(g.keys, c.keys...)
+			g.args = append(g.args, c.args...)
+			g.at = append(g.at, callAt{ri, ci})
+		}
+	}
+	return groups
+}
+
+// hashTag is the part of key that Redis Cluster hashes: the text between
+// the first { and the next }, when not empty; otherwise the whole key.
+func hashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
 }
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/internal/redistest"
 )
@@ -126,4 +129,94 @@ func (e *enqueuer) enqueue(ctx context.Context, deadline time.Time, keys []strin
 		return nil, err
 	}
 	return res[0].vals, res[0].err
+}
+
+// TestEnqueueScriptPerAlertErrors: the alerts of one batch go to Redis in
+// one script run, and an alert whose XADD fails gets its own error while
+// the others are queued; it leaves no dedup key behind, so a retry is not
+// a false duplicate.
+func TestEnqueueScriptPerAlertErrors(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	c := rs.Client()
+	ctx := context.Background()
+	k := Keys{}
+	// A key of the wrong type where n3's stream should be.
+	if err := c.Set(ctx, k.Jobs("n3"), "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	call := func(node, fp string) scriptCall {
+		return scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node)}, args: []any{"id-" + fp, 60000, `{"id":"` + fp + `"}`}}
+	}
+	e := newEnqueuer(c)
+	res, err := e.enqueueAll(ctx, time.Now().Add(5*time.Second), []scriptCall{call("n1", "a"), call("n3", "b"), call("n1", "c"), call("n1", "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int64{1, -1, 1, 0} {
+		r := res[i]
+		switch {
+		case want == -1:
+			if r.err == nil || !strings.Contains(r.err.Error(), "WRONGTYPE") {
+				t.Errorf("alert %d: %v %v, want a WRONGTYPE error", i, r.vals, r.err)
+			}
+		case r.err != nil:
+			t.Errorf("alert %d: %v", i, r.err)
+		case r.vals[0] != want:
+			t.Errorf("alert %d: %v, want %d first", i, r.vals, want)
+		}
+	}
+	if v := res[3].vals[1]; v != "q:id-a" {
+		t.Errorf("the duplicate answers %v, want the first job's state q:id-a", v)
+	}
+	if n := c.XLen(ctx, k.Jobs("n1")).Val(); n != 2 {
+		t.Errorf("%d jobs on n1, want 2", n)
+	}
+	if n := c.Exists(ctx, k.Dedup("n3", "b", t0)).Val(); n != 0 {
+		t.Error("the failed alert left a dedup key behind")
+	}
+}
+
+// TestEnqueuerGroupsBySlotOnCluster: on Redis Cluster a batch becomes one
+// script run per hash tag (a script's keys must share a slot), each in
+// batch order; on a single Redis, one run for the lot.
+func TestEnqueuerGroupsBySlotOnCluster(t *testing.T) {
+	k := Keys{}
+	call := func(node, fp string) scriptCall {
+		return scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node)}, args: []any{fp, 1, "{}"}}
+	}
+	live := []*enqueueReq{
+		{calls: []scriptCall{call("n1", "a"), call("n2", "b")}},
+		{calls: []scriptCall{call("n1", "c")}},
+	}
+	summary := func(gs []scriptGroup) [][]any {
+		var out [][]any
+		for _, g := range gs {
+			var args []any
+			for i := 0; i < len(g.args); i += 3 {
+				args = append(args, g.args[i])
+			}
+			out = append(out, args)
+		}
+		return out
+	}
+	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	defer cl.Close()
+	if d := cmp.Diff([][]any{{"a", "c"}, {"b"}}, summary(newEnqueuer(cl).group(live))); d != "" {
+		t.Errorf("cluster groups -want +got:\n%s", d)
+	}
+	single := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer single.Close()
+	gs := newEnqueuer(single).group(live)
+	if d := cmp.Diff([][]any{{"a", "b", "c"}}, summary(gs)); d != "" {
+		t.Errorf("single-Redis groups -want +got:\n%s", d)
+	}
+	if want := []callAt{{0, 0}, {0, 1}, {1, 0}}; !slices.Equal(want, gs[0].at) {
+		t.Errorf("positions %v, want %v", gs[0].at, want)
+	}
+	if got := hashTag("medic:{node:n1}:jobs"); got != "node:n1" {
+		t.Errorf("hashTag = %q", got)
+	}
+	if got := hashTag("a{}b"); got != "a{}b" {
+		t.Errorf("hashTag of an empty tag = %q, want the whole key", got)
+	}
 }

@@ -14,19 +14,38 @@ import "github.com/redis/go-redis/v9"
 // The dedup key and the stream share the node's hash tag, so each script
 // below touches one slot.
 
-// enqueueScript takes the episode and queues its job in one step. The XADD
-// comes before the SET: a script is atomic but not transactional, so if
-// the XADD fails no dedup key is left behind to turn Alertmanager's retry
-// into a false duplicate.
+// enqueueScript takes the episodes of a batch of alerts and queues their
+// jobs, in order: one call carries as many alerts as share a Cluster slot
+// (all of a batch, on a single Redis), so that Redis runs one script, not
+// one per alert, between two fsyncs. For each alert the XADD comes before
+// the SET: a script is atomic but not transactional, so if the XADD fails
+// no dedup key is left behind to turn Alertmanager's retry into a false
+// duplicate. An XADD that fails is that alert's error; the others go on.
 //
-// KEYS: dedup, stream. ARGV: run id, dedup TTL (ms), job JSON.
-// Returns {1, entry id} when queued, {0, current value} for a duplicate.
+// KEYS: dedup, stream, for each alert. ARGV: run id, dedup TTL (ms), job
+// JSON, for each alert. Returns, for each alert, 1 and the entry id when
+// queued, 0 and the current value for a duplicate, -1 and the error.
 var enqueueScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if v then return {0, v} end
-local id = redis.call('XADD', KEYS[2], '*', 'job', ARGV[3])
-redis.call('SET', KEYS[1], 'q:' .. ARGV[1], 'PX', ARGV[2])
-return {1, id}
+local out = {}
+for i = 1, #KEYS, 2 do
+  local a = (i - 1) / 2 * 3
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    out[#out + 1] = 0
+    out[#out + 1] = v
+  else
+    local id = redis.pcall('XADD', KEYS[i + 1], '*', 'job', ARGV[a + 3])
+    if type(id) == 'table' and id.err then
+      out[#out + 1] = -1
+      out[#out + 1] = id.err
+    else
+      redis.call('SET', KEYS[i], 'q:' .. ARGV[a + 1], 'PX', ARGV[a + 2])
+      out[#out + 1] = 1
+      out[#out + 1] = id
+    end
+  end
+end
+return out
 `)
 
 // resolveScript cancels a queued job of the episode. With no key yet, it
@@ -72,7 +91,8 @@ redis.call('XDEL', KEYS[2], ARGV[3])
 return 1
 `)
 
-// EnqueueScript is the script that takes one alert's episode and queues
-// its job (KEYS: dedup, stream; ARGV: run id, dedup TTL in ms, job JSON),
-// for benchmarks that send it to Redis directly as the raw baseline.
+// EnqueueScript is the script that takes alerts' episodes and queues
+// their jobs (for one alert, KEYS: dedup, stream; ARGV: run id, dedup TTL
+// in ms, job JSON), for benchmarks that send it to Redis directly as the
+// raw baseline.
 func EnqueueScript() *redis.Script { return enqueueScript }
