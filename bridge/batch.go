@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -32,6 +33,8 @@ const defaultBatchTimeout = 5 * time.Second
 // or grown just to send.
 type enqueuer struct {
 	c redis.UniversalClient
+	// batches observes each batch's size (alerts), when set.
+	batches prometheus.Histogram
 
 	mu      sync.Mutex
 	pending []*enqueueReq
@@ -188,6 +191,13 @@ func (e *enqueuer) send(batch []*enqueueReq) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	groups := e.group(live)
+	if e.batches != nil {
+		n := 0
+		for _, g := range groups {
+			n += len(g.at)
+		}
+		e.batches.Observe(float64(n))
+	}
 	cmds := make([]*redis.Cmd, len(groups))
 	run := func(evalsha bool) {
 		_, _ = e.c.Pipelined(ctx, func(p redis.Pipeliner) error {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/internal/redistest"
@@ -218,5 +220,41 @@ func TestEnqueuerGroupsBySlotOnCluster(t *testing.T) {
 	}
 	if got := hashTag("a{}b"); got != "a{}b" {
 		t.Errorf("hashTag of an empty tag = %q, want the whole key", got)
+	}
+}
+
+// TestEnqueueBatchMetric: the bridge reports how many alerts each batch
+// to Redis carried.
+func TestEnqueueBatchMetric(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	e := newEnqueuer(rs.Client())
+	e.batches = m.enqueueBatch
+	k := Keys{}
+	var calls []scriptCall
+	for i := range 3 {
+		fp := fmt.Sprintf("%016x", i)
+		calls = append(calls, scriptCall{keys: []string{k.Dedup("n1", fp, t0), k.Jobs("n1")}, args: []any{fp, 60000, "{}"}})
+	}
+	if _, err := e.enqueueAll(context.Background(), time.Now().Add(5*time.Second), calls); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.CollectAndCompare(m.enqueueBatch, strings.NewReader(`
+# HELP medic_bridge_enqueue_batch_alerts Firing alerts per group-commit batch the bridge sent to Redis (one round trip, one fsync with appendfsync always).
+# TYPE medic_bridge_enqueue_batch_alerts histogram
+medic_bridge_enqueue_batch_alerts_bucket{le="1"} 0
+medic_bridge_enqueue_batch_alerts_bucket{le="2"} 0
+medic_bridge_enqueue_batch_alerts_bucket{le="4"} 1
+medic_bridge_enqueue_batch_alerts_bucket{le="8"} 1
+medic_bridge_enqueue_batch_alerts_bucket{le="16"} 1
+medic_bridge_enqueue_batch_alerts_bucket{le="32"} 1
+medic_bridge_enqueue_batch_alerts_bucket{le="64"} 1
+medic_bridge_enqueue_batch_alerts_bucket{le="128"} 1
+medic_bridge_enqueue_batch_alerts_bucket{le="+Inf"} 1
+medic_bridge_enqueue_batch_alerts_sum 3
+medic_bridge_enqueue_batch_alerts_count 1
+`)); err != nil {
+		t.Error(err)
 	}
 }

@@ -104,7 +104,9 @@ func New(o Options) *Bridge {
 	if client == nil {
 		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	return &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: newEnqueuer(o.Client)}
+	enq := newEnqueuer(o.Client)
+	enq.batches = o.Metrics.enqueueBatch
+	return &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq}
 }
 
 // Store is the bridge's run store.

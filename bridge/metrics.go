@@ -23,6 +23,8 @@ type Metrics struct {
 	duration        *prometheus.HistogramVec
 	jobsConsumed    *prometheus.CounterVec
 	jobWait         prometheus.Histogram
+	// enqueueBatch is how many alerts each group-commit batch carried.
+	enqueueBatch prometheus.Histogram
 
 	// The webhook's counters, looked up once instead of per request:
 	// WithLabelValues hashes its labels and takes a lock every time.
@@ -103,6 +105,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 120, 600},
 		}),
 	}
+	m.enqueueBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "medic_bridge_enqueue_batch_alerts",
+		Help:    "Firing alerts per group-commit batch the bridge sent to Redis (one round trip, one fsync with appendfsync always).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
 	for _, s := range []string{"firing", "resolved"} {
 		m.alertsReceived.WithLabelValues(s)
 	}
@@ -112,6 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.alertsReceived = promx.Register(reg, m.alertsReceived)
 		m.deduplicated = promx.Register(reg, m.deduplicated)
 		m.unroutable = promx.Register(reg, m.unroutable)
+		m.enqueueBatch = promx.Register(reg, m.enqueueBatch)
 	}
 	m.firing = m.alertsReceived.WithLabelValues("firing")
 	m.resolved = m.alertsReceived.WithLabelValues("resolved")

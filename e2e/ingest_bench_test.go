@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -68,6 +69,10 @@ type ingestFigures struct {
 	baseRate         float64
 	baseRedisCPU     float64 // µs per EVALSHA
 	baseP50, baseP99 float64 // ms
+	// batches is how many group-commit batches the bridge sent, and
+	// batchEvery the mean interval between them, over the measured run.
+	batches    float64
+	batchEvery time.Duration
 	// fsync is the disk under Redis's AOF: fdatasync latency in its dir.
 	fsyncP50, fsyncP99 time.Duration
 }
@@ -94,7 +99,8 @@ func BenchmarkIngestBinary(b *testing.B) {
 	}{{true, ingestConns}, {false, ingestConns}, {true, ingestManyConns}} {
 		figs = append(figs, measureIngest(b, wrk, rb, script, load.aof, load.conns))
 	}
-	floorRate, floorCPU := httpFloor(b, wrk, script)
+	floorRate, floorCPU := httpFloor(b, wrk, script, 0)
+	waitRate, waitCPU := httpFloor(b, wrk, script, figs[0].batchEvery)
 	b.StopTimer()
 	f := figs[0]
 	b.ReportMetric(f.rate, "webhooks/s")
@@ -121,8 +127,8 @@ func BenchmarkIngestBinary(b *testing.B) {
 		if f.conns != ingestConns {
 			mode = fmt.Sprintf("AOF always, wrk -c%d", f.conns)
 		}
-		fmt.Printf("  %s  webhooks %8.0f/s  p50 %.2f ms  p99 %.2f ms  bridge CPU %5.1f µs/webhook  Redis CPU %5.1f µs/webhook  (%d requests, %d jobs in Redis)\n",
-			mode, f.rate, ms(f.p50), ms(f.p99), f.bridgeCPU, f.redisCPU, f.requests, f.jobs)
+		fmt.Printf("  %s  webhooks %8.0f/s  p50 %.2f ms  p99 %.2f ms  bridge CPU %5.1f µs/webhook  Redis CPU %5.1f µs/webhook  (%d requests, %d jobs in Redis, %.1f per batch, a batch every %d µs)\n",
+			mode, f.rate, ms(f.p50), ms(f.p99), f.bridgeCPU, f.redisCPU, f.requests, f.jobs, float64(f.jobs)/max(f.batches, 1), f.batchEvery.Microseconds())
 		fmt.Printf("  %s  raw baseline: redis-benchmark -c %d EVALSHA enqueue %8.0f/s  p50 %.2f ms  p99 %.2f ms  Redis CPU %5.1f µs/op  → ratio bridge/baseline %.2f\n",
 			mode, f.conns, f.baseRate, f.baseP50, f.baseP99, f.baseRedisCPU, f.rate/f.baseRate)
 		if f.aof && f.conns == ingestConns {
@@ -131,6 +137,8 @@ func BenchmarkIngestBinary(b *testing.B) {
 		}
 	}
 	fmt.Printf("  floor       net/http alone (a handler that reads the body and answers 202, no Redis; same wrk load): %8.0f/s, %5.1f µs CPU/request\n", floorRate, floorCPU)
+	fmt.Printf("  floor       net/http alone at the bridge's rhythm (requests released together every %d µs, the bridge's batch interval with the AOF always, -c%d): %8.0f/s, %5.1f µs CPU/request\n",
+		figs[0].batchEvery.Microseconds(), ingestConns, waitRate, waitCPU)
 	fmt.Printf("  goals (AOF always, wrk -c%d): webhooks ≥ 10000/s %s; p99 ≤ 10 ms %s; bridge CPU ≤ 40 µs/webhook %s\n",
 		ingestConns, verdict(f.rate >= 10000), verdict(f.p99 <= 10*time.Millisecond), verdict(f.bridgeCPU <= 40))
 	m := figs[2]
@@ -181,11 +189,25 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool, conns int) in
 	runWrk(1, time.Second, 20000)
 	time.Sleep(200 * time.Millisecond)
 	jobs0 := jobs()
+	batches := func() float64 {
+		n, err := scrapeSum(br.URL+"/metrics", "medic_bridge_enqueue_batch_alerts_count")
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	batches0 := batches()
 	bridge0, redis0 := cpuTime(b, br.PID()), cpuTime(b, rs.PID())
+	start := time.Now()
 	r := runWrk(2, ingestDuration, ingestMaxRequests)
+	took := time.Since(start)
 	// Requests wrk gave up on at its deadline may still be finishing.
 	time.Sleep(200 * time.Millisecond)
 	bridge1, redis1 := cpuTime(b, br.PID()), cpuTime(b, rs.PID())
+	f.batches = batches() - batches0
+	if f.batches > 0 {
+		f.batchEvery = time.Duration(float64(took) / f.batches)
+	}
 	f.jobs = jobs() - jobs0
 	f.requests, f.rate, f.p50, f.p99 = r.requests, r.rate, r.p50, r.p99
 	switch {
@@ -267,15 +289,53 @@ func fsyncLatency(b *testing.B, dir string) (p50, p99 time.Duration) {
 
 // httpFloor is what net/http alone costs here: the same wrk load against
 // a handler that reads the body and answers 202, served by this process
-// (whose other goroutines are idle meanwhile).
-func httpFloor(b *testing.B, wrk, script string) (rate, cpuPerRequest float64) {
+// (whose other goroutines are idle meanwhile). With every > 0 the handler
+// first waits, as the bridge's requests wait for their batch's round trip
+// to Redis, until one goroutine releases all waiting requests together,
+// every that often: net/http at the bridge's own rhythm of parking and
+// waking, without Redis, decoding or routing.
+func httpFloor(b *testing.B, wrk, script string, every time.Duration) (rate, cpuPerRequest float64) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	answer := []byte(`{"accepted":1,"duplicates":0,"ignored":0}` + "\n")
+	var (
+		mu      sync.Mutex
+		waiting []chan struct{}
+	)
+	stop := make(chan struct{})
+	defer close(stop)
+	if every > 0 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(every):
+				}
+				mu.Lock()
+				release := waiting
+				waiting = nil
+				mu.Unlock()
+				for _, c := range release {
+					close(c)
+				}
+			}
+		}()
+	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		if every > 0 {
+			c := make(chan struct{})
+			mu.Lock()
+			waiting = append(waiting, c)
+			mu.Unlock()
+			select {
+			case <-c:
+			case <-stop:
+			}
+		}
 		w.Header()["Content-Type"] = []string{"application/json"}
 		w.WriteHeader(http.StatusAccepted)
 		w.Write(answer)
