@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -71,28 +72,11 @@ type Config struct {
 // JSON. A non-empty idempotencyKey makes a retry return the first result
 // instead of publishing twice.
 func (p *Publisher) Publish(ctx context.Context, pool, device string, payload []byte, idempotencyKey string) (Published, error) {
-	k, err := NewKeys(p.o.Prefix, pool)
+	out, err := p.PublishBatch(ctx, pool, []Config{{device, payload, idempotencyKey}})
 	if err != nil {
-		return Published{}, fmt.Errorf("%w: %v", ErrBadInput, err)
-	}
-	if err := validConfig(Config{device, payload, idempotencyKey}); err != nil {
 		return Published{}, err
 	}
-	keys, args := p.scriptArgs(k, Config{device, payload, idempotencyKey})
-	res, err := publishScript.Run(ctx, p.o.Client, keys, args...).Slice()
-	if err != nil {
-		return Published{}, fmt.Errorf("publish to pool %s: %w", pool, err)
-	}
-	return p.result(pool, res), nil
-}
-
-func (p *Publisher) scriptArgs(k Keys, c Config) ([]string, []any) {
-	keys := []string{k.Ctl(), k.Seq(), k.Buf(), k.Agents()}
-	if c.IdempotencyKey != "" {
-		keys = append(keys, k.Idem(c.IdempotencyKey))
-	}
-	return keys, []any{c.Device, c.Payload, k.InPrefix(), p.o.IdempotencyTTL.Milliseconds(),
-		strings.Join(p.o.Agents[k.Pool()], " ")}
+	return out[0], nil
 }
 
 func (p *Publisher) result(pool string, res []any) Published {
@@ -118,19 +102,12 @@ func (p *Publisher) PublishBatch(ctx context.Context, pool string, configs []Con
 			return nil, err
 		}
 	}
-	// Make sure the script is cached, so that a pipelined EVALSHA fails
-	// with NOSCRIPT only after a server restart mid-batch.
-	if err := publishBatchScript.Load(ctx, p.o.Client).Err(); err != nil {
-		return nil, fmt.Errorf("publish to pool %s: %w", pool, err)
-	}
-	pipe := p.o.Client.Pipeline()
-	var cmds []*redis.Cmd
-	var sizes []int
-	for start := 0; start < len(configs); start += publishBatch {
-		group := configs[start:min(start+publishBatch, len(configs))]
-		keys := []string{k.Ctl(), k.Seq(), k.Buf(), k.Agents()}
-		args := make([]any, 0, 3+3*len(group))
-		args = append(args, k.InPrefix(), p.o.IdempotencyTTL.Milliseconds(), strings.Join(p.o.Agents[k.Pool()], " "))
+	// The keys and arguments every script call of the batch shares.
+	fixedKeys := []string{k.Ctl(), k.Seq(), k.Buf(), k.Agents()}
+	fixedArgs := []any{k.InPrefix(), p.o.IdempotencyTTL.Milliseconds(), strings.Join(p.o.Agents[k.Pool()], " ")}
+	call := func(group []Config) ([]string, []any) {
+		keys := slices.Clip(fixedKeys)
+		args := append(make([]any, 0, len(fixedArgs)+3*len(group)), fixedArgs...)
 		for _, c := range group {
 			idem := 0
 			if c.IdempotencyKey != "" {
@@ -139,10 +116,37 @@ func (p *Publisher) PublishBatch(ctx context.Context, pool string, configs []Con
 			}
 			args = append(args, c.Device, c.Payload, idem)
 		}
-		cmds = append(cmds, publishBatchScript.EvalSha(ctx, pipe, keys, args...))
-		sizes = append(sizes, len(group))
+		return keys, args
 	}
-	_, err = pipe.Exec(ctx)
+	var (
+		cmds  []*redis.Cmd
+		sizes []int
+	)
+	switch {
+	case len(configs) == 0:
+		return nil, nil
+	case len(configs) <= publishBatch:
+		// One script call: EVALSHA, and EVAL if Redis has lost its script
+		// cache, which is safe since nothing ran.
+		keys, args := call(configs)
+		cmds = []*redis.Cmd{publishBatchScript.Run(ctx, p.o.Client, keys, args...)}
+		sizes = []int{len(configs)}
+	default:
+		// Make sure the script is cached, so that a pipelined EVALSHA
+		// fails with NOSCRIPT only after a server restart mid-batch (a
+		// retry of some calls with EVAL could reorder them).
+		if err := publishBatchScript.Load(ctx, p.o.Client).Err(); err != nil {
+			return nil, fmt.Errorf("publish to pool %s: %w", pool, err)
+		}
+		pipe := p.o.Client.Pipeline()
+		for start := 0; start < len(configs); start += publishBatch {
+			group := configs[start:min(start+publishBatch, len(configs))]
+			keys, args := call(group)
+			cmds = append(cmds, publishBatchScript.EvalSha(ctx, pipe, keys, args...))
+			sizes = append(sizes, len(group))
+		}
+		_, err = pipe.Exec(ctx)
+	}
 	out := make([]Published, 0, len(configs))
 	for i, cmd := range cmds {
 		res, cerr := cmd.Slice()

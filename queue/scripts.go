@@ -55,8 +55,8 @@ local function move(entries, src, dst)
 end
 `
 
-// publishLib is publish_one, the publish step that publishScript runs for
-// one config and publishBatchScript for each config of a batch: it
+// publishLib is publish_one, the publish step that publishBatchScript runs
+// for each config of a batch (Publish sends a batch of one): it
 // assigns the device's next sequence number and appends the config to the
 // active agent's stream, or to buf while the pool is locked or has no
 // agent. With no active agent and an empty buffer it activates the first
@@ -103,20 +103,9 @@ local function publish_one(ctl, seqk, buf, agents, idem, device, payload, prefix
 end
 `
 
-// publishScript publishes one config (publish_one).
-//
-// KEYS: ctl, seq, buf, agents, [idem]
-// ARGV: device, payload, stream prefix, idem TTL ms, allowed agents
-// returns {id, seq, duplicate(0|1)}
-var publishScript = redis.NewScript(publishLib + `
-local id, seq, dup = publish_one(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-return {id, seq, dup}
-`)
-
-// publishBatchScript publishes several configs in order, each exactly as
-// publishScript would, in one script call: Redis runs one script instead
-// of one per config, which was most of its CPU in the dispatch benchmark.
+// publishBatchScript publishes configs in order, each by publish_one, in
+// one script call: Redis runs one script instead of one per config, which
+// was most of its CPU in the dispatch benchmark.
 //
 // KEYS: ctl, seq, buf, agents, then the batch's idempotency keys
 // ARGV: stream prefix, idem TTL ms, allowed agents, then per config:
