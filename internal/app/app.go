@@ -156,7 +156,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	mux := http.NewServeMux()
 	b.Register(mux)
 	if o.EnablePprof {
-		mountPprof(mux)
+		MountPprof(mux)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))

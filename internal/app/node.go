@@ -135,7 +135,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	mux := http.NewServeMux()
 	mux.Handle("POST /-/reload", rl)
 	if o.EnablePprof {
-		mountPprof(mux)
+		MountPprof(mux)
 	}
 	// The node's own paths, not a catch-all: a wrong method on any of them
 	// (GET /-/reload, POST /metrics) is a 405 with Allow, not a 404.

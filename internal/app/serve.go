@@ -140,11 +140,11 @@ func (c cleanupList) run() {
 	}
 }
 
-// mountPprof serves Go's profiles under /debug/pprof/ (--web.enable-pprof,
+// MountPprof serves Go's profiles under /debug/pprof/ (--web.enable-pprof,
 // off by default: a profile shows the process's internals, and a CPU
 // profile costs CPU while it runs). Behind the same --web.config.file as
 // everything else.
-func mountPprof(mux *http.ServeMux) {
+func MountPprof(mux *http.ServeMux) {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
