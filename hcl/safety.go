@@ -212,6 +212,23 @@ func AgentAlert(a *Agent) Alert {
 	return Alert{Labels: l, Status: "firing"}
 }
 
+// agentsByKey counts the configured agents by the value of rb's
+// concurrency key (evaluated on AgentAlert; an agent whose key does not
+// evaluate counts for none), once per Config.
+func (c *Config) agentsByKey(rb *Runbook) map[string]int {
+	if m, ok := c.keyCounts.Load(rb); ok {
+		return m.(map[string]int)
+	}
+	m := map[string]int{}
+	for _, a := range c.Agents {
+		if k, err := rb.Concurrency.KeyFor(AgentAlert(a)); err == nil {
+			m[k]++
+		}
+	}
+	actual, _ := c.keyCounts.LoadOrStore(rb, m)
+	return actual.(map[string]int)
+}
+
 // ConcurrencyLimit is the key value and the number of runs of rb allowed
 // at once for the alert: Max, or MaxRatio of the configured agents whose
 // key (evaluated on AgentAlert) has the same value, at least 1, whichever
@@ -227,11 +244,7 @@ func (c *Config) ConcurrencyLimit(rb *Runbook, alert Alert) (key string, limit, 
 	}
 	limit = cc.Max
 	if cc.MaxRatio > 0 {
-		for _, a := range c.Agents {
-			if k, err := cc.KeyFor(AgentAlert(a)); err == nil && k == key {
-				agents++
-			}
-		}
+		agents = c.agentsByKey(rb)[key]
 		byRatio := max(int(math.Floor(cc.MaxRatio*float64(agents))), 1)
 		if limit == 0 || byRatio < limit {
 			limit = byRatio

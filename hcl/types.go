@@ -65,6 +65,12 @@ type Config struct {
 	agentIndex map[string]*Agent
 	poolIndex  map[string]*Pool
 	matchIdx   *matchIndex
+
+	// keyCounts memoises, per runbook with a concurrency max_ratio, how
+	// many agents have each value of its key (map[string]int): a Config
+	// does not change once loaded, and counting evaluates the key for
+	// every agent.
+	keyCounts sync.Map
 }
 
 // Agent is one `agent "NAME"` block.
