@@ -59,3 +59,36 @@ func TestRedisCluster(t *testing.T) {
 		t.Errorf("List on the cluster: %d runs, %v", len(runs), err)
 	}
 }
+
+// TestEnqueueBatchOnCluster: one batch carrying alerts for several nodes
+// becomes one script run per node's hash tag on a real Redis Cluster (a
+// single run across slots would fail with CROSSSLOT), and every alert is
+// queued on its own node's stream.
+func TestEnqueueBatchOnCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	c, err := redisx.New(cl.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	k := Keys{}
+	var calls []scriptCall
+	for i := range 12 {
+		node, fp := fmt.Sprintf("n%d", i%6), fmt.Sprintf("%016x", i)
+		calls = append(calls, scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node)}, args: []any{"id-" + fp, 60000, `{}`}})
+	}
+	res, err := newEnqueuer(c).enqueueAll(context.Background(), time.Now().Add(5*time.Second), calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.err != nil || r.vals[0] != int64(1) {
+			t.Fatalf("alert %d: %v %v, want queued", i, r.vals, r.err)
+		}
+	}
+	for i := range 6 {
+		if n := c.XLen(context.Background(), k.Jobs(fmt.Sprintf("n%d", i))).Val(); n != 2 {
+			t.Errorf("node n%d has %d jobs, want 2", i, n)
+		}
+	}
+}
