@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,7 +63,6 @@ func BenchmarkDispatchThroughput(b *testing.B) {
 
 		published := make(map[string][]string, devices)
 		var pubMu sync.Mutex
-		var next atomic.Int64
 		var profDone chan error
 		if profile != "" {
 			profDone = make(chan error, 1)
@@ -72,55 +70,24 @@ func BenchmarkDispatchThroughput(b *testing.B) {
 		}
 		agentCPU0, redisCPU0, selfCPU0 := procCPU(active.cmd.Process.Pid), redisCPU(client), procCPU(os.Getpid())
 		start := time.Now()
-		var wg sync.WaitGroup
-		for p := 0; p < producers; p++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					n := next.Add(batch) - batch
-					if n >= total {
-						return
-					}
-					cs := make([]Config, batch)
-					for j := range cs {
-						k := n + int64(j)
-						dev := "dev" + strconv.Itoa(int(k%devices))
-						cs[j] = Config{Device: dev, Payload: benchPayload(dev, k)}
-					}
-					res, err := h.pub.PublishBatch(context.Background(), h.pool, cs)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					pubMu.Lock()
-					for j, r := range res {
-						l := published[cs[j].Device]
-						for int64(len(l)) < r.Seq {
-							l = append(l, "")
-						}
-						l[r.Seq-1] = string(cs[j].Payload)
-						published[cs[j].Device] = l
-					}
-					pubMu.Unlock()
+		publishConcurrently(b, h, total, producers, batch, func(k int64) Config {
+			dev := "dev" + strconv.Itoa(int(k%devices))
+			return Config{Device: dev, Payload: benchPayload(dev, k)}
+		}, func(cs []Config, res []Published) {
+			pubMu.Lock()
+			defer pubMu.Unlock()
+			for j, r := range res {
+				l := published[cs[j].Device]
+				for int64(len(l)) < r.Seq {
+					l = append(l, "")
 				}
-			}()
-		}
-		wg.Wait()
-		publishedIn := time.Since(start)
-		if b.Failed() {
-			b.FailNow()
-		}
-		var acked int64
-		waitFor(b, 120*time.Second, "all acknowledged", func() bool {
-			acks, _ := client.HVals(context.Background(), h.keys.Ack()).Result()
-			acked = 0
-			for _, a := range acks {
-				n, _ := strconv.ParseInt(a, 10, 64)
-				acked += n
+				l[r.Seq-1] = string(cs[j].Payload)
+				published[cs[j].Device] = l
 			}
-			return acked >= total
 		})
+		publishedIn := time.Since(start)
+		var acked int64
+		waitFor(b, 120*time.Second, "all acknowledged", func() bool { acked = ackedTotal(client, h.keys); return acked >= total })
 		elapsed := time.Since(start)
 		rate := float64(total) / elapsed.Seconds()
 		agentCPU, redisCPUUsed, selfCPU := procCPU(active.cmd.Process.Pid)-agentCPU0, redisCPU(client)-redisCPU0, procCPU(os.Getpid())-selfCPU0

@@ -15,10 +15,59 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/queue/devicetest"
 )
+
+// publishConcurrently publishes configs 0..total-1 (config(k) builds the
+// k-th) from producers goroutines, each taking the next batch configs and
+// publishing them with one PublishBatch, and waits for them; done, if
+// set, sees each batch with its results. A failure fails b.
+func publishConcurrently(b *testing.B, h *harness, total int64, producers int, batch int64, config func(k int64) Config, done func([]Config, []Published)) {
+	b.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Go(func() {
+			for {
+				n := next.Add(batch) - batch
+				if n >= total {
+					return
+				}
+				cs := make([]Config, min(batch, total-n))
+				for j := range cs {
+					cs[j] = config(n + int64(j))
+				}
+				res, err := h.pub.PublishBatch(context.Background(), h.pool, cs)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if done != nil {
+					done(cs, res)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+}
+
+// ackedTotal is how many deliveries the pool's devices have acknowledged.
+func ackedTotal(client redis.UniversalClient, k Keys) int64 {
+	acks, _ := client.HVals(context.Background(), k.Ack()).Result()
+	var sum int64
+	for _, a := range acks {
+		n, _ := strconv.ParseInt(a, 10, 64)
+		sum += n
+	}
+	return sum
+}
 
 // BenchmarkDispatchInProcess is the dispatch figure measured with the
 // agent in the benchmark's own process (no AOF): a lower-overhead view
@@ -38,41 +87,12 @@ func BenchmarkDispatchInProcess(b *testing.B) {
 		payload := []byte(`{"vlan":100,"ports":[1,2,3,4],"description":"benchmark config"}`)
 		// Two producers publish batches of 100 (PublishBatch: one round
 		// trip per batch) while the agent delivers.
-		const batch = 100
-		var next atomic.Int64
 		start := time.Now()
-		var wg sync.WaitGroup
-		for p := 0; p < 2; p++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					n := next.Add(batch) - batch
-					if n >= total {
-						return
-					}
-					cs := make([]Config, batch)
-					for j := range cs {
-						cs[j] = Config{Device: fmt.Sprintf("dev%d", (n+int64(j))%devices), Payload: payload}
-					}
-					if _, err := h.pub.PublishBatch(context.Background(), h.pool, cs); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		publishConcurrently(b, h, total, 2, 100, func(k int64) Config {
+			return Config{Device: fmt.Sprintf("dev%d", k%devices), Payload: payload}
+		}, nil)
 		published := time.Since(start)
-		waitFor(b, 120*time.Second, "all acknowledged", func() bool {
-			acks, _ := client.HVals(context.Background(), h.keys.Ack()).Result()
-			var sum int64
-			for _, a := range acks {
-				n, _ := strconv.ParseInt(a, 10, 64)
-				sum += n
-			}
-			return sum == total
-		})
+		waitFor(b, 120*time.Second, "all acknowledged", func() bool { return ackedTotal(client, h.keys) == total })
 		elapsed := time.Since(start)
 		rate := float64(total) / elapsed.Seconds()
 		if h.dev.AppliedTotal() != total {
@@ -147,18 +167,9 @@ func BenchmarkSwitchover10k(b *testing.B) {
 		h.waitApplied(5 * time.Second)
 		a1.hold(true) // a1 looks alive but delivers nothing: its backlog grows
 		payload := []byte(`{"vlan":1}`)
-		var wg sync.WaitGroup
-		var next atomic.Int64
-		for p := 0; p < 8; p++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for next.Add(1) <= backlog {
-					h.pub.Publish(context.Background(), h.pool, "dev"+strconv.Itoa(int(next.Load()%10)), payload, "")
-				}
-			}()
-		}
-		wg.Wait()
+		publishConcurrently(b, h, backlog, 8, 1, func(k int64) Config {
+			return Config{Device: "dev" + strconv.Itoa(int(k%10)), Payload: payload}
+		}, nil)
 		st := h.status()
 		if st.Backlog < backlog {
 			b.Fatalf("backlog %d, want >= %d", st.Backlog, backlog)
