@@ -269,23 +269,18 @@ type callAt struct{ req, call int }
 func (e *enqueuer) group(live []*enqueueReq) []scriptGroup {
 	_, cluster := e.c.(*redis.ClusterClient)
 	var groups []scriptGroup
-	var byTag map[string]int
+	byTag := map[string]int{} // on a single Redis every call has the tag ""
 	for ri, r := range live {
 		for ci := range r.calls {
 			c := &r.calls[ci]
-			gi := 0
+			tag := ""
 			if cluster {
-				tag := hashTag(c.keys[1])
-				var ok bool
-				if gi, ok = byTag[tag]; !ok {
-					if byTag == nil {
-						byTag = map[string]int{}
-					}
-					gi = len(groups)
-					byTag[tag] = gi
-				}
+				tag = hashTag(c.keys[1])
 			}
-			if gi == len(groups) {
+			gi, ok := byTag[tag]
+			if !ok {
+				gi = len(groups)
+				byTag[tag] = gi
 				groups = append(groups, scriptGroup{})
 			}
 			g := &groups[gi]
