@@ -8,22 +8,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/runbooks"
 )
 
+// clusterClient starts a real 3-master Redis Cluster and returns medic's
+// client for it, closed when the test ends.
+func clusterClient(t *testing.T) redis.UniversalClient {
+	t.Helper()
+	c, err := redisx.New(redistest.StartCluster(t).URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // TestRedisCluster runs the whole path on a real 3-master Redis Cluster:
 // every script's keys share a hash tag, and the run store's cross-slot
 // reads and trims go key by key.
 func TestRedisCluster(t *testing.T) {
-	cl := redistest.StartCluster(t)
-	c, err := redisx.New(cl.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := clusterClient(t)
 	cfg := loadTestConfig(t, testHCL)
 	store := NewRunStore(c, StoreOptions{MaxRuns: 15})
 	b := New(Options{Client: c, Config: func() *hcl.Config { return cfg }, Store: store})
@@ -65,12 +74,7 @@ func TestRedisCluster(t *testing.T) {
 // single run across slots would fail with CROSSSLOT), and every alert is
 // queued on its own node's stream.
 func TestEnqueueBatchOnCluster(t *testing.T) {
-	cl := redistest.StartCluster(t)
-	c, err := redisx.New(cl.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := clusterClient(t)
 	k := Keys{}
 	var calls []scriptCall
 	for i := range 12 {
