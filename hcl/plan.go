@@ -313,9 +313,8 @@ func escalateText(e *Escalate) string {
 	return fmt.Sprintf("%s (timeout %s)", strings.Join(targets, " and "), dur(e.Timeout))
 }
 
-// argvText shows an argv list the way HCL spells it, so that nobody reads it
-// as a shell command.
-// ArgvText prints an argv as HCL writes it: ["a", "b"].
+// ArgvText shows an argv list the way HCL spells it, ["a", "b"], so that
+// nobody reads it as a shell command.
 func ArgvText(argv []string) string {
 	q := make([]string, len(argv))
 	for i, a := range argv {
