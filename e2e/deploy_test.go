@@ -25,6 +25,7 @@ import (
 
 	"github.com/medicops/medic/e2e/harness"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/internal/testport"
 )
 
 func deployFile(t testing.TB, parts ...string) string {
@@ -200,7 +201,7 @@ func TestBridgeWithWebConfigExample(t *testing.T) {
 	os.Mkdir(conf, 0o755)
 	os.WriteFile(filepath.Join(conf, "empty.hcl"), []byte("# nothing\n"), 0o644)
 	rdb := redistest.Start(t, redistest.Options{})
-	addr := harness.FreeAddr(t)
+	addr := testport.Addr(t)
 	proc := harness.StartProc(t, "bridge-tls", []string{bins.Medic, "bridge",
 		"--config.file=" + conf, "--redis.url=" + rdb.URL(), "--web.listen-address=" + addr,
 		"--web.config.file=" + webCfg,

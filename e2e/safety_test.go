@@ -24,6 +24,7 @@ import (
 	"github.com/medicops/medic/e2e/harness"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/internal/testport"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -133,7 +134,7 @@ func (s *safety) port(t testing.TB, name string) int {
 	if p, ok := s.ports[name]; ok {
 		return p
 	}
-	p := harness.FreePort(t)
+	p := testport.Free(t)
 	s.ports[name] = p
 	return p
 }

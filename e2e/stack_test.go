@@ -24,6 +24,7 @@ import (
 	"github.com/medicops/medic/e2e/harness"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/internal/testport"
 	"github.com/medicops/medic/queue/devicetest"
 	"github.com/medicops/medic/runbooks"
 )
@@ -192,7 +193,7 @@ func (s *stack) port(name string) int {
 	if p, ok := s.ports[name]; ok {
 		return p
 	}
-	p := harness.FreePort(s.t)
+	p := testport.Free(s.t)
 	s.ports[name] = p
 	return p
 }

@@ -51,12 +51,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t testing.TB) int { return testport.Free(t) }
-
 // testAgent is a `command` agent running the test agent on a fixed port.
 func testAgent(t testing.TB, name string, extra ...string) (*hcl.Agent, string) {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testport.Addr(t)
 	argv := append([]string{testagentBin, "--listen", addr}, extra...)
 	return &hcl.Agent{
 		Name:     name,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/testport"
 )
 
 func TestProbeKinds(t *testing.T) {
@@ -48,7 +49,7 @@ func TestProbeKinds(t *testing.T) {
 			c.Close()
 		}
 	}()
-	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	closed := testport.Addr(t)
 
 	tests := []struct {
 		name   string

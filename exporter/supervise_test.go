@@ -15,6 +15,7 @@ import (
 
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/procsig"
+	"github.com/medicops/medic/internal/testport"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -197,7 +198,7 @@ func TestNodeStopStopsChildren(t *testing.T) {
 func TestPidfileAgentRestartByArgv(t *testing.T) {
 	dir := t.TempDir()
 	pidfile := filepath.Join(dir, "ext.pid")
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := testport.Addr(t)
 	def := &hcl.Agent{
 		Name:    "ext",
 		Pidfile: pidfile,

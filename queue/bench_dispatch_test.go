@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/internal/testport"
 	"github.com/medicops/medic/queue/devicetest"
 	"github.com/redis/go-redis/v9"
 )
@@ -51,7 +52,7 @@ func BenchmarkDispatchThroughput(b *testing.B) {
 			argv := []string{bin, "agent", "--redis.url=" + srv.URL(), "--pool=" + h.pool, "--agent.id=" + id,
 				"--agent.host=bench", "--device.url=" + h.dev.URL() + "/devices/${device}/config", "--log.level=warn"}
 			if id == "a1" && profile != "" {
-				pprofAddr = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(b))
+				pprofAddr = testport.Addr(b)
 				argv = append(argv, "--web.listen-address="+pprofAddr, "--web.enable-pprof")
 			}
 			p := startProc(b, argv...)

@@ -55,8 +55,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) int { return testport.Free(t) }
-
 func memTotal(t *testing.T) float64 {
 	t.Helper()
 	f, err := os.Open("/proc/meminfo")
@@ -107,7 +105,7 @@ func (h *hookSink) Got() []runbooks.Escalation {
 
 func newEstate(t *testing.T, o estateOpts) *estate {
 	t.Helper()
-	e := &estate{t: t, dir: t.TempDir(), port: freePort(t)}
+	e := &estate{t: t, dir: t.TempDir(), port: testport.Free(t)}
 	e.hooks = &hookSink{}
 	e.hooks.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))

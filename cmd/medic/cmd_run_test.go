@@ -33,12 +33,10 @@ func buildTestAgent(t *testing.T, dir string) string {
 	return bin
 }
 
-func freePort(t *testing.T) int { return testport.Free(t) }
-
 func TestRunRecoversPidfileAgent(t *testing.T) {
 	dir := t.TempDir()
 	agent := buildTestAgent(t, dir)
-	port := freePort(t)
+	port := testport.Free(t)
 	pidfile := filepath.Join(dir, "ops.pid")
 	start := filepath.Join(dir, "start.sh")
 	// An external supervisor's start command: daemonise and write a pidfile.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/medicops/medic/internal/testport"
 )
 
 // AlertmanagerOptions tune StartAlertmanagers.
@@ -82,10 +84,10 @@ func StartAlertmanagers(t testing.TB, n int, o AlertmanagerOptions) []*Alertmana
 	}
 	ams := make([]*Alertmanager, n)
 	for i := range ams {
-		ams[i] = &Alertmanager{Addr: FreeAddr(t), ConfigDir: t.TempDir()}
+		ams[i] = &Alertmanager{Addr: testport.Addr(t), ConfigDir: t.TempDir()}
 		ams[i].URL = "http://" + ams[i].Addr
 		if n > 1 {
-			ams[i].Cluster = FreeAddr(t)
+			ams[i].Cluster = testport.Addr(t)
 		}
 	}
 	for i, am := range ams {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medicops/medic/internal/testport"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -106,7 +107,7 @@ func StartBridge(t testing.TB, o BridgeOptions) *Bridge {
 		o.Name = "bridge"
 	}
 	if o.Addr == "" {
-		o.Addr = FreeAddr(t)
+		o.Addr = testport.Addr(t)
 	}
 	if o.LogLevel == "" {
 		o.LogLevel = "debug"
@@ -219,7 +220,7 @@ type Node struct {
 func StartNode(t testing.TB, o NodeOptions) *Node {
 	t.Helper()
 	if o.Addr == "" {
-		o.Addr = FreeAddr(t)
+		o.Addr = testport.Addr(t)
 	}
 	args := []string{o.Medic, "node",
 		"--config.file=" + o.ConfigPath,

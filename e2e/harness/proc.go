@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/medicops/medic/internal/procsig"
-	"github.com/medicops/medic/internal/testport"
 )
 
 // LookPath returns the path of an installed binary or fails the test with
@@ -36,18 +35,6 @@ func LookPath(t testing.TB, name string) string {
 		t.Fatalf("%s not found on PATH: run `make deps` (scripts/deps.sh installs it)", name)
 	}
 	return p
-}
-
-// FreePort returns a free loopback TCP port outside the kernel's
-// ephemeral range (see internal/testport).
-func FreePort(t testing.TB) int {
-	t.Helper()
-	return testport.Free(t)
-}
-
-// FreeAddr is "127.0.0.1:PORT" with a free port.
-func FreeAddr(t testing.TB) string {
-	return testport.Addr(t)
 }
 
 // Proc is one child process owned by a test.

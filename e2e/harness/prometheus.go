@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/medicops/medic/internal/testport"
 )
 
 // Target is one scrape job.
@@ -74,7 +76,7 @@ func StartPrometheus(t testing.TB, o PrometheusOptions) *Prometheus {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := FreeAddr(t)
+	addr := testport.Addr(t)
 	p := &Prometheus{URL: "http://" + addr, Dir: dir}
 	p.Proc = StartProc(t, "prometheus", []string{bin,
 		"--config.file=" + cfgPath,

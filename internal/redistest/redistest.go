@@ -55,14 +55,11 @@ func Binary(t testing.TB) string {
 	return p
 }
 
-// FreePort returns a free loopback TCP port.
-func FreePort(t testing.TB) int { return testport.Free(t) }
-
 // Start starts a redis-server on a free loopback port and stops it when the
 // test ends.
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
-	s := &Server{t: t, Port: FreePort(t), Dir: t.TempDir()}
+	s := &Server{t: t, Port: testport.Free(t), Dir: t.TempDir()}
 	s.args = []string{
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port),
 		"--dir", s.Dir, "--save", "", "--protected-mode", "no",
