@@ -29,7 +29,9 @@ func readSources(p string) ([]Source, hcl2.Diagnostics) {
 		}
 		files = files[:0]
 		for _, e := range entries {
-			if !e.IsDir() && strings.HasSuffix(e.Name(), ".hcl") {
+			// Runbook tests (*.test.hcl, `medic test`) live beside the
+			// runbooks they test and are not configuration.
+			if !e.IsDir() && strings.HasSuffix(e.Name(), ".hcl") && !IsTestFile(e.Name()) {
 				files = append(files, filepath.Join(p, e.Name()))
 			}
 		}

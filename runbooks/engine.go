@@ -84,8 +84,12 @@ type Options struct {
 	// restart budget, the circuit breaker and the concurrency limit, so
 	// that every engine enforces the same limits. nil: the budget, circuit
 	// and concurrency limit hold within this process only, nothing can be
-	// paused, and approve-mode runs fail.
-	Controls *controls.Store
+	// paused, and approve-mode runs fail. A simulation passes its own
+	// virtual-time store (ControlStore).
+	Controls ControlStore
+	// Exec runs the scripts of a run (repairs, escalation commands); nil
+	// means execx.Run. A simulation answers by step name instead.
+	Exec ExecFunc
 	// Progress receives the intermediate records of every run (see
 	// Request.Progress, which the job consumer sets per run).
 	Progress func(*RunRecord)
@@ -151,6 +155,10 @@ func New(opts Options) *Engine {
 	}
 	if opts.ApprovalPoll <= 0 {
 		opts.ApprovalPoll = DefaultApprovalPoll
+	}
+	opts.Controls = noControls(opts.Controls)
+	if opts.Exec == nil {
+		opts.Exec = runExec
 	}
 	client := opts.HTTPClient
 	if client == nil {
@@ -625,7 +633,7 @@ func (r *run) env(cause string) map[string]string {
 
 // script runs argv as step s and records its exit code and output.
 func (r *run) script(s *Step, argv []string, env map[string]string, timeout time.Duration, stdin []byte) execx.Result {
-	res := execx.Run(r.ctx, execx.Cmd{
+	res := r.e.opts.Exec(r.ctx, s.Name, execx.Cmd{
 		Argv:      argv,
 		Env:       env,
 		Timeout:   timeout,

@@ -58,7 +58,7 @@ func (r *run) escalate(reason string) {
 		r.done(s, false, "", fmt.Errorf("encode run record: %w", err))
 		return
 	}
-	x := Escalator{Client: r.e.client, Now: r.e.opts.Now, KillGrace: r.e.opts.KillGrace}
+	x := Escalator{Client: r.e.client, Now: r.e.opts.Now, KillGrace: r.e.opts.KillGrace, Exec: r.e.opts.Exec}
 	for _, s := range x.Send(r.ctx, esc, r.rec.ID, body, r.env("")) {
 		r.redactStep(&s)
 		r.rec.Steps = append(r.rec.Steps, s)
@@ -77,6 +77,8 @@ type Escalator struct {
 	Client    *http.Client
 	Now       func() time.Time
 	KillGrace time.Duration
+	// Exec runs the escalation command; nil means execx.Run.
+	Exec ExecFunc
 }
 
 // Send POSTs body to esc's webhook and runs esc's command with body on
@@ -89,6 +91,9 @@ func (x Escalator) Send(ctx context.Context, esc *hcl.Escalate, runID string, bo
 	if x.Client == nil {
 		x.Client = noRedirects
 	}
+	if x.Exec == nil {
+		x.Exec = runExec
+	}
 	timeout := esc.Timeout
 	if timeout <= 0 {
 		timeout = hcl.DefaultEscalateTimeout
@@ -99,7 +104,7 @@ func (x Escalator) Send(ctx context.Context, esc *hcl.Escalate, runID string, bo
 	}
 	if len(esc.Command) > 0 {
 		s := Step{Name: "escalate", Started: x.Now()}
-		res := execx.Run(ctx, execx.Cmd{
+		res := x.Exec(ctx, "escalate", execx.Cmd{
 			Argv: esc.Command, Env: env, Timeout: timeout, Grace: x.KillGrace, MaxOutput: MaxStepOutput, Stdin: body,
 		})
 		if res.ExitCode >= 0 || res.TimedOut {
