@@ -45,8 +45,16 @@ test: deps build vet fmt-check
 		-count=1 -timeout $(PKG_TIMEOUT) $(PKGS)
 	$(MAKE) fuzz-short
 	$(MAKE) rules-test
+	$(MAKE) runbook-tests
 	@echo "make test: every package, the fuzz run and the rule tests passed"
 	@cat bin/test-summary
+
+# The runbook tests (medic test) of the library and of the demo estate,
+# whose files are templates: its test renders them first.
+.PHONY: runbook-tests
+runbook-tests: build
+	$(BIN) test runbooks/library
+	$(GO) test -count=1 -run '^TestDemoEstateRunbookTests$$' ./cmd/medic
 
 rules-test:
 	@if [ -d deploy/prometheus ]; then promtool check rules deploy/prometheus/*-rules.yml && promtool test rules deploy/prometheus/tests/*.yml; fi
