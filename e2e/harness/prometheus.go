@@ -37,6 +37,10 @@ type PrometheusOptions struct {
 	// Interval is the scrape and evaluation interval; default 1s.
 	Interval time.Duration
 	LogDir   string
+	// DataDir, when set, is the TSDB directory Prometheus opens (e.g. one
+	// backfilled with promtool tsdb create-blocks-from); default a fresh
+	// one.
+	DataDir string
 }
 
 // Prometheus is a running prometheus server.
@@ -78,9 +82,13 @@ func StartPrometheus(t testing.TB, o PrometheusOptions) *Prometheus {
 	}
 	addr := testport.Addr(t)
 	p := &Prometheus{URL: "http://" + addr, Dir: dir}
+	data := o.DataDir
+	if data == "" {
+		data = filepath.Join(dir, "data")
+	}
 	p.Proc = StartProc(t, "prometheus", []string{bin,
 		"--config.file=" + cfgPath,
-		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--storage.tsdb.path=" + data,
 		"--web.listen-address=" + addr,
 		"--web.enable-lifecycle",
 		"--log.level=info",
