@@ -170,8 +170,28 @@ func TestBacktestReplaysPrometheusHistory(t *testing.T) {
 		return string(out)
 	}
 
+	checkBacktestJSON(t, backtest("--format=json"))
+
+	text := backtest()
+	t.Logf("medic backtest:\n%s", text)
+	for _, want := range []string{
+		"19 episodes: 1 unmatched (no runbook), 1 unroutable (no node)",
+		"guarded  11    3       1     7          0        4             0                 0         0                 -",
+		"serial   6     2       1     3          3        0             0                 0         0                 -",
+		"top agents by runs:\n  n1  a1  7\n  n3  a3  5\n  n2  a2  4\n  n4  a4  1\n",
+		"runs per hour: 17 runs over 168 h",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text report lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// checkBacktestJSON checks the counts both backtests of the same history
+// must report.
+func checkBacktestJSON(t *testing.T, out string) {
+	t.Helper()
 	var rep simulate.BacktestReport
-	out := backtest("--format=json")
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("--format=json: %v\n%s", err, out)
 	}
@@ -206,17 +226,31 @@ func TestBacktestReplaysPrometheusHistory(t *testing.T) {
 		t.Errorf("top-level keys %s", got)
 	}
 
-	text := backtest()
-	t.Logf("medic backtest:\n%s", text)
-	for _, want := range []string{
-		"19 episodes: 1 unmatched (no runbook), 1 unroutable (no node)",
-		"guarded  11    3       1     7          0        4             0                 0         0                 -",
-		"serial   6     2       1     3          3        0             0                 0         0                 -",
-		"top agents by runs:\n  n1  a1  7\n  n3  a3  5\n  n2  a2  4\n  n4  a4  1\n",
-		"runs per hour: 17 runs over 168 h",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("text report lacks %q:\n%s", want, text)
-		}
+}
+
+// TestBacktestREADMEExample runs the README's backtest example as it is
+// written: the history of deploy/examples/backtest/alerts.om (fixed
+// dates, hence the long retention), the estate beside it, the same flags.
+func TestBacktestREADMEExample(t *testing.T) {
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
+	ex := filepath.Join(root, "deploy", "examples", "backtest")
+	data := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, harness.LookPath(t, "promtool"), "tsdb", "create-blocks-from", "openmetrics",
+		filepath.Join(ex, "alerts.om"), data).CombinedOutput(); err != nil {
+		t.Fatalf("promtool: %v\n%s", err, out)
+	}
+	prom := harness.StartPrometheus(t, harness.PrometheusOptions{DataDir: data, Interval: time.Minute,
+		Args: []string{"--storage.tsdb.retention.time=100y"}})
+	cmd := exec.CommandContext(ctx, bins.Medic, "backtest", "--config.file="+filepath.Join(ex, "estate.hcl"),
+		"--prometheus.url="+prom.URL, "--from=2026-11-02T00:00:00Z", "--to=2026-11-09T00:00:00Z", "--run-duration=10m", "--format=json")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("medic backtest: %v\n%s", err, out)
+	}
+	checkBacktestJSON(t, string(out))
 }

@@ -41,6 +41,9 @@ type PrometheusOptions struct {
 	// backfilled with promtool tsdb create-blocks-from); default a fresh
 	// one.
 	DataDir string
+	// Args are more command-line flags, e.g.
+	// --storage.tsdb.retention.time=100y for old backfilled history.
+	Args []string
 }
 
 // Prometheus is a running prometheus server.
@@ -86,13 +89,13 @@ func StartPrometheus(t testing.TB, o PrometheusOptions) *Prometheus {
 	if data == "" {
 		data = filepath.Join(dir, "data")
 	}
-	p.Proc = StartProc(t, "prometheus", []string{bin,
+	p.Proc = StartProc(t, "prometheus", append([]string{bin,
 		"--config.file=" + cfgPath,
 		"--storage.tsdb.path=" + data,
 		"--web.listen-address=" + addr,
 		"--web.enable-lifecycle",
 		"--log.level=info",
-	}, ProcOptions{Dir: dir, LogDir: o.LogDir})
+	}, o.Args...), ProcOptions{Dir: dir, LogDir: o.LogDir})
 	WaitHTTP(t, p.URL+"/-/ready", 30*time.Second, p.Proc)
 	return p
 }
