@@ -89,3 +89,50 @@ func TestDemoEstateRunbookTests(t *testing.T) {
 	}
 	t.Logf("\n%s", out.String())
 }
+
+// The README's "Test before you trust" stays true: its HCL examples are
+// tests that pass, and the failing example prints what it shows.
+func TestREADMERunbookTestExamples(t *testing.T) {
+	t.Chdir("../..")
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	start := strings.Index(readme, "## Test before you trust")
+	end := strings.Index(readme[start:], "\n## ") + start
+	if start < 0 || end <= start {
+		t.Fatal("README has no Test before you trust section")
+	}
+	sec := readme[start:end]
+	var hclBlocks []string
+	for rest := sec; ; {
+		i := strings.Index(rest, "```hcl\n")
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len("```hcl\n"):]
+		j := strings.Index(rest, "```")
+		hclBlocks = append(hclBlocks, rest[:j])
+		rest = rest[j:]
+	}
+	if len(hclBlocks) != 2 {
+		t.Fatalf("%d hcl examples, want 2", len(hclBlocks))
+	}
+	dir := t.TempDir()
+	lib, _ := filepath.Abs("runbooks/library")
+	f := filepath.Join(dir, "readme.test.hcl")
+	if err := os.WriteFile(f, []byte("config = \""+lib+"\"\n"+strings.Join(hclBlocks, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if err := runbookTest(context.Background(), testOptions{Paths: []string{f}}, &out, &errb); err != nil || !strings.HasSuffix(out.String(), "2 passed, 0 failed\n") {
+		t.Errorf("README examples: %v\n%s%s", err, out.String(), errb.String())
+	}
+
+	out.Reset()
+	_ = runbookTest(context.Background(), testOptions{Paths: []string{"simulate/testdata/failing"}}, &out, &errb)
+	if !strings.Contains(sec, "```text\n"+out.String()+"```") {
+		t.Errorf("the README's failing example is not what medic test prints:\n%s", out.String())
+	}
+}
