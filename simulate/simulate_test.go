@@ -175,3 +175,22 @@ func TestLoaderSkipsTestFiles(t *testing.T) {
 		t.Errorf("library: %d runbooks, %d agents; want 3 and 0 (the test files' fixture agents must not load)", len(cfg.Runbooks), len(cfg.Agents))
 	}
 }
+
+// --coverage names what no test exercised, and only that.
+func TestCoverageListsGaps(t *testing.T) {
+	rep, _ := runSuite(t, "testdata/safety")
+	var b bytes.Buffer
+	if err := WriteCoverage(&b, rep.Coverage()); err != nil {
+		t.Fatal(err)
+	}
+	want := `coverage: 5 not exercised by any test:
+  testdata/safety/estate.hcl:34: runbook guarded: path "budget exhausted"
+  testdata/safety/estate.hcl:48: runbook one-at-a-time: path "budget exhausted"
+  testdata/safety/estate.hcl:70: runbook asks: path "budget exhausted"
+  testdata/safety/estate.hcl:70: runbook asks: path "escalate"
+  testdata/safety/estate.hcl:78: runbook quiet: path "budget exhausted"
+`
+	if b.String() != want {
+		t.Errorf("coverage:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
