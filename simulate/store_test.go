@@ -34,11 +34,11 @@ func TestStoreAgreesWithRedis(t *testing.T) {
 		id := fmt.Sprintf("run-%d", i)
 		switch rng.IntN(3) {
 		case 0:
-			w1, e1, err := real.TakeRestart(ctx, "n", agent, 6, time.Hour, bo, now, id)
+			w1, e1, err := real.TakeRestart(ctx, "n", agent, 4, time.Hour, bo, now, id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			w2, e2, _ := sim.TakeRestart(ctx, "n", agent, 6, time.Hour, bo, now, id)
+			w2, e2, _ := sim.TakeRestart(ctx, "n", agent, 4, time.Hour, bo, now, id)
 			if w1 != w2 || e1 != e2 {
 				t.Fatalf("call %d TakeRestart(%s): redis (%s, %q), simulated (%s, %q)", i, agent, w1, e1, w2, e2)
 			}
