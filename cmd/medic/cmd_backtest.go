@@ -51,6 +51,8 @@ func backtest(ctx context.Context, o backtestOptions, now time.Time, stdout, std
 	if err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
+	// Prometheus takes whole seconds; the report says what was asked.
+	from, to = from.Truncate(time.Second), to.Truncate(time.Second)
 	if !from.Before(to) {
 		return fmt.Errorf("--from %s is not before --to %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
 	}
