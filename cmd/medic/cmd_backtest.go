@@ -61,7 +61,8 @@ func backtest(ctx context.Context, o backtestOptions, now time.Time, stdout, std
 	}
 	cfg, diags := hcl.Load(o.ConfigFile)
 	if diags.HasErrors() {
-		_ = hcl.WriteDiagnostics(stderr, diags, nil)
+		srcs, _ := hcl.ReadSources(o.ConfigFile)
+		_ = hcl.WriteDiagnostics(stderr, diags, sourceMap(srcs))
 		return exitCode(1)
 	}
 	p := &simulate.Prometheus{URL: o.PrometheusURL}
