@@ -57,7 +57,8 @@ func LoadSuite(paths []string, configOverride []string) (*Suite, hcl2.Diagnostic
 		}
 		key := strings.Join(cfgPaths, "\x00")
 		c, ok := cache[key]
-		if !ok || f.Fixtures != nil {
+		fresh := !ok || f.Fixtures != nil
+		if fresh {
 			srcs, d := hcl.ReadSources(cfgPaths...)
 			if f.Fixtures != nil {
 				srcs = append(srcs, *f.Fixtures)
@@ -85,7 +86,10 @@ func LoadSuite(paths []string, configOverride []string) (*Suite, hcl2.Diagnostic
 				s.Sources[f.Name] = f.Bytes
 			}
 		}
-		diags = append(diags, c.diags...)
+		if fresh {
+			// A configuration shared by several files reports once.
+			diags = append(diags, c.diags...)
+		}
 		if c.cfg == nil {
 			continue
 		}
