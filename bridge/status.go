@@ -230,7 +230,7 @@ type statusPage struct{ o StatusOptions }
 type statusData struct {
 	Now        time.Time
 	Refresh    int // seconds; 0: no refresh
-	Fleet      *fleetView // nil: no fleet source
+	Fleet      *fleetView
 	NodesError string
 	Runs       []*runbooks.RunRecord
 	RunsError  string
