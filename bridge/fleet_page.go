@@ -124,7 +124,7 @@ func (p *statusPage) readFleet(ctx context.Context, q url.Values, now time.Time)
 	}
 	page, err := p.o.Fleet.Query(ctx, fq)
 	if err != nil {
-		return v, "read the fleet: " + err.Error()
+		return v, err.Error()
 	}
 	v.AsOf, v.Counts, v.Nodes, v.Total = page.AsOf, page.Counts, page.Nodes, page.Total
 	if ix := p.o.Fleet.current(); ix != nil {
@@ -212,9 +212,18 @@ func viewAgent(a *FleetAgent, now time.Time) agentView {
 		Registered: a.HeartbeatRegistered, HasAge: a.HeartbeatRegistered,
 		Age: a.HeartbeatAge, Timeout: a.HeartbeatTimeout, Overdue: heartbeatOverdue(&a.AgentState),
 	}
+	// The agent's own thresholds, as its node wrote them; a field that
+	// is missing (or a snapshot of an older node) takes the default.
 	th := hcl.DefaultThresholds()
 	if t := a.Thresholds; t != nil {
-		th = hcl.Thresholds{Memory: t.Memory, CPU: t.CPU, Disk: t.Disk}
+		for _, f := range []struct {
+			dst *float64
+			v   float64
+		}{{&th.Memory, t.Memory}, {&th.CPU, t.CPU}, {&th.Disk, t.Disk}} {
+			if f.v > 0 {
+				*f.dst = f.v
+			}
+		}
 	}
 	// A stopped process has no usage: its zeros are no reading.
 	usage := func(ratio, threshold float64) usageView {

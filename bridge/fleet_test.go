@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,7 +125,7 @@ func writeFleet(t testing.TB, c redis.UniversalClient, n, perNode int, now time.
 	fx.problems = []NodeProblem{
 		{Node: "zz-old", Problem: NodeOld, Updated: old.Updated},
 		{Node: "zz-silent", Problem: NodeSilent},
-		{Node: "zz-unreadable", Problem: NodeUnreadable, Error: "unreadable snapshot: json: cannot unmarshal object into Go struct field NodeState.agents of type []exporter.AgentState"},
+		{Node: "zz-unreadable", Problem: NodeUnreadable, Error: "unreadable snapshot: agents is a JSON object, want an array"},
 	}
 	return fx
 }
@@ -281,28 +285,50 @@ func TestFleetAPI(t *testing.T) {
 	}
 }
 
-// Requests share a reading of the snapshots for MaxAge; then the next one
-// reads again.
+// Requests share a reading of the snapshots for MaxAge; past it, the next
+// request starts a new reading and is served the old one while it is
+// younger than MaxStale, or waits for the new one.
 func TestFleetMaxAge(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	c := srv.Client()
 	now := time.Now()
+	var mu sync.Mutex
 	clock := now
-	f := NewFleet(FleetOptions{Redis: c, MaxAge: 2 * time.Second, Now: func() time.Time { return clock }})
-	writeFleet(t, c, 3, 2, now)
+	setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
+	f := NewFleet(FleetOptions{Redis: c, MaxAge: 2 * time.Second, MaxStale: 10 * time.Second, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }})
 	ctx := context.Background()
-	p, err := f.Query(ctx, FleetQuery{})
-	if err != nil || p.Counts.Total() != 7 {
-		t.Fatalf("%+v %v, want 7 agents", p, err)
+	total := func() int {
+		t.Helper()
+		p, err := f.Query(ctx, FleetQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Counts.Total()
+	}
+	writeFleet(t, c, 3, 2, now)
+	if n := total(); n != 7 {
+		t.Fatalf("%d agents, want 7", n)
 	}
 	writeFleet(t, c, 5, 2, now)
-	clock = now.Add(time.Second)
-	if p, _ := f.Query(ctx, FleetQuery{}); p.Counts.Total() != 7 {
-		t.Errorf("within MaxAge: %d agents, want the reading's 7", p.Counts.Total())
+	setClock(now.Add(time.Second))
+	if n := total(); n != 7 {
+		t.Errorf("within MaxAge: %d agents, want the reading's 7", n)
 	}
-	clock = now.Add(3 * time.Second)
-	if p, _ := f.Query(ctx, FleetQuery{}); p.Counts.Total() != 11 {
-		t.Errorf("after MaxAge: %d agents, want 11", p.Counts.Total())
+	setClock(now.Add(3 * time.Second))
+	if n := total(); n != 7 {
+		t.Errorf("past MaxAge, within MaxStale: %d agents, want the old reading's 7 while a new one runs", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for total() != 11 {
+		if time.Now().After(deadline) {
+			t.Fatal("the new reading never came")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	writeFleet(t, c, 6, 2, now)
+	setClock(now.Add(30 * time.Second))
+	if n := total(); n != 13 {
+		t.Errorf("past MaxStale: %d agents, want a new reading's 13", n)
 	}
 }
 
@@ -331,5 +357,103 @@ func TestFleetLive(t *testing.T) {
 	live.Node = "aa-new"
 	if p, _ := f.Query(context.Background(), FleetQuery{}); p.Nodes.Total != 7 || p.Nodes.Reporting != 5 {
 		t.Errorf("nodes %+v, want 7 (5 reporting)", p.Nodes)
+	}
+}
+
+// The status page over 250 nodes (more than the 200 it used to cut at,
+// silently): counts, problems first, the filter, and every page reachable
+// by its "next" link; what is not listed is counted, with where to see it.
+func TestStatusPageFleet(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := srv.Client()
+	now := time.Now().UTC().Truncate(time.Second)
+	fx := writeFleet(t, c, 250, 4, now)
+	var silent []any
+	for i := range 52 {
+		silent = append(silent, fmt.Sprintf("zz-silent-%02d", i))
+	}
+	c.SAdd(context.Background(), "medic:nodes", silent...)
+	h := NewStatusPage(StatusOptions{Redis: c, Refresh: -1, Now: func() time.Time { return now }})
+	get := func(target string) string {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+		if rec.Code != 200 {
+			t.Fatalf("GET %s: %d", target, rec.Code)
+		}
+		return rec.Body.String()
+	}
+	rows := regexp.MustCompile(`<tr data-node="([^"]+)" data-agent="([^"]+)" class="(\w+)-row">\n<td><code>[^<]+</code>(?:<br>.*)?</td>\n<td><code>[^<]+</code>(?:<br>.*)?</td>\n<td><span class="pill \w+">(\w+)</span>`)
+	agentsOf := func(page string) []string {
+		var out []string
+		for _, m := range rows.FindAllStringSubmatch(page, -1) {
+			out = append(out, m[4]+" "+m[1]+"/"+m[2])
+		}
+		return out
+	}
+	nextLink := regexp.MustCompile(`<a href="([^"]+)" rel="next">`)
+
+	page := get("/")
+	for _, w := range []string{
+		`data-count="down">25 down</a>`, `data-count="failing">86 failing</a>`, `data-count="up">890 up</a>`,
+		`of 1001 agents on 251 reporting nodes`, `53 nodes silent`, `data-count="unreadable">1 unreadable`, `data-count="old">1 with an old snapshot`,
+		`<b>1–100</b> of 1001 agents, problems first`,
+		// 55 node problems: 50 listed, the rest counted with where to see them
+		`… and 5 more nodes with a problem, not listed here: <a href="/api/v1/agents?limit=1"><code>GET /api/v1/agents?limit=1</code></a> lists every one`,
+	} {
+		if !strings.Contains(page, w) {
+			t.Errorf("page lacks %q", w)
+		}
+	}
+	if n := strings.Count(page, "data-node-problem="); n != maxProblemsShown {
+		t.Errorf("%d node problems listed, want %d", n, maxProblemsShown)
+	}
+	// Every page by its next link: every agent once, problems first.
+	var got []string
+	for target, pages := "/", 0; ; pages++ {
+		if pages > 11 {
+			t.Fatal("more than 11 pages of 100 for 1001 agents")
+		}
+		page := get(target)
+		got = append(got, agentsOf(page)...)
+		if from := len(got) - len(agentsOf(page)) + 1; !strings.Contains(page, fmt.Sprintf("<b>%d–%d</b> of 1001 agents", from, len(got))) {
+			t.Errorf("page %d does not say it shows %d–%d of 1001", pages, from, len(got))
+		}
+		if pages > 0 && !strings.Contains(page, `">first page</a>`) {
+			t.Errorf("page %d has no link to the first", pages)
+		}
+		m := nextLink.FindStringSubmatch(page)
+		if m == nil {
+			break
+		}
+		// A browser does not send the fragment.
+		target, _, _ = strings.Cut(html.UnescapeString(m[1]), "#")
+	}
+	var want []string
+	for _, a := range fx.all {
+		want = append(want, a.State+" "+a.Node+"/"+a.Name)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("agents over every page (-want +got):\n%s", diff)
+	}
+
+	// The filter.
+	page = get("/?node=node-00243")
+	if got := agentsOf(page); !slices.Equal(got, []string{"down node-00243/agent-0", "up node-00243/agent-1", "up node-00243/agent-2", "up node-00243/agent-3"}) {
+		t.Errorf("node=node-00243: %v", got)
+	}
+	if !strings.Contains(page, `<b>1–4</b> of 4 agents matching on node <code>node-00243</code>`) || !strings.Contains(page, `value="node-00243"`) {
+		t.Errorf("node=node-00243: the page does not say what it filters")
+	}
+	page = get("/?state=down,failing&limit=1000")
+	if got := agentsOf(page); len(got) != 111 || !strings.HasPrefix(got[0], "down ") || !strings.HasPrefix(got[110], "failing ") {
+		t.Errorf("state=down,failing: %d agents, want 111 down then failing", len(got))
+	}
+	if !strings.Contains(page, `<option value="down,failing" selected>`) {
+		t.Errorf("state=down,failing is not selected in the form")
+	}
+	page = get("/?state=hung")
+	if !strings.Contains(page, `state &#34;hung&#34;: want down, failing, up (or several, comma-separated); showing every agent`) || len(agentsOf(page)) != 100 {
+		t.Errorf("state=hung: no error shown, or not the fleet")
 	}
 }
