@@ -457,3 +457,22 @@ func TestStatusPageFleet(t *testing.T) {
 		t.Errorf("state=hung: no error shown, or not the fleet")
 	}
 }
+
+// On Redis Cluster the snapshots are in many slots: the reading's
+// pipelines of GETs are split by slot, and nothing is missed.
+func TestFleetOnCluster(t *testing.T) {
+	c := clusterClient(t)
+	now := time.Now()
+	fx := writeFleet(t, c, 300, 4, now)
+	f := NewFleet(FleetOptions{Redis: c, MaxAge: -1})
+	p, err := f.Query(context.Background(), FleetQuery{Limit: MaxListLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Counts != fx.counts || p.Nodes != fx.nodes || p.Total != len(fx.all) {
+		t.Errorf("counts %+v nodes %+v total %d, want %+v %+v %d", p.Counts, p.Nodes, p.Total, fx.counts, fx.nodes, len(fx.all))
+	}
+	if diff := cmp.Diff(keysOf(fx.all[:MaxListLimit]), keysOf(p.Agents)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
