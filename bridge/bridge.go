@@ -52,6 +52,10 @@ type Options struct {
 	// unreachable Redis; 0 means 5s.
 	RequestTimeout time.Duration
 
+	// Fleet serves GET /api/v1/agents; nil means a fleet view on Client
+	// with defaults.
+	Fleet *Fleet
+
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: unregistered metrics
 	// HTTPClient posts escalations of unroutable alerts.
@@ -70,6 +74,7 @@ type Bridge struct {
 	metrics *Metrics
 	client  *http.Client
 	enq     *enqueuer
+	fleet   *Fleet
 
 	bg sync.WaitGroup // escalations in flight
 }
@@ -104,9 +109,12 @@ func New(o Options) *Bridge {
 	if client == nil {
 		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
+	if o.Fleet == nil {
+		o.Fleet = NewFleet(FleetOptions{Redis: o.Client, Keys: o.Keys, Now: o.Now})
+	}
 	enq := newEnqueuer(o.Client)
 	enq.batches = o.Metrics.enqueueBatch
-	return &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq}
+	return &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq, fleet: o.Fleet}
 }
 
 // Store is the bridge's run store.

@@ -15,6 +15,7 @@ import (
 )
 
 // Register adds the bridge's endpoints to mux: the webhook, the runs API,
+// the fleet view (GET /api/v1/agents),
 // the operator's endpoints (pause, approve, reject, reset; with
 // Options.Controls), the login form's endpoints and the health, readiness
 // and reload endpoints. With a token, everything but /metrics, /-/healthy and
@@ -28,6 +29,7 @@ func (b *Bridge) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/webhook", b.handleWebhook)
 	mux.Handle("GET /api/v1/runs", b.Read(http.HandlerFunc(b.handleRuns)))
 	mux.Handle("GET /api/v1/runs/{id}", b.Read(http.HandlerFunc(b.handleRun)))
+	mux.Handle("GET /api/v1/agents", b.Read(http.HandlerFunc(b.handleAgents)))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("Healthy.\n"))
 	})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/runbooks"
 )
@@ -104,7 +102,7 @@ var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMa
 		return "until " + t.UTC().Format("2006-01-02 15:04:05Z") + " (in " + ago(t.Sub(now)) + ")"
 	},
 	"pauseLabel": pauseLabel,
-}).ParseFS(statusFS, "templates/status.html"))
+}).ParseFS(statusFS, "templates/status.html", "templates/fleet.html"))
 
 func roundDuration(d time.Duration) string {
 	switch {
@@ -168,6 +166,9 @@ type StatusOptions struct {
 	// GET PREFIXnode:NAME:state (JSON written by each medic node).
 	Redis redis.UniversalClient
 	Keys  Keys
+	// Fleet reads the snapshots for the agents section (fleet.go); nil
+	// with Redis set means a fleet view of its own on Redis.
+	Fleet *Fleet
 	// Pools returns the pools' status.
 	Pools func(ctx context.Context) ([]PoolStatus, error)
 	// Controls, when set, shows the active pauses with a resume button
@@ -217,6 +218,9 @@ func NewStatusPage(o StatusOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Fleet == nil && o.Redis != nil {
+		o.Fleet = NewFleet(FleetOptions{Redis: o.Redis, Keys: o.Keys, Now: o.Now})
+	}
 	return &statusPage{o: o}
 }
 
@@ -226,7 +230,7 @@ type statusPage struct{ o StatusOptions }
 type statusData struct {
 	Now        time.Time
 	Refresh    int // seconds; 0: no refresh
-	Nodes      []nodeView
+	Fleet      *fleetView
 	NodesError string
 	Runs       []*runbooks.RunRecord
 	RunsError  string
@@ -261,12 +265,8 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.o.Refresh > 0 && r.URL.Query().Get("refresh") != "0" {
 		d.Refresh = max(1, int(p.o.Refresh/time.Second))
 	}
-	if p.o.Redis != nil {
-		nodes, err := readNodes(ctx, p.o.Redis, p.o.Keys, d.Now)
-		d.Nodes = nodes
-		if err != nil {
-			d.NodesError = err.Error()
-		}
+	if p.o.Fleet != nil {
+		d.Fleet, d.NodesError = p.readFleet(ctx, r.URL.Query(), d.Now)
 	}
 	if p.o.Runs != nil {
 		runs, err := p.o.Runs.List(ctx, RunFilter{Limit: p.o.RunLimit})
@@ -344,325 +344,6 @@ func (p *statusPage) readControls(ctx context.Context, d *statusData) {
 		d.Pending = append(d.Pending, rec)
 	}
 	d.ControlsError = strings.Join(errs, "; ")
-}
-
-// nodeView is one node's last snapshot.
-type nodeView struct {
-	Name    string
-	Updated time.Time
-	Stale   bool // the snapshot expired: the node stopped writing
-	Old     bool // the snapshot is older than snapshotOld: the node may be stuck
-	Agents  []agentView
-	Error   string
-	// Counts are the agents by state, for the node's heading: the
-	// states that need attention first.
-	Counts []stateCount
-}
-
-type stateCount struct {
-	State, Class string
-	N            int
-}
-
-// agentView is one agent of a node snapshot in the page's columns. The
-// node owns the snapshot's format (exporter.AgentState); every field is
-// optional here, and a missing one renders as "—".
-type agentView struct {
-	Name  string
-	State string // up, down, hung, failing, unknown, or what the node says
-	Class string // ok, bad, warn: the CSS class of State
-	// Detail is the node's word on the process ("pid 42 alive",
-	// "pid 42 exited (exit status 1)").
-	Detail       string
-	Unsupervised bool
-	PID          int64 // 0: unknown
-	Probe        *bool // nil: no probe, or not run yet
-	ProbeDetail  string
-	Heartbeat    heartbeatView
-	Restarts     *int64
-	Memory       usageView
-	CPU          usageView
-	Disk         usageView
-	RSS          string // human-readable; "" unknown
-	// Extra holds the snapshot's scalar fields that have no column
-	// ("key=value …"); the agent cell shows it as its title.
-	Extra string
-}
-
-type heartbeatView struct {
-	Registered bool    // false: the agent does not heartbeat, "—"
-	HasAge     bool    //
-	Age        float64 // seconds since the last heartbeat
-	Timeout    float64 // seconds; 0: unknown
-	Overdue    bool    // Age > Timeout: the agent counts as hung
-}
-
-type usageView struct {
-	Known     bool
-	Ratio     float64
-	Threshold float64
-	Hot       bool // Ratio > Threshold
-}
-
-// maxNodes bounds how many node snapshots one page reads; maxExtra how
-// long an agent's Extra gets; snapshotOld is the age past which a
-// snapshot is flagged (nodes write one every 5 s, and it expires after
-// 30 s).
-const (
-	maxNodes    = 200
-	maxExtra    = 400
-	snapshotOld = 15 * time.Second
-)
-
-// Default usage thresholds when the snapshot carries none (DESIGN.md §1.1).
-var defaultThresholds = map[string]float64{
-	"memory": hcl.DefaultMemoryThreshold,
-	"cpu":    hcl.DefaultCPUThreshold,
-	"disk":   hcl.DefaultDiskThreshold,
-}
-
-// readNodes reads the node snapshots. The node owns their format; this
-// reads it tolerantly: an object with "agents" as a list of objects (with
-// "name"/"agent"/"id") or as a map from name to object; fields it does not
-// know, or that are missing, never fail the page.
-func readNodes(ctx context.Context, c redis.UniversalClient, k Keys, now time.Time) ([]nodeView, error) {
-	names, err := c.SMembers(ctx, k.prefix()+"nodes").Result()
-	if err != nil {
-		return nil, fmt.Errorf("read nodes: %w", err)
-	}
-	sort.Strings(names)
-	if len(names) > maxNodes {
-		names = names[:maxNodes]
-	}
-	// One GET per key in a pipeline: the snapshots are in many slots.
-	cmds := make([]*redis.StringCmd, len(names))
-	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, n := range names {
-			cmds[i] = p.Get(ctx, nodeStateKey(k, n))
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read node snapshots: %w", err)
-	}
-	out := make([]nodeView, 0, len(names))
-	for i, n := range names {
-		data, err := cmds[i].Bytes()
-		if errors.Is(err, redis.Nil) {
-			out = append(out, nodeView{Name: n, Stale: true})
-			continue
-		}
-		if err != nil {
-			out = append(out, nodeView{Name: n, Error: err.Error()})
-			continue
-		}
-		out = append(out, parseNodeSnapshot(n, data, now))
-	}
-	return out, nil
-}
-
-func nodeStateKey(k Keys, node string) string { return k.prefix() + "node:" + node + ":state" }
-
-func parseNodeSnapshot(name string, data []byte, now time.Time) nodeView {
-	v := nodeView{Name: name}
-	var top map[string]any
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&top); err != nil {
-		v.Error = "unreadable snapshot: " + err.Error()
-		return v
-	}
-	for _, key := range []string{"updated", "time", "at", "timestamp", "updated_at"} {
-		if t, ok := asTime(top[key]); ok {
-			v.Updated = t
-			break
-		}
-	}
-	v.Old = !v.Updated.IsZero() && now.Sub(v.Updated) > snapshotOld
-	switch agents := top["agents"].(type) {
-	case []any:
-		for _, a := range agents {
-			if m, ok := a.(map[string]any); ok {
-				v.Agents = append(v.Agents, parseAgent("", m))
-			}
-		}
-	case map[string]any:
-		for n, a := range agents {
-			if m, ok := a.(map[string]any); ok {
-				v.Agents = append(v.Agents, parseAgent(n, m))
-			}
-		}
-	}
-	// Agents that need attention first, then by name.
-	rank := map[string]int{"bad": 0, "warn": 1, "ok": 2}
-	sort.Slice(v.Agents, func(i, j int) bool {
-		a, b := v.Agents[i], v.Agents[j]
-		if rank[a.Class] != rank[b.Class] {
-			return rank[a.Class] < rank[b.Class]
-		}
-		if a.State != b.State {
-			return a.State < b.State
-		}
-		return a.Name < b.Name
-	})
-	for _, a := range v.Agents {
-		if n := len(v.Counts); n > 0 && v.Counts[n-1].State == a.State {
-			v.Counts[n-1].N++
-			continue
-		}
-		v.Counts = append(v.Counts, stateCount{a.State, a.Class, 1})
-	}
-	return v
-}
-
-// parseAgent reads one agent of a snapshot. The field names are those of
-// exporter.AgentState, with a few older spellings.
-func parseAgent(name string, m map[string]any) agentView {
-	a := agentView{Name: name}
-	used := map[string]bool{}
-	if a.Name == "" {
-		for _, k := range []string{"name", "agent", "id"} {
-			if s, ok := m[k].(string); ok && s != "" {
-				a.Name, used[k] = s, true
-				break
-			}
-		}
-	}
-	up, hasUp := firstBool(m, used, "up", "alive", "running")
-	if p, ok := firstBool(m, used, "probe_ok", "probe_success", "healthy"); ok {
-		a.Probe = &p
-	}
-	a.ProbeDetail = firstString(m, used, "probe_detail")
-	a.Detail = firstString(m, used, "detail")
-	if s, ok := firstBool(m, used, "supervised"); ok {
-		a.Unsupervised = !s
-	}
-	if n, ok := firstNumber(m, used, "pid"); ok && n > 0 {
-		a.PID = int64(n)
-	}
-	if n, ok := firstNumber(m, used, "restarts"); ok {
-		r := int64(n)
-		a.Restarts = &r
-	}
-
-	hb := &a.Heartbeat
-	reg, hasReg := firstBool(m, used, "heartbeat_registered")
-	hb.Age, hb.HasAge = firstNumber(m, used, "heartbeat_age_seconds", "heartbeat_age")
-	hb.Timeout, _ = firstNumber(m, used, "heartbeat_timeout_seconds", "heartbeat_timeout")
-	hb.Registered = reg || (!hasReg && hb.HasAge)
-	hb.Overdue = hb.Registered && hb.HasAge && hb.Timeout > 0 && hb.Age > hb.Timeout
-
-	thresholds := map[string]float64{}
-	if t, ok := m["thresholds"].(map[string]any); ok {
-		used["thresholds"] = true
-		for k := range defaultThresholds {
-			if f, ok := number(t[k]); ok && f > 0 {
-				thresholds[k] = f
-			}
-		}
-	}
-	if u, ok := m["usage"].(map[string]any); ok {
-		used["usage"] = true
-		for k, dst := range map[string]*usageView{"memory": &a.Memory, "cpu": &a.CPU, "disk": &a.Disk} {
-			f, ok := number(u[k])
-			if !ok {
-				continue
-			}
-			th, ok := thresholds[k]
-			if !ok {
-				th = defaultThresholds[k]
-			}
-			*dst = usageView{Known: true, Ratio: f, Threshold: th, Hot: f > th}
-		}
-		if f, ok := number(u["rss_bytes"]); ok {
-			a.RSS = humanBytes(f)
-		}
-	}
-
-	if hasUp && !up {
-		// A stopped process has no usage: its zeros are no reading.
-		for _, u := range []*usageView{&a.Memory, &a.CPU, &a.Disk} {
-			if u.Ratio == 0 {
-				u.Known = false
-			}
-		}
-		if a.RSS == "0 B" {
-			a.RSS = ""
-		}
-	}
-	if s, ok := m["state"].(string); ok && s != "" {
-		a.State, used["state"] = s, true
-	} else if s, ok := m["status"].(string); ok && s != "" {
-		a.State, used["status"] = s, true
-	}
-	switch {
-	case a.State != "":
-	case hasUp && !up:
-		a.State = "down"
-	case hb.Overdue:
-		a.State = "hung" // alive, but its heartbeat is older than its timeout
-	case a.Probe != nil && !*a.Probe:
-		a.State = "failing"
-	case hasUp || a.Probe != nil:
-		a.State = "up"
-	default:
-		a.State = "unknown"
-	}
-	switch strings.ToLower(a.State) {
-	case "up", "ok", "running", "healthy", "alive":
-		a.Class = "ok"
-	case "unknown", "starting", "restarting", "remediating":
-		a.Class = "warn"
-	default:
-		a.Class = "bad"
-	}
-
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if !used[k] {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	var extra []string
-	for _, k := range keys {
-		if s, ok := scalar(m[k]); ok {
-			extra = append(extra, k+"="+s)
-		}
-	}
-	a.Extra = truncate(strings.Join(extra, " "), maxExtra)
-	return a
-}
-
-func firstString(m map[string]any, used map[string]bool, keys ...string) string {
-	for _, k := range keys {
-		if s, ok := m[k].(string); ok {
-			used[k] = true
-			return s
-		}
-	}
-	return ""
-}
-
-func firstNumber(m map[string]any, used map[string]bool, keys ...string) (float64, bool) {
-	for _, k := range keys {
-		if f, ok := number(m[k]); ok {
-			used[k] = true
-			return f, true
-		}
-	}
-	return 0, false
-}
-
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case json.Number:
-		f, err := x.Float64()
-		return f, err == nil
-	case float64:
-		return x, true
-	}
-	return 0, false
 }
 
 // truncate shortens s to at most n runes, marking the cut with "…".
@@ -771,49 +452,4 @@ var outcomeHelp = map[string]string{
 	runbooks.OutcomePaused:          "remediation is paused by an operator: nothing was done",
 	runbooks.OutcomeRejected:        "an operator rejected the run: nothing was done",
 	runbooks.OutcomePendingApproval: "waiting for an operator to approve or reject it",
-}
-
-func firstBool(m map[string]any, used map[string]bool, keys ...string) (bool, bool) {
-	for _, k := range keys {
-		if b, ok := m[k].(bool); ok {
-			used[k] = true
-			return b, true
-		}
-	}
-	return false, false
-}
-
-// scalar formats strings, numbers and booleans; nested values are left
-// out of the page.
-func scalar(v any) (string, bool) {
-	switch x := v.(type) {
-	case string:
-		return truncate(x, 120), true
-	case json.Number:
-		if f, err := x.Float64(); err == nil && strings.ContainsAny(x.String(), ".eE") {
-			return strconv.FormatFloat(f, 'g', 4, 64), true
-		}
-		return x.String(), true
-	case bool:
-		return strconv.FormatBool(x), true
-	}
-	return "", false
-}
-
-func asTime(v any) (time.Time, bool) {
-	switch x := v.(type) {
-	case string:
-		t, err := time.Parse(time.RFC3339Nano, x)
-		return t, err == nil
-	case json.Number:
-		f, err := x.Float64()
-		if err != nil || f <= 0 {
-			return time.Time{}, false
-		}
-		if f > 1e12 { // milliseconds
-			return time.UnixMilli(int64(f)), true
-		}
-		return time.Unix(0, int64(f*1e9)), true
-	}
-	return time.Time{}, false
 }

@@ -21,8 +21,9 @@ func TestStatusPage(t *testing.T) {
 	now := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
 
 	// The snapshot medic node writes (exporter.NodeState), an older
-	// shape, a silent node, a garbled snapshot and a snapshot that
-	// stopped being refreshed.
+	// shape (unreadable: the snapshot is exactly the node's type), a
+	// silent node, a garbled snapshot and a snapshot that stopped being
+	// refreshed.
 	c.SAdd(ctx, "medic:nodes", "web-01", "web-02", "web-03", "web-04", "web-05")
 	longProbe := "http http://127.0.0.1:39141/healthz: Get \\\"http://127.0.0.1:39141/healthz\\\": dial tcp 127.0.0.1:39141: connect: connection refused"
 	c.Set(ctx, "medic:node:web-01:state", `{"node":"web-01","updated":"2026-11-22T00:59:58Z","agents":[
@@ -34,7 +35,7 @@ func TestStatusPage(t *testing.T) {
 		{"name":"beat-agent","supervised":true,"up":true,"pid":78,"heartbeat_registered":true,"heartbeat_age_seconds":0.072,
 		 "heartbeat_timeout_seconds":2,"usage":{"memory":0.91,"cpu":0.85,"disk":0.995},"thresholds":{"memory":0.95}},
 		{"name":"probe-agent","supervised":false,"up":true,"pid":79,"probe_ok":false,"probe_detail":"`+longProbe+`",
-		 "color":"blue","future":{"nested":[1,2]},"usage":"not an object"}]}`, time.Minute)
+		 "color":"blue","future":{"nested":[1,2]}}]}`, time.Minute)
 	c.Set(ctx, "medic:node:web-02:state", `{"time":1795309190000,"agents":{"hb-agent":{"state":"hung","heartbeat_age_seconds":31.5}}}`, time.Minute)
 	c.Set(ctx, "medic:node:web-04:state", `{not json`, time.Minute)
 	c.Set(ctx, "medic:node:web-05:state", `{"node":"web-05","updated":"2026-11-22T00:59:40Z","agents":[{"name":"x","up":true}]}`, time.Minute)
@@ -80,42 +81,55 @@ func TestStatusPage(t *testing.T) {
 			name: "page", method: "GET", target: "/", code: 200,
 			want: []string{
 				`<meta http-equiv="refresh" content="5">`,
-				// the node heading counts agents by state, problems first
-				`node <code>web-01</code> <span class="pill bad">1 down</span> <span class="pill bad">1 failing</span> <span class="pill bad">1 hung</span> <span class="pill ok">2 up</span>`,
-				`<span class="muted small" title="2026-11-22 00:59:58Z">updated 2s ago</span>`,
+				// fleet-wide counts by state, each a link to the agents in it, and the node problems
+				`<a class="pill bad" href="/?state=down#agents" data-count="down">1 down</a>`,
+				`<a class="pill warn" href="/?state=failing#agents" data-count="failing">2 failing</a>`,
+				`<a class="pill ok" href="/?state=up#agents" data-count="up">3 up</a>`,
+				`<span class="muted">of 6 agents on 2 reporting nodes</span> <span class="pill bad" data-count="silent">1 node silent</span> <span class="pill bad" data-count="unreadable">2 unreadable</span> <span class="pill warn" data-count="old">1 with an old snapshot</span>`,
+				`<tr data-node-problem="web-02" class="bad-row"><td><code>web-02</code></td>
+<td><span class="pill bad">unreadable</span> <span class="small err">unreadable snapshot: agents is a JSON object, want an array</span></td></tr>`,
+				`<tr data-node-problem="web-03" class="bad-row"><td><code>web-03</code></td>
+<td><span class="pill bad">silent</span>`,
+				`<tr data-node-problem="web-04" class="bad-row"><td><code>web-04</code></td>
+<td><span class="pill bad">unreadable</span> <span class="small err">unreadable snapshot: invalid character &#39;n&#39; looking for beginning of object key string</span>`,
+				`<tr data-node-problem="web-05" class="warn-row"><td><code>web-05</code></td>
+<td><span class="pill warn" title="updated 2026-11-22 00:59:40Z">snapshot 20s ago</span>`,
+				`<p class="pager" data-pager><b>1–6</b> of 6 agents, problems first</p>`,
 				// a healthy agent: pid, probe, no heartbeat, usage in percent, RSS in binary units
-				`<tr data-agent="ops-agent" class="ok-row">`, `<td class="num">4242</td>`,
-				`<td title="200 OK"><span class="pill ok">ok</span></td>`,
-				`<td class="num"><span class="muted">—</span></td>
+				`<tr data-node="web-01" data-agent="ops-agent" class="ok-row">
+<td><code>web-01</code></td>
+<td><code>ops-agent</code></td>
+<td><span class="pill ok">up</span></td>
+<td class="num">4242</td>
+<td title="200 OK"><span class="pill ok">ok</span></td>
+<td class="num"><span class="muted">—</span></td>
 <td class="num"><span class="muted">0</span></td>
 <td class="num"><span title="threshold 80%">12%</span></td>
 <td class="num"><span title="threshold 80%">0.5%</span></td>
 <td class="num"><span title="threshold 99%">50%</span></td>
 <td class="num">25 MiB</td>`,
-				// a dead one: its detail under the badge, its zeros not shown as readings
-				`<tr data-agent="dead-agent" class="bad-row">`,
+				// a dead one: the node's word under the badge, its zeros not shown as readings
+				`<tr data-node="web-01" data-agent="dead-agent" class="bad-row">`,
 				`<span class="pill bad">down</span><br><span class="muted small" title="exited: exit status 1">exited: exit status 1</span>`,
 				`<td class="num">3</td>
 <td class="num"><span class="muted">—</span></td>`,
-				// a hung one: overdue heartbeat age in red against its timeout, memory above 80% in red
-				`<tr data-agent="hung-agent" class="bad-row">`, `<span class="pill bad">hung</span>`,
+				// a hung one is failing: overdue heartbeat age in red against its timeout, memory above 80% in red
+				`<tr data-node="web-01" data-agent="hung-agent" class="warn-row">`,
+				`<span class="pill warn">failing</span><br><span class="muted small" title="heartbeat overdue: last 12.3s ago, timeout 5s">heartbeat overdue: last 12.3s ago, timeout 5s</span>`,
 				`<span class="hot" title="overdue: no heartbeat for 12.3s, timeout 5s">12.3s</span><span class="muted"> / 5s</span>`,
 				`<span class="hot" title="threshold 80%">91%</span>`,
 				// the snapshot's own thresholds win over the defaults
-				`<tr data-agent="beat-agent" class="ok-row">`, `<span>72ms</span><span class="muted"> / 2s</span>`,
+				`<tr data-node="web-01" data-agent="beat-agent" class="ok-row">`, `<span>72ms</span><span class="muted"> / 2s</span>`,
 				`<span title="threshold 95%">91%</span>`, `<span class="hot" title="threshold 80%">85%</span>`,
 				`<span class="hot" title="threshold 99%">99.5%</span>`,
-				// a failing probe: the detail truncated under the badge, whole in the title;
-				// unknown fields only in the agent's title, a malformed usage ignored
-				`<tr data-agent="probe-agent" class="bad-row">`, `<span class="pill bad">failing</span>`,
+				// a failing probe: the detail truncated under the badge, whole in the title
+				`<tr data-node="web-01" data-agent="probe-agent" class="warn-row">`,
 				`<span class="pill bad">fail</span><br><span class="muted small">http http://127.0.0.1:39141/healthz: Get &#34;http://127.0.0.1:39141/heal…</span>`,
 				`title="http http://127.0.0.1:39141/healthz: Get &#34;http://127.0.0.1:39141/healthz&#34;: dial tcp 127.0.0.1:39141: connect: connection refused"`,
-				`<td title="color=blue usage=not an object"><code>probe-agent</code><br><span class="muted small">unsupervised</span></td>`,
-				// the older shape
-				`data-agent="hb-agent"`, `<td class="num"><span>31.5s</span></td>`,
-				`node <code>web-03</code> <span class="pill bad">snapshot expired: node silent</span>`,
-				`unreadable snapshot`,
-				`node <code>web-05</code> <span class="pill ok">1 up</span> <span class="pill warn" title="updated 2026-11-22 00:59:40Z">snapshot 20s ago</span>`,
+				`<td><code>probe-agent</code><br><span class="muted small">unsupervised</span></td>`,
+				// an agent of an old snapshot says so in its node cell
+				`<tr data-node="web-05" data-agent="x" class="ok-row">
+<td><code>web-05</code><br><span class="pill warn" title="updated 2026-11-22 00:59:40Z">snapshot 20s ago</span></td>`,
 				// runs, newest first: short id with the full one in a title, agent on node, runbook and trigger
 				`<tr class="run" data-run="run-escalated-2">`, `data-run="20261122T005900000-55b27e0471"`,
 				`<code title="20261122T005900000-55b27e0471">55b27e0471</code>`,
@@ -137,7 +151,7 @@ func TestStatusPage(t *testing.T) {
 				`data-pool="routers"`, `data-pool="switches"`, `<code>cfg-agent-2</code>`,
 				`<span class="pill warn">locked</span>`, `<td class="num">12</td>`,
 			},
-			notWant: []string{"<script>alert(1)</script>", "usage.", "heartbeat_registered=", "future"},
+			notWant: []string{"<script>alert(1)</script>", "future", "color=blue", `data-agent="hb-agent"`, `rel="next"`},
 		},
 		{name: "no refresh", method: "GET", target: "/?refresh=0", code: 200, notWant: []string{`http-equiv="refresh"`}},
 		{name: "other path", method: "GET", target: "/nope", code: 404},

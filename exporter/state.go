@@ -7,8 +7,10 @@ import (
 )
 
 // NodeState is the snapshot of the node that `medic node` writes to Redis
-// (medic:node:NAME:state) and serves at GET /api/v1/agents; the bridge's
-// status page reads it.
+// (medic:node:NAME:state) and serves at GET /api/v1/agents. The bridge's
+// fleet view (its GET /api/v1/agents and status page) decodes this very
+// type, so writer and reader cannot disagree on a field; change a JSON
+// name only with both sides and the README's changelog.
 type NodeState struct {
 	Node    string       `json:"node"`
 	Updated time.Time    `json:"updated"`
@@ -34,6 +36,17 @@ type AgentState struct {
 		Disk   float64 `json:"disk"`
 		RSS    uint64  `json:"rss_bytes"`
 	} `json:"usage"`
+	// Thresholds are the agent's usage thresholds (its HCL thresholds
+	// block, defaults filled in), so that a reader marks a ratio over
+	// the agent's own threshold; absent in snapshots of older nodes.
+	Thresholds *Thresholds `json:"thresholds,omitempty"`
+}
+
+// Thresholds are an agent's usage thresholds, as ratios.
+type Thresholds struct {
+	Memory float64 `json:"memory"`
+	CPU    float64 `json:"cpu"`
+	Disk   float64 `json:"disk"`
 }
 
 // State builds the node's snapshot from the scrape views.
@@ -49,7 +62,9 @@ func (n *Node) State() NodeState {
 			Restarts:            v.Restarts,
 		}
 		if a, err := n.agent(v.Name); err == nil {
-			as.Supervised = a.def().Supervised()
+			def := a.def()
+			as.Supervised = def.Supervised()
+			as.Thresholds = &Thresholds{Memory: def.Thresholds.Memory, CPU: def.Thresholds.CPU, Disk: def.Thresholds.Disk}
 		}
 		if v.Probe.Done {
 			ok := v.Probe.OK

@@ -37,6 +37,10 @@ func TestStateSnapshotInRedis(t *testing.T) {
 	if !w.Supervised || w.PID == 0 || !*w.ProbeOK || w.Usage.RSS == 0 || w.Usage.Memory <= 0 || w.Usage.Disk <= 0 {
 		t.Errorf("web %+v", w)
 	}
+	// The agent's own thresholds, for the bridge to mark usage against.
+	if want := (Thresholds{Memory: def.Thresholds.Memory, CPU: def.Thresholds.CPU, Disk: def.Thresholds.Disk}); w.Thresholds == nil || *w.Thresholds != want {
+		t.Errorf("web thresholds %+v, want %+v", w.Thresholds, want)
+	}
 	if e := st.Agents[0]; e.Up || e.HeartbeatTimeout != 30 || e.Supervised {
 		t.Errorf("ext %+v", e)
 	}

@@ -146,8 +146,18 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	pub := queue.NewPublisher(queue.PublisherOptions{Client: client, Prefix: o.Prefix, Agents: agents, Metrics: qm})
 
+	// The fleet view (GET /api/v1/agents and the status page's agents):
+	// one reading of the node snapshots serves both. In serve, the
+	// in-process node is shown live rather than from its last snapshot.
+	var node *exporter.Node
+	fleet := bridge.NewFleet(bridge.FleetOptions{Redis: client, Keys: keys, Live: func() (exporter.NodeState, bool) {
+		if node == nil {
+			return exporter.NodeState{}, false
+		}
+		return node.State(), true
+	}})
 	b := bridge.New(bridge.Options{
-		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Controls: ctl, Token: token, WebUsers: webUsers,
+		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Controls: ctl, Token: token, WebUsers: webUsers, Fleet: fleet,
 		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline,
 		Logger: log.With("component", "bridge"), Metrics: metrics,
 	})
@@ -161,7 +171,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
-		Runs: store, Redis: client, Keys: keys, Controls: ctl, Runbooks: configured, Logger: log,
+		Runs: store, Redis: client, Keys: keys, Fleet: fleet, Controls: ctl, Runbooks: configured, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
 	})))
 
@@ -170,7 +180,6 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 
 	// The node, for medic serve.
-	var node *exporter.Node
 	var consumer *bridge.Consumer
 	if o.Node != "" {
 		node, consumer, err = newNode(nodeParts{
@@ -182,9 +191,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		rl.apply = append(rl.apply, node.ApplyConfig)
 		warnOpenHeartbeats(o.ListenAddresses, token != "", webAuthed, log)
-		nh := node.Handler()
-		mux.Handle("/api/v1/heartbeats/", nh)
-		mux.Handle("GET /api/v1/agents", nh)
+		// GET /api/v1/agents is the bridge's fleet view, which shows
+		// this node live (above).
+		mux.Handle("/api/v1/heartbeats/", node.Handler())
 	}
 
 	// Last, because SetPools takes effect at once: every other component

@@ -92,7 +92,7 @@ func warnOpenHeartbeats(addrs []string, token, webAuthed bool, log *slog.Logger)
 	}
 	for _, a := range addrs {
 		if !isLoopback(a) {
-			log.Warn("the node's heartbeat API (PUT/DELETE /api/v1/heartbeats/, GET /api/v1/agents) is not behind --bridge.token-file and listens beyond loopback: anyone who can reach it can send or delete heartbeats; "+
+			log.Warn("the node's heartbeat API (PUT/DELETE /api/v1/heartbeats/) is not behind --bridge.token-file and listens beyond loopback: anyone who can reach it can send or delete heartbeats; "+
 				"listen on 127.0.0.1, or set --web.config.file with basic_auth_users or client certificates", "listen", a)
 			return
 		}
