@@ -780,13 +780,13 @@ func (r *epochRun) deliver(q *deviceQueue, window []entry) (blocked bool) {
 			c.o.Metrics.incFailure(c.o.Pool)
 			// Redis's ack must be e.seq-1 for the failure to count.
 			flush()
-			if state, attempts := r.recordFailure(e, code, err); state == StateBlocked {
+			state, attempts := r.recordFailure(e, code, err)
+			if state == StateBlocked {
 				log().Error("device blocked: it rejected its next config; not pushing to it until an operator retries or skips it",
 					"status", code, "attempts", attempts, "max_attempts", c.o.MaxAttempts)
 				return true
-			} else {
-				log().Warn("delivery failed, retrying", "status", code, "err", err, "attempts", attempts)
 			}
+			log().Warn("delivery failed, retrying", "status", code, "err", err, "attempts", attempts)
 			wait()
 			q.checked = time.Time{}
 			continue
