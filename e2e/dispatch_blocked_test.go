@@ -145,6 +145,11 @@ pool "switches" {
 	if m := blockedMetric(); m != 1 {
 		t.Fatalf("medic_dispatch_devices{state=blocked} = %v, API says 1", m)
 	}
+	// The status page lists it with its buttons.
+	if code, page, err := harness.Do(ctx, "GET", b.URL+"/?refresh=0", b.Auth(), nil); err != nil || code != 200 ||
+		!strings.Contains(string(page), `data-device="sw-bad"`) || !strings.Contains(string(page), `action="/api/v1/pools/switches/devices/sw-bad/retry"`) {
+		t.Fatalf("status page: %d %v; want sw-bad among the blocked devices:\n%.3000s", code, err, page)
+	}
 
 	// An operator skips seq 3 with the CLI; the device is told it will
 	// never get it. Seq 4 goes through; seq 5 is rejected as well.
