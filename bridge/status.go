@@ -147,6 +147,10 @@ type PoolStatus struct {
 	Switchovers int64
 	Agents      []PoolAgent
 	Error       string // reading this pool failed
+	// Blocked lists the first blocked devices (status_dispatch.go) of
+	// BlockedTotal.
+	Blocked      []BlockedDevice
+	BlockedTotal int64
 }
 
 // PoolAgent is one registered agent of a pool.

@@ -66,6 +66,7 @@ var (
 
 	poolSchema = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{
 		{Name: "agents", Required: true}, {Name: "check_interval"}, {Name: "device_url", Required: true},
+		{Name: "max_attempts"},
 	}}
 )
 
@@ -521,7 +522,7 @@ func decodePool(block *hcl2.Block) (*Pool, hcl2.Diagnostics) {
 	diags := checkName(block)
 	content, d := block.Body.Content(poolSchema)
 	diags = append(diags, d...)
-	p := &Pool{Name: block.Labels[0], CheckInterval: DefaultCheckInterval, DeclRange: block.DefRange}
+	p := &Pool{Name: block.Labels[0], CheckInterval: DefaultCheckInterval, MaxAttempts: DefaultMaxAttempts, DeclRange: block.DefRange}
 	attrs := content.Attributes
 	if attr, ok := attrs["agents"]; ok {
 		p.agentsExpr = attr.Expr
@@ -530,6 +531,9 @@ func decodePool(block *hcl2.Block) (*Pool, hcl2.Diagnostics) {
 		diags = append(diags, attrDiag(attrs["agents"], "Pool without agents", fmt.Sprintf("Pool %q needs at least one agent to deliver its configs.", p.Name)))
 	}
 	decodeAttr(&diags, attrs, "check_interval", &p.CheckInterval, decodeDuration)
+	decodeAttr(&diags, attrs, "max_attempts", &p.MaxAttempts, func(a *hcl2.Attribute) (int, hcl2.Diagnostics) {
+		return decodeInt(a, 1, 1000000)
+	})
 	if attr, ok := attrs["device_url"]; ok {
 		d := scopeDevice.checkExpr(attr.Expr, cty.String, "device_url")
 		diags = append(diags, d...)

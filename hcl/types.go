@@ -31,6 +31,7 @@ const (
 	DefaultBudgetWindow     = time.Hour
 	DefaultEscalateTimeout  = 10 * time.Second
 	DefaultCheckInterval    = 2 * time.Second
+	DefaultMaxAttempts      = 10
 	DefaultHeartbeatTimeout = 15 * time.Second
 
 	DefaultApprovalTTL      = 15 * time.Minute
@@ -265,6 +266,9 @@ type Pool struct {
 	Name          string
 	Agents        []string
 	CheckInterval time.Duration
+	// MaxAttempts is how many answers of a 4xx other than 408, 409, 425
+	// and 429 to one config block its device (default 10).
+	MaxAttempts int
 	// DeviceURL is a template over `device`; use DeviceURLFor.
 	DeviceURL hcl2.Expression
 	DeclRange hcl2.Range

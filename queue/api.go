@@ -22,6 +22,9 @@ type APIOptions struct {
 	// SwitchoverTimeout bounds how long POST .../switchover waits for the
 	// switchover to complete (default 30s).
 	SwitchoverTimeout time.Duration
+	// Who names the operator of a device retry or skip: the authenticated
+	// user, else by (the request's "by"); nil: by, else "anonymous".
+	Who func(r *http.Request, by string) string
 }
 
 // NewAPI returns the bridge's pool endpoints (DESIGN.md §5); mount it at
@@ -44,6 +47,7 @@ func NewAPI(o APIOptions) http.Handler {
 	mux.HandleFunc("POST /api/v1/pools/{pool}/configs", a.publish)
 	mux.HandleFunc("GET /api/v1/pools/{pool}", a.status)
 	mux.HandleFunc("POST /api/v1/pools/{pool}/switchover", a.switchover)
+	a.registerDevices(mux)
 	return mux
 }
 
@@ -94,6 +98,20 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional, strict bool
 		return false
 	}
 	return true
+}
+
+// strictJSON decodes one JSON object into v, refusing unknown fields and
+// trailing data.
+func strictJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.New("malformed JSON: " + err.Error())
+	}
+	if rest := bytes.TrimSpace(body[dec.InputOffset():]); len(rest) > 0 {
+		return errors.New("malformed JSON: data after the object")
+	}
+	return nil
 }
 
 func (a *api) known(w http.ResponseWriter, pool string) bool {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -51,6 +52,10 @@ type ConsumerOptions struct {
 	// PollInterval is how often the agent re-reads the control hash while
 	// off duty and while on duty (to notice it was replaced); default 100ms.
 	PollInterval time.Duration
+	// MaxAttempts is the pool's max_attempts: after that many answers of
+	// a 4xx other than 408, 409, 425 and 429 to one config the device is
+	// blocked until an operator retries or skips it; default 10.
+	MaxAttempts int
 
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -148,6 +153,9 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = 100 * time.Millisecond
 	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -185,7 +193,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	var lastErr string
 	for ctx.Err() == nil {
-		duty, epoch, err := c.duty(ctx)
+		duty, epoch, _, err := c.duty(ctx)
 		if err != nil {
 			if ctx.Err() == nil && err.Error() != lastErr {
 				c.o.Logger.Warn("read pool control", "err", err)
@@ -232,16 +240,17 @@ func (c *Consumer) heartbeat(ctx context.Context) {
 	}
 }
 
-// duty reads whether the agent is on duty and the current epoch.
-func (c *Consumer) duty(ctx context.Context) (bool, int64, error) {
-	v, err := c.o.Client.HMGet(ctx, c.k.Ctl(), "epoch", "lock", "agent", "target").Result()
+// duty reads whether the agent is on duty, the current epoch, and the
+// count of operator unblocks (retry, skip) of the pool's devices.
+func (c *Consumer) duty(ctx context.Context) (bool, int64, string, error) {
+	v, err := c.o.Client.HMGet(ctx, c.k.Ctl(), "epoch", "lock", "agent", "target", "unblocks").Result()
 	if err != nil {
-		return false, 0, err
+		return false, 0, "", err
 	}
 	epoch, _ := strconv.ParseInt(asString(v[0]), 10, 64)
 	locked := asString(v[1]) == "1"
 	onDuty := (!locked && asString(v[2]) == c.o.Agent) || (locked && asString(v[3]) == c.o.Agent)
-	return onDuty, epoch, nil
+	return onDuty, epoch, asString(v[4]), nil
 }
 
 // entry is one config read from the stream.
@@ -280,6 +289,15 @@ type epochRun struct {
 	buffered int
 	space    chan struct{}
 	wg       sync.WaitGroup
+
+	// blocked are the devices the agent does not push to (blocked in
+	// Redis, read at the epoch's start and when a worker blocks one):
+	// their entries stay pending in the stream, unread into memory, so a
+	// blocked device holds neither memory nor the other devices. reconcile
+	// asks the reader to drop the devices an operator unblocked and read
+	// the pending entries again.
+	blocked   map[string]bool
+	reconcile atomic.Bool
 }
 
 type deviceQueue struct {
@@ -297,7 +315,7 @@ func (c *Consumer) runEpoch(ctx context.Context, epoch int64) {
 	ectx, cancel := context.WithCancel(ctx)
 	r := &epochRun{c: c, epoch: epoch, ctx: ectx, cancel: cancel,
 		queues: map[string]*deviceQueue{}, queued: map[string]bool{}, space: make(chan struct{}, 1),
-		steps: make(chan *stepReq, 256)}
+		steps: make(chan *stepReq, 256), blocked: map[string]bool{}}
 	stepperDone := make(chan struct{})
 	go func() {
 		defer close(stepperDone)
@@ -310,7 +328,10 @@ func (c *Consumer) runEpoch(ctx context.Context, epoch int64) {
 		defer close(watchDone)
 		r.watch()
 	}()
-	err := r.read()
+	err := r.loadBlocked()
+	if err == nil {
+		err = r.read()
+	}
 	cancel()
 	r.wg.Wait()
 	close(r.steps)
@@ -323,21 +344,98 @@ func (c *Consumer) runEpoch(ctx context.Context, epoch int64) {
 
 // watch ends the epoch as soon as the control hash says so, so that a
 // replaced agent stops even while it waits for input.
+// It also notices operator unblocks (ctl's unblocks counter) and, while
+// devices are blocked here, asks the reader to reconcile now and then in
+// case an unblock raced the worker that blocked the device.
 func (r *epochRun) watch() {
 	t := time.NewTicker(r.c.o.PollInterval)
 	defer t.Stop()
+	var unblocks string
+	first := true
+	lastCheck := time.Now()
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-t.C:
-			duty, epoch, err := r.c.duty(r.ctx)
-			if err == nil && (!duty || epoch != r.epoch) {
+			duty, epoch, u, err := r.c.duty(r.ctx)
+			if err != nil {
+				continue
+			}
+			if !duty || epoch != r.epoch {
 				r.cancel()
 				return
 			}
+			if (!first && u != unblocks) || (time.Since(lastCheck) > reconcileEvery && r.anyBlocked()) {
+				r.reconcile.Store(true)
+				lastCheck = time.Now()
+			}
+			first, unblocks = false, u
 		}
 	}
+}
+
+// reconcileEvery is how often an agent with blocked devices checks them
+// against Redis even without an unblock signal.
+const reconcileEvery = 2 * time.Second
+
+func (r *epochRun) anyBlocked() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.blocked) > 0
+}
+
+// loadBlocked reads the pool's blocked devices at the epoch's start.
+func (r *epochRun) loadBlocked() error {
+	for r.ctx.Err() == nil {
+		devs, err := r.c.o.Client.ZRange(r.ctx, r.c.k.Blocked(), 0, -1).Result()
+		if err == nil {
+			r.mu.Lock()
+			for _, d := range devs {
+				r.blocked[d] = true
+			}
+			r.mu.Unlock()
+			if len(devs) > 0 {
+				r.c.o.Logger.Warn("blocked devices: not pushing to them until an operator retries or skips", "count", len(devs))
+			}
+			return nil
+		}
+		r.c.o.Logger.Warn("read blocked devices", "err", err)
+		sleep(r.ctx, r.c.o.PollInterval)
+	}
+	return context.Cause(r.ctx)
+}
+
+// unblocked drops from r.blocked the devices Redis no longer has blocked
+// and reports whether there were any: then the reader reads the pending
+// entries again, from the start, so that those devices' configs are
+// queued in order before any new one.
+func (r *epochRun) unblocked() bool {
+	r.mu.Lock()
+	devs := make([]string, 0, len(r.blocked))
+	for d := range r.blocked {
+		devs = append(devs, d)
+	}
+	r.mu.Unlock()
+	if len(devs) == 0 {
+		return false
+	}
+	scores, err := r.c.o.Client.ZMScore(r.ctx, r.c.k.Blocked(), devs...).Result()
+	if err != nil {
+		r.reconcile.Store(true) // try again
+		return false
+	}
+	n := 0
+	r.mu.Lock()
+	for i, d := range devs {
+		if scores[i] == 0 { // not a member (a since_ms is never 0)
+			delete(r.blocked, d)
+			n++
+			r.c.o.Logger.Info("device unblocked: delivering again", "device", d, "epoch", r.epoch)
+		}
+	}
+	r.mu.Unlock()
+	return n > 0
 }
 
 // read feeds the device queues: the agent's own pending entries first
@@ -353,6 +451,9 @@ func (r *epochRun) read() error {
 	for r.ctx.Err() == nil {
 		if !r.waitSpace() {
 			break
+		}
+		if r.reconcile.Swap(false) && r.unblocked() {
+			lastID = "0"
 		}
 		args := &redis.XReadGroupArgs{
 			Group: Group, Consumer: c.o.Agent, Streams: []string{stream, lastID},
@@ -457,7 +558,7 @@ func (r *epochRun) waitSpace() bool {
 func (r *epochRun) add(e entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.queued[e.id] {
+	if r.queued[e.id] || r.blocked[e.device] {
 		return
 	}
 	r.queued[e.id] = true
@@ -498,17 +599,31 @@ func (r *epochRun) work(device string, q *deviceQueue) {
 		}
 		r.mu.Unlock()
 
-		r.deliver(q, window)
+		blocked := r.deliver(q, window)
 
 		r.mu.Lock()
 		r.buffered -= len(window)
 		for _, e := range window {
 			delete(r.queued, e.id)
 		}
+		if blocked {
+			// Drop the device's configs from memory; they stay pending
+			// in the stream and are read again once it is unblocked.
+			r.blocked[device] = true
+			r.buffered -= len(q.entries)
+			for _, e := range q.entries {
+				delete(r.queued, e.id)
+			}
+			q.entries = nil
+			delete(r.queues, device)
+		}
 		r.mu.Unlock()
 		select {
 		case r.space <- struct{}{}:
 		default:
+		}
+		if blocked {
+			return
 		}
 	}
 }
@@ -530,8 +645,9 @@ type done struct {
 // answer (on duty in this epoch, and where the device is) younger than
 // freshFor; the acknowledgement of the pushes so far is that answer, so in
 // steady state a device costs one Redis round trip per window, not per
-// config.
-func (r *epochRun) deliver(q *deviceQueue, window []entry) {
+// config. It reports whether the device got blocked (max_attempts
+// permanent rejections of its head config).
+func (r *epochRun) deliver(q *deviceQueue, window []entry) (blocked bool) {
 	c := r.c
 	var e entry
 	// Built on first use: the happy path logs nothing and allocates no logger.
@@ -626,7 +742,7 @@ func (r *epochRun) deliver(q *deviceQueue, window []entry) {
 		}
 		if !q.checkDuty {
 			r.cancel()
-			return
+			return false
 		}
 		switch {
 		case e.seq <= q.ack:
@@ -659,11 +775,18 @@ func (r *epochRun) deliver(q *deviceQueue, window []entry) {
 		code, err := c.push(r.ctx, e, r.epoch)
 		if err != nil || code < 200 || code > 299 {
 			if r.ctx.Err() != nil {
-				return
+				return false
 			}
 			c.o.Metrics.incFailure(c.o.Pool)
-			log().Warn("delivery failed, retrying", "status", code, "err", err)
+			// Redis's ack must be e.seq-1 for the failure to count.
 			flush()
+			state, attempts := r.recordFailure(e, code, err)
+			if state == StateBlocked {
+				log().Error("device blocked: it rejected its next config; not pushing to it until an operator retries or skips it",
+					"status", code, "attempts", attempts, "max_attempts", c.o.MaxAttempts)
+				return true
+			}
+			log().Warn("delivery failed, retrying", "status", code, "err", err, "attempts", attempts)
 			wait()
 			q.checked = time.Time{}
 			continue
@@ -677,6 +800,37 @@ func (r *epochRun) deliver(q *deviceQueue, window []entry) {
 		pending = append(pending, done{e: e, pushed: true})
 		i++
 	}
+	return false
+}
+
+// recordFailure records a failed push of a device's head config in the
+// pool's device state and returns the device's state (retrying or
+// blocked; "" when Redis could not be told, so the agent keeps retrying)
+// and the config's failed attempts so far.
+func (r *epochRun) recordFailure(e entry, code int, perr error) (string, int64) {
+	c := r.c
+	msg := ""
+	if perr != nil {
+		msg = perr.Error()
+	} else {
+		msg = fmt.Sprintf("HTTP %d %s", code, http.StatusText(code))
+	}
+	permanent := 0
+	if perr == nil && Permanent(code) {
+		permanent = 1
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+	defer cancel()
+	res, err := failScript.Run(ctx, c.o.Client,
+		[]string{c.k.Ctl(), c.k.Ack(), c.k.Dev(), c.k.Retrying(), c.k.Blocked(), c.k.Held()},
+		c.o.Agent, r.epoch, e.device, e.seq, code, msg, permanent, c.o.MaxAttempts, e.payload).Slice()
+	if err != nil || len(res) != 2 {
+		if r.ctx.Err() == nil {
+			c.o.Logger.Warn("record delivery failure", "device", e.device, "seq", e.seq, "err", err)
+		}
+		return "", 0
+	}
+	return asString(res[0]), asInt(res[1])
 }
 
 // ackAll records confirmed (or earlier confirmed) configs of one device, in
@@ -780,7 +934,7 @@ type stepRes struct {
 func (r *epochRun) stepper() {
 	const maxItems = 1024
 	c := r.c
-	keys := []string{c.k.Ctl(), c.k.Ack(), c.k.In(c.o.Agent)}
+	keys := []string{c.k.Ctl(), c.k.Ack(), c.k.In(c.o.Agent), c.k.Dev(), c.k.Retrying(), c.k.Blocked()}
 	var batch []*stepReq
 	var args []any
 	for req := range r.steps {

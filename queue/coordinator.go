@@ -144,6 +144,9 @@ func NewCoordinator(o CoordinatorOptions) (*Coordinator, error) {
 		if err := o.Registerer.Register(&statusCollector{c: c}); err != nil {
 			return nil, err
 		}
+		if err := o.Registerer.Register(&deviceCollector{c: c}); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

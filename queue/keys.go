@@ -90,3 +90,25 @@ func (k Keys) Lease() string { return k.base() + "coord" }
 
 // Idem is a producer idempotency record ("ID SEQ" with a TTL).
 func (k Keys) Idem(key string) string { return k.base() + "idem:" + key }
+
+// Dev is the hash device → JSON state of a device whose head config
+// failed (state retrying or blocked, attempts, last answer, since); a
+// device without an entry is ok.
+func (k Keys) Dev() string { return k.base() + "dev" }
+
+// Blocked and Retrying index Dev by state: sorted sets device → since_ms,
+// so the API lists them oldest first, page by page.
+func (k Keys) Blocked() string  { return k.base() + "blocked" }
+func (k Keys) Retrying() string { return k.base() + "retrying" }
+
+// Dead is the pool's dead-letter stream: configs an operator skipped,
+// with payload, seq, last answer, who and why.
+func (k Keys) Dead() string { return k.base() + "dead" }
+
+// Actions is the audit stream of operator actions on devices (retry,
+// skip): who, why, when; trimmed to about MaxActions entries.
+func (k Keys) Actions() string { return k.base() + "actions" }
+
+// Held is the hash device → payload of the config a blocked device is
+// held on, kept for its dead letter if an operator skips it.
+func (k Keys) Held() string { return k.base() + "held" }

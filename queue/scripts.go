@@ -145,7 +145,10 @@ return 1
 // An agent is on duty when the epoch is the one it started with and it is
 // the active agent (unlocked) or the switchover target (locked).
 //
-// KEYS: ctl, ack, stream
+// A device whose failure state (dev) refers to a seq now acknowledged
+// leaves the dev hash and the retrying and blocked indexes.
+//
+// KEYS: ctl, ack, stream, dev, retrying, blocked
 // ARGV: agent, epoch, then per item: device, seq (0: only read ack), entry id
 // returns {on duty (0|1), then per item: ack, acknowledged (0|1)}
 var stepScript = redis.NewScript(`
@@ -175,6 +178,16 @@ end
 -- append to its AOF.
 for dev, _ in pairs(changed) do
   redis.call('HSET', KEYS[2], dev, cur[dev])
+  -- A device whose failing config is now done is ok again.
+  local raw = redis.call('HGET', KEYS[4], dev)
+  if raw then
+    local ok, st = pcall(cjson.decode, raw)
+    if not ok or tonumber(st.seq or 0) <= cur[dev] then
+      redis.call('HDEL', KEYS[4], dev)
+      redis.call('ZREM', KEYS[5], dev)
+      redis.call('ZREM', KEYS[6], dev)
+    end
+  end
 end
 if #ids > 0 then
   redis.call('XACK', KEYS[3], '` + Group + `', unpack(ids))

@@ -97,6 +97,10 @@ func runAgent(ctx context.Context, logger *slog.Logger, o agentOptions) error {
 		}
 		o.HeartbeatInterval = min(max(check/4, 50*time.Millisecond), time.Second)
 	}
+	maxAttempts := queue.DefaultMaxAttempts
+	if pool != nil && pool.MaxAttempts > 0 {
+		maxAttempts = pool.MaxAttempts
+	}
 	client, err := redisx.New(o.RedisURL)
 	if err != nil {
 		return err
@@ -109,7 +113,8 @@ func runAgent(ctx context.Context, logger *slog.Logger, o agentOptions) error {
 		Client: client, Prefix: o.Prefix, Pool: o.Pool, Agent: o.ID, Host: o.Host,
 		DeviceURL: deviceURL, RequestTimeout: o.RequestTimeout,
 		HeartbeatInterval: o.HeartbeatInterval, HeartbeatTimeout: o.HeartbeatTimeout,
-		Logger: logger, Metrics: queue.NewMetrics(reg),
+		MaxAttempts: maxAttempts,
+		Logger:      logger, Metrics: queue.NewMetrics(reg),
 	})
 	if err != nil {
 		return err

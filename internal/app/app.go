@@ -169,7 +169,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		MountPprof(mux)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
-	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
+	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log, Who: operatorName})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
 		Runs: store, Redis: client, Keys: keys, Fleet: fleet, Controls: ctl, Runbooks: configured, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
@@ -275,7 +275,7 @@ func authMode(token, webConfig string) string {
 // beside it: Read for GET and HEAD, Write (which also refuses cross-origin
 // browser requests) for every other method.
 func bridgeAuth(b *bridge.Bridge, h http.Handler) http.Handler {
-	read, write := b.Read(h), b.Write(h)
+	read, write := b.Read(h), jsonFirst(b.Write(h))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			read.ServeHTTP(w, r)
@@ -299,6 +299,9 @@ func poolStatus(ctx context.Context, c redis.UniversalClient, coord *queue.Coord
 		}
 		for _, a := range st.Agents {
 			ps.Agents = append(ps.Agents, bridge.PoolAgent{ID: a.ID, Healthy: a.Healthy, HeartbeatAge: a.Age})
+		}
+		if err == nil {
+			ps.Blocked, ps.BlockedTotal, ps.Error = blockedDevices(ctx, c, k)
 		}
 		out = append(out, ps)
 	}

@@ -183,6 +183,7 @@ func demoConsumer(o DemoAgentOptions, log *slog.Logger) (*queue.Consumer, func()
 		Client: client, Pool: o.Pool, Agent: o.Name, Host: "demo",
 		DeviceURL:         pool.DeviceURLFor,
 		HeartbeatInterval: min(max(pool.CheckInterval/4, 50*time.Millisecond), time.Second),
+		MaxAttempts:       pool.MaxAttempts,
 		Logger:            log,
 	})
 	if err != nil {

@@ -27,6 +27,7 @@ const (
 	OutOfOrder = "out-of-order"
 	Bad        = "bad-request"
 	Injected   = "injected-failure" // 503 from Fail
+	Rejected   = "rejected"         // the code from Reject
 )
 
 // Event is one request as the device saw it.
@@ -46,6 +47,7 @@ type device struct {
 	maxEpoch int64
 	applied  map[string]bool // Idempotency-Key → applied
 	history  []Event
+	skipped  map[int64]bool // seqs an operator skipped (see Skip)
 }
 
 // Server serves POST {URL}/devices/{device}/config.
@@ -64,6 +66,37 @@ type Server struct {
 	BeforeReply func(ev Event)
 	// Delay, when set, is slept before judging each request.
 	Delay time.Duration
+	// Reject, when set, is asked (under the server's lock) before each
+	// request is judged; a non-zero code is answered without applying
+	// (e.g. 400: the device refuses this config). Use SetReject while
+	// requests are being served.
+	Reject func(device string, seq int64) int
+}
+
+// SetReject replaces Reject safely while requests are being served.
+func (s *Server) SetReject(f func(device string, seq int64) int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Reject = f
+}
+
+// Skip tells the device that an operator skipped seq (medic's device skip):
+// it will never get it, and takes seq+1 as next in order. Check expects
+// a skipped seq applied zero times.
+func (s *Server) Skip(dev string, seq int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.dev(dev)
+	d.skipped[seq] = true
+}
+
+func (s *Server) dev(name string) *device {
+	d := s.devices[name]
+	if d == nil {
+		d = &device{applied: map[string]bool{}, skipped: map[int64]bool{}}
+		s.devices[name] = d
+	}
+	return d
 }
 
 // New starts a Server on 127.0.0.1:0; Close stops it.
@@ -116,14 +149,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev.Epoch, err2 = strconv.ParseInt(r.Header.Get("X-Medic-Epoch"), 10, 64)
 	code := http.StatusOK
 	s.mu.Lock()
-	d := s.devices[dev]
-	if d == nil {
-		d = &device{applied: map[string]bool{}}
-		s.devices[dev] = d
+	d := s.dev(dev)
+	for d.skipped[d.last+1] {
+		d.last++
+	}
+	rejectCode := 0
+	if s.Reject != nil {
+		rejectCode = s.Reject(dev, ev.Seq)
 	}
 	switch {
 	case s.Fail != nil && s.Fail(dev, ev.Seq):
 		ev.Outcome, code = Injected, http.StatusServiceUnavailable
+	case rejectCode != 0:
+		ev.Outcome, code = Rejected, rejectCode
 	case err != nil || err2 != nil || ev.Key != dev+":"+strconv.FormatInt(ev.Seq, 10) || !json.Valid(body):
 		ev.Outcome, code = Bad, http.StatusBadRequest
 	case ev.Epoch < d.maxEpoch:
@@ -173,7 +211,8 @@ func (s *Server) Devices() []string {
 	return out
 }
 
-// Applied returns how many configs a device applied.
+// Applied returns the last seq a device applied (how many configs it
+// applied, plus any skipped before that seq).
 func (s *Server) Applied(dev string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -223,8 +262,15 @@ func (s *Server) Check(published map[string][]string) []string {
 		}
 		var maxEpoch, next int64 = 0, 1
 		count := map[int64]int{}
+		var skipped map[int64]bool
+		if d := s.devices[dev]; d != nil {
+			skipped = d.skipped
+		}
 		for _, ev := range hist {
 			if ev.Outcome == Applied {
+				for skipped[next] && ev.Seq > next {
+					next++
+				}
 				if ev.Epoch < maxEpoch {
 					bad = append(bad, fmt.Sprintf("%s: seq %d applied with stale epoch %d after epoch %d (agent %s)", dev, ev.Seq, ev.Epoch, maxEpoch, ev.Agent))
 				}
@@ -240,11 +286,17 @@ func (s *Server) Check(published map[string][]string) []string {
 					bad = append(bad, fmt.Sprintf("%s: seq %d payload %q, published %q", dev, ev.Seq, ev.Payload, want[ev.Seq-1]))
 				}
 			}
-			if ev.Outcome != Injected && ev.Outcome != Bad && ev.Epoch > maxEpoch {
+			if ev.Outcome != Injected && ev.Outcome != Bad && ev.Outcome != Rejected && ev.Epoch > maxEpoch {
 				maxEpoch = ev.Epoch
 			}
 		}
 		for i := range want {
+			if skipped[int64(i+1)] {
+				if n := count[int64(i+1)]; n != 0 {
+					bad = append(bad, fmt.Sprintf("%s: skipped seq %d applied %d times", dev, i+1, n))
+				}
+				continue
+			}
 			if n := count[int64(i+1)]; n != 1 {
 				bad = append(bad, fmt.Sprintf("%s: seq %d applied %d times", dev, i+1, n))
 			}
