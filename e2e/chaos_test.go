@@ -68,7 +68,7 @@ import (
 // receives the whole report) make it longer or reproducible: `make chaos`.
 func TestChaosNoSilentLoss(t *testing.T) {
 	cfg := chaosConfigFromEnv(t)
-	t.Logf("chaos: seed %d, fault phase %s, %d alerts over %d agents, settle up to %s (MEDIC_CHAOS_SEED=%d reproduces the schedule)",
+	t.Logf("chaos: seed %d, fault phase %s, %d alerts over %d agents, settle up to %s (MEDIC_CHAOS_SEED=%d makes the same random choices again)",
 		cfg.seed, cfg.duration, cfg.alerts, chaosAgents, cfg.settle, cfg.seed)
 	c := startChaos(t, cfg)
 	c.faultPhase(t)
@@ -207,17 +207,17 @@ func chaosAgentName(i int) string { return fmt.Sprintf("cx-%02d", i) }
 
 // chaos is the running estate and everything the test records about it.
 type chaos struct {
-	cfg     chaosConfig
-	t0      time.Time
-	base    string
-	dir     string
-	redis   *redistest.Server
-	rdb     *redis.Client
-	bridge  *harness.Bridge
-	node    *harness.Node
-	pager   *chaosPager
-	agents  []chaosAgent
-	payload chaosPayloadInfo
+	cfg    chaosConfig
+	t0     time.Time
+	base   string
+	dir    string
+	redis  *redistest.Server
+	rdb    *redis.Client
+	bridge *harness.Bridge
+	node   *harness.Node
+	pager  *chaosPager
+	agents []chaosAgent
+	token  string // the bridge's bearer token
 
 	mu       sync.Mutex
 	faults   []chaosFault
@@ -236,8 +236,6 @@ type chaosAgent struct {
 	role chaosRole
 	url  string
 }
-
-type chaosPayloadInfo struct{ token string }
 
 // chaosFault is one SIGKILL and when its process was back.
 type chaosFault struct {
@@ -284,7 +282,7 @@ func startChaos(t *testing.T, cfg chaosConfig) *chaos {
 	c.rdb = c.redis.Client()
 	c.pager = newChaosPager(t)
 	token, tokenFile := harness.Token(t)
-	c.payload.token = token
+	c.token = token
 
 	for i := range chaosAgents {
 		name := chaosAgentName(i)
@@ -649,7 +647,7 @@ func (c *chaos) notify(a *chaosAlert) {
 			"generatorURL": "http://prometheus.invalid/graph", "fingerprint": a.fp,
 		}},
 	})
-	h := http.Header{"Authorization": {"Bearer " + c.payload.token}, "Content-Type": {"application/json"}}
+	h := http.Header{"Authorization": {"Bearer " + c.token}, "Content-Type": {"application/json"}}
 	backoff := 250 * time.Millisecond
 	for {
 		now := time.Now()
@@ -725,7 +723,7 @@ func (c *chaos) approver(ctx context.Context) {
 			}
 			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			code, body, err := harness.Do(rctx, http.MethodPost, c.bridge.URL+"/api/v1/runs/"+url.PathEscape(r.ID)+"/approve",
-				http.Header{"Authorization": {"Bearer " + c.payload.token}, "Content-Type": {"application/json"}},
+				http.Header{"Authorization": {"Bearer " + c.token}, "Content-Type": {"application/json"}},
 				[]byte(`{"by":"chaos-operator","reason":"chaos test"}`))
 			cancel()
 			if err != nil || code >= 500 {
@@ -1481,7 +1479,10 @@ func (c *chaos) leaseCause(s *chaosSnapshot, r *chaosRec, agent string, nl *chao
 		if id == r.ID || rl.agent != agent {
 			continue
 		}
-		last, ok := rl.lastBefore(t)
+		// The log's times are truncated to the millisecond, and a holder
+		// releases its lease just before it logs "run finished": a finish
+		// logged in the skipped run's millisecond came after the skip.
+		last, ok := rl.lastBefore(t.Add(-2 * time.Millisecond))
 		if !ok || last.finished {
 			continue
 		}
@@ -1493,28 +1494,30 @@ func (c *chaos) leaseCause(s *chaosSnapshot, r *chaosRec, agent string, nl *chao
 			holder: "run " + describe(id) + ", acting at the time (last logged " + c.rel(last.at) + ")",
 		}
 	}
-	// 2. A run that died with its node, within the lease TTL.
+	// 2. A run that died with its node (itself, before a redelivery, or
+	// another episode's) at a node SIGKILL within the lease TTL.
 	var dead []string
 	own := false
 	var killedAt time.Time
-	for id, rl := range nl.runs {
-		if rl.agent != agent {
+	for _, f := range faults {
+		if f.kind != "node" || !f.killed.Before(t) || f.killed.Before(t.Add(-runbooks.DefaultLeaseTTL)) {
 			continue
 		}
-		last, ok := rl.lastBefore(t)
-		if !ok || last.finished || last.at.Before(t.Add(-runbooks.DefaultLeaseTTL)) {
-			continue
+		for id, rl := range nl.runs {
+			if rl.agent != agent {
+				continue
+			}
+			last, ok := rl.lastBefore(f.killed)
+			if !ok || last.finished || last.at.Before(f.killed.Add(-runbooks.DefaultLeaseTTL)) {
+				continue
+			}
+			if id == r.ID {
+				own = true
+			} else {
+				dead = append(dead, describe(id))
+			}
+			killedAt = f.killed
 		}
-		f, killed := nodeKillIn(last.at, t)
-		if !killed {
-			continue
-		}
-		if id == r.ID {
-			own = true
-		} else {
-			dead = append(dead, describe(id))
-		}
-		killedAt = f.killed
 	}
 	switch {
 	case own && approval:
@@ -1533,7 +1536,18 @@ func (c *chaos) leaseCause(s *chaosSnapshot, r *chaosRec, agent string, nl *chao
 			holder: fmt.Sprintf("run %s, killed with the node at %s, %s before", strings.Join(dead, "; "), c.rel(killedAt), t.Sub(killedAt).Round(10*time.Millisecond)),
 		}
 	}
-	// 3. A run that ended while Redis was down (its release failed).
+	// 3. Redis restarted as the run took the lease: go-redis retries a SET
+	// NX whose reply was lost, finds the key its first try set, and the
+	// run is skipped on its own lease.
+	for _, f := range faults {
+		if f.kind == "redis" && !t.Before(f.killed.Add(-time.Second)) && !t.After(f.back.Add(2*time.Second)) {
+			return chaosCause{
+				group:  "case 4 (Redis restart while taking the lease): a lease taken while Redis went down and came back skipped the run that took it (a retried SET NX finding its own key) or a later one",
+				holder: fmt.Sprintf("no run known to the node's log; the run started during the Redis outage %s–%s", c.rel(f.killed), c.rel(f.back)),
+			}
+		}
+	}
+	// 4. A run that ended while Redis was down (its release failed).
 	for _, at := range nl.releaseFailed[agent] {
 		if at.Before(t) && at.After(t.Add(-runbooks.DefaultLeaseTTL)) {
 			return chaosCause{
