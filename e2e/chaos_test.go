@@ -758,7 +758,7 @@ func (c *chaos) settle(t *testing.T) {
 	for {
 		snap, err := c.snapshot()
 		if err == nil {
-			rep := c.classify(snap)
+			rep := c.classify(snap, false)
 			if rep.open == 0 {
 				break
 			}
@@ -920,6 +920,9 @@ type chaosVerdict struct {
 	// leftBroken: the episode's run looked fine, but its agent was still
 	// broken after settling.
 	leftBroken string
+	// awaitsPage: lost only if the page never comes (an escalation may be
+	// retried after its record is stored); open while settling.
+	awaitsPage bool
 }
 
 const (
@@ -959,7 +962,7 @@ func (c *chaos) verdictOf(s *chaosSnapshot, r *chaosRec, depth int) chaosVerdict
 			if paged {
 				v.state, v.kind = chaosOK, r.Outcome+", paged"
 			} else {
-				v.state, v.kind, v.why = chaosLost, r.Outcome, "escalated but no page was received"
+				v.state, v.kind, v.why, v.awaitsPage = chaosLost, r.Outcome, "escalated but no page was received", true
 			}
 		default:
 			v.state, v.kind = chaosOK, r.Outcome+" (deliberate)"
@@ -968,7 +971,7 @@ func (c *chaos) verdictOf(s *chaosSnapshot, r *chaosRec, depth int) chaosVerdict
 		if paged {
 			v.state, v.kind = chaosOK, r.Outcome+", paged"
 		} else {
-			v.state, v.kind, v.why = chaosLost, r.Outcome, "no page was received"
+			v.state, v.kind, v.why, v.awaitsPage = chaosLost, r.Outcome, "no page was received", true
 		}
 	case runbooks.OutcomeSkipped:
 		v.state, v.kind = chaosLost, r.Outcome
@@ -1069,7 +1072,9 @@ type chaosItem struct {
 	v chaosVerdict
 }
 
-func (c *chaos) classify(s *chaosSnapshot) *chaosReport {
+// classify judges every accepted alert; before the final accounting an
+// alert whose page has not come yet counts as open.
+func (c *chaos) classify(s *chaosSnapshot, final bool) *chaosReport {
 	rep := &chaosReport{c: c, snap: s, kinds: map[string]int{}, records: len(s.byID)}
 	c.mu.Lock()
 	alerts := slices.Clone(c.alerts)
@@ -1088,6 +1093,9 @@ func (c *chaos) classify(s *chaosSnapshot) *chaosReport {
 			rep.duplicates++
 		}
 		v := c.verdict(s, a)
+		if !final && v.awaitsPage {
+			v.state = chaosOpen
+		}
 		switch v.state {
 		case chaosOK:
 			rep.kinds[v.kind]++
@@ -1112,7 +1120,7 @@ func (c *chaos) account(t *testing.T) *chaosReport {
 		snap, err = c.snapshot()
 		return err == nil, fmt.Sprint(err)
 	})
-	rep := c.classify(snap)
+	rep := c.classify(snap, true)
 	c.checkAgents(snap, rep)
 	rep.pages, rep.pagedRuns = c.pager.total()
 	c.pager.mu.Lock()
@@ -1155,13 +1163,14 @@ func (c *chaos) checkAgents(s *chaosSnapshot, rep *chaosReport) {
 		var last *chaosAlert
 		c.mu.Lock()
 		for _, a := range c.alerts {
-			if a.agent.name == ag.name && a.accepted && (last == nil || a.startsAt.After(last.startsAt)) {
+			if a.agent.name == ag.name && (last == nil || a.startsAt.After(last.startsAt)) {
 				last = a
 			}
 		}
+		accepted := last != nil && last.accepted
 		c.mu.Unlock()
-		if last == nil {
-			continue
+		if !accepted {
+			continue // never accepted: counted as such, not as a loss
 		}
 		v := c.verdict(s, last)
 		if v.state != chaosOK || strings.Contains(v.kind, "paged") {
@@ -1343,8 +1352,9 @@ type chaosRunLog struct {
 }
 
 type chaosRunEvent struct {
-	at       time.Time
-	finished bool // "run finished"
+	at        time.Time
+	finished  bool // "run finished"
+	redeliver bool // the consumer's "running a job again", before the run takes its lease
 }
 
 var (
@@ -1382,7 +1392,8 @@ func (c *chaos) parseNodeLog() *chaosNodeLog {
 		if am := chaosAgentAttr.FindStringSubmatch(line); am != nil {
 			rl.agent = am[1]
 		}
-		rl.events = append(rl.events, chaosRunEvent{at: at, finished: strings.Contains(line, `msg="run finished"`)})
+		rl.events = append(rl.events, chaosRunEvent{at: at, finished: strings.Contains(line, `msg="run finished"`),
+			redeliver: strings.Contains(line, "running a job again")})
 		if len(rl.lines) < 40 {
 			rl.lines = append(rl.lines, chaosStripLog(line))
 		}
@@ -1479,19 +1490,27 @@ func (c *chaos) leaseCause(s *chaosSnapshot, r *chaosRec, agent string, nl *chao
 		if id == r.ID || rl.agent != agent {
 			continue
 		}
+		live := chaosCause{group: "skipped on the lease of a live run of another episode, but the record does not name it (the invariant wants it named, and retried or folded)"}
 		// The log's times are truncated to the millisecond, and a holder
 		// releases its lease just before it logs "run finished": a finish
 		// logged in the skipped run's millisecond came after the skip.
-		last, ok := rl.lastBefore(t.Add(-2 * time.Millisecond))
-		if !ok || last.finished {
-			continue
+		if last, ok := rl.lastBefore(t.Add(-2 * time.Millisecond)); ok && !last.finished {
+			if _, killed := nodeKillIn(last.at, t); !killed {
+				live.holder = "run " + describe(id) + ", acting at the time (last logged " + c.rel(last.at) + ")"
+				return live
+			}
 		}
-		if _, killed := nodeKillIn(last.at, t); killed {
-			continue
-		}
-		return chaosCause{
-			group:  "skipped on the lease of a live run of another episode, but the record does not name it (the invariant wants it named, and retried or folded)",
-			holder: "run " + describe(id) + ", acting at the time (last logged " + c.rel(last.at) + ")",
+		// A run logs nothing when it takes its lease: one whose first step
+		// comes right after the skip took the lease just before it.
+		for _, e := range rl.events {
+			if e.redeliver || e.at.Before(t.Add(-2*time.Millisecond)) {
+				continue
+			}
+			if !e.finished && e.at.Before(t.Add(300*time.Millisecond)) {
+				live.holder = fmt.Sprintf("run %s, which had just taken the lease (its first step was logged %s after the skip)", describe(id), e.at.Sub(t).Round(time.Millisecond))
+				return live
+			}
+			break
 		}
 	}
 	// 2. A run that died with its node (itself, before a redelivery, or
