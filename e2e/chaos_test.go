@@ -56,7 +56,10 @@ import (
 // After the fault phase the system settles (bounded wait); then every
 // accepted alert is traced to its terminal outcome from Redis (the
 // episode's dedup key → run id → run record, the node's job stream, and
-// the records a skipped run names) and the pages received. It prints
+// the records a skipped run names) and the pages received; and the agents
+// whose runbooks can only recover or escalate must really be healthy unless
+// their last episode paged someone (a new break folded into a run that had
+// already restarted the agent is a loss too). It prints
 // accepted, terminal outcomes by kind, still open and silent losses, and
 // each loss with its run ids, outcome, reason, the faults near it in time
 // and the node's log lines of the run. Still open and silent losses must
