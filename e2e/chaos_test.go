@@ -1675,3 +1675,70 @@ func chaosChunks(s string, n int) []string {
 	}
 	return append(out, s)
 }
+
+// TestChaosVerdicts checks the chaos test's judge on made-up records: what
+// it must accept once the fixes of issue 14 land (a skipped run that names
+// the run acting for it, an escalation whose page came) and what it must
+// not (a skipped run naming nobody, an escalation nobody received, an
+// approval that was answered 200 and then expired).
+func TestChaosVerdicts(t *testing.T) {
+	c := &chaos{approved: map[string]chaosDecision{}, pending: map[string]time.Time{},
+		pager: &chaosPager{pages: map[string][]chaosPage{}}}
+	const (
+		fixed   = "20261206T200000000-aaaaaaaaaa"
+		folded  = "20261206T200001000-bbbbbbbbbb"
+		lonely  = "20261206T200002000-cccccccccc"
+		paged   = "20261206T200003000-dddddddddd"
+		unpaged = "20261206T200004000-eeeeeeeeee"
+		expired = "20261206T200005000-ffffffffff"
+		chain   = "20261206T200006000-1111111111"
+		ghost   = "20261206T200007000-2222222222"
+	)
+	rec := func(id, outcome, reason string, steps ...string) string {
+		st := make([]runbooks.Step, 0, len(steps))
+		for _, n := range steps {
+			st = append(st, runbooks.Step{Name: n, OK: true, Detail: "x"})
+		}
+		b, _ := json.Marshal(runbooks.RunRecord{ID: id, Outcome: outcome, Reason: reason, Steps: st, Trigger: runbooks.TriggerAlert})
+		return string(b)
+	}
+	raws := map[string]string{
+		fixed:   rec(fixed, runbooks.OutcomeRecovered, "healthy again after restart", "restart", "verify 1/3"),
+		folded:  rec(folded, runbooks.OutcomeSkipped, "run "+fixed+" holds the lease of agent a on node n; folded into it"),
+		lonely:  rec(lonely, runbooks.OutcomeSkipped, "another run holds the lease of agent a on node n"),
+		paged:   rec(paged, runbooks.OutcomeEscalated, "still failing", "escalate"),
+		unpaged: rec(unpaged, runbooks.OutcomeLimited, "no slot", "escalate"),
+		expired: rec(expired, runbooks.OutcomeExpired, "no operator approved"),
+		chain:   rec(chain, runbooks.OutcomeSkipped, "folded into "+folded),
+		ghost:   rec(ghost, runbooks.OutcomeSkipped, "folded into 20261206T200009000-9999999999"),
+	}
+	s := &chaosSnapshot{byID: map[string]*chaosRec{}, inStream: map[string]string{}, pel: map[string]bool{}}
+	for id, raw := range raws {
+		r := &chaosRec{named: namedRuns(raw, id)}
+		if err := json.Unmarshal([]byte(raw), &r.RunRecord); err != nil {
+			t.Fatal(err)
+		}
+		s.byID[id] = r
+	}
+	c.pager.pages[paged] = []chaosPage{{at: time.Now()}}
+	c.approved[expired] = chaosDecision{at: time.Now(), code: http.StatusOK}
+	for _, tc := range []struct {
+		id   string
+		want int
+		kind string
+	}{
+		{fixed, chaosOK, "recovered"},
+		{folded, chaosOK, "skipped → folded into recovered"},
+		{chain, chaosOK, "skipped → folded into skipped → folded into recovered"},
+		{lonely, chaosLost, ""},
+		{ghost, chaosLost, ""},
+		{paged, chaosOK, "escalated, paged"},
+		{unpaged, chaosLost, ""},
+		{expired, chaosLost, ""},
+	} {
+		v := c.verdictOf(s, s.byID[tc.id], 0)
+		if v.state != tc.want || (tc.kind != "" && v.kind != tc.kind) {
+			t.Errorf("%s (%s): state %d kind %q why %q, want state %d kind %q", tc.id, s.byID[tc.id].Outcome, v.state, v.kind, v.why, tc.want, tc.kind)
+		}
+	}
+}
