@@ -1,12 +1,14 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -81,12 +83,16 @@ func CallerFrom(ctx context.Context) *Caller {
 }
 
 // Who is the name recorded for an operator's action: the authenticated
-// user if any, else what the request says (by), else the name given at
-// login, else "token" for a token holder and "anonymous" otherwise.
+// user if any, else the name a browser session signed in with, else what
+// the request says (by), else "token" for a token holder and "anonymous"
+// otherwise. A session's forms carry no "by": the page shows who is
+// signed in, and that is who acts.
 func (c *Caller) Who(by string) string {
 	switch {
 	case c != nil && c.User != "":
 		return c.User
+	case c != nil && c.Via == "session" && c.Name != "":
+		return c.Name
 	case by != "":
 		return by
 	case c != nil && c.Name != "":
@@ -152,12 +158,13 @@ func (b *Bridge) Write(h http.Handler) http.Handler {
 			unauthenticated(w)
 			return
 		}
-		if isForm(r) {
+		if formPost(r) {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 			if err := r.ParseForm(); err != nil {
 				writeError(w, http.StatusBadRequest, "form: "+err.Error())
 				return
 			}
+			r = r.WithContext(context.WithValue(r.Context(), formKey{}, true))
 		}
 		if c.Via == "session" {
 			got := r.Header.Get("X-CSRF-Token")
@@ -209,10 +216,45 @@ func unauthenticated(w http.ResponseWriter) {
 	writeError(w, http.StatusUnauthorized, "unauthenticated: a valid bearer token is required")
 }
 
-// isForm: an HTML form's post (the status page's forms are urlencoded;
-// multipart is not accepted).
+type formKey struct{}
+
+// isForm says whether Write parsed r's body as an HTML form's post (see
+// formPost); the answer to one is a redirect back to the status page.
 func isForm(r *http.Request) bool {
-	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")
+	v, _ := r.Context().Value(formKey{}).(bool)
+	return v
+}
+
+// jsonPeek is how many bytes formPost looks at for the start of a JSON
+// object.
+const jsonPeek = 512
+
+// formPost says whether r is a post of the status page's forms:
+// urlencoded, and not JSON. `curl -d '{"by":"you"}'` sends JSON labelled
+// application/x-www-form-urlencoded (curl's default for -d), so the
+// Content-Type alone is no guide: a body whose first non-blank byte is
+// '{' is JSON whatever it says, and a form's body never starts with '{'
+// (its first field is the status page's own: csrf, runbook or reason).
+// The bytes looked at are put back in front of the body.
+func formPost(r *http.Request) bool {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") || r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	head := make([]byte, jsonPeek)
+	n, _ := io.ReadAtLeast(r.Body, head, 1)
+	head = head[:n]
+	// Read more only while the head is all blank and not yet at the end.
+	for n > 0 && len(bytes.TrimLeft(head, " \t\r\n")) == 0 && len(head) < maxFormBody {
+		more := make([]byte, jsonPeek)
+		n, _ = io.ReadAtLeast(r.Body, more, 1)
+		head = append(head, more[:n]...)
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
+	rest := bytes.TrimLeft(head, " \t\r\n")
+	return len(rest) == 0 || rest[0] != '{'
 }
 
 // loginFailDelay slows down guessing the token through the login form.

@@ -340,3 +340,41 @@ func TestStatusPageControls(t *testing.T) {
 		t.Errorf("bad pause from the page = %d %q, want 400 as text", code, body)
 	}
 }
+
+// curl -d sends JSON as application/x-www-form-urlencoded: the body is
+// read as JSON all the same, and who and why are kept. A real form post
+// (the status page's) is still a form, answered with a redirect.
+func TestDecisionJSONWhateverContentType(t *testing.T) {
+	tb, ctl := operatorBridge(t, nil)
+	ctx := context.Background()
+	for _, id := range []string{"run-j1", "run-j2", "run-f"} {
+		if err := ctl.Request(ctx, id, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	curl := http.Header{"Authorization": {"Bearer " + testToken}, "Content-Type": {"application/x-www-form-urlencoded"}}
+	code, _, body := do(t, noRedirect, "POST", tb.srv.URL+"/api/v1/runs/run-j1/approve", curl, `{"by":"you"}`)
+	if code != 200 || !strings.Contains(body, `"by":"you"`) {
+		t.Errorf("approve with curl -d = %d %s, want 200 JSON by you", code, body)
+	}
+	code, _, body = do(t, noRedirect, "POST", tb.srv.URL+"/api/v1/runs/run-j2/reject", curl, "\n  "+`{"by":"you","reason":"not now"}`)
+	if code != 200 || !strings.Contains(body, `"reason":"not now"`) {
+		t.Errorf("reject with curl -d = %d %s", code, body)
+	}
+	if d, _ := ctl.Decision(ctx, "run-j2"); d == nil || d.By != "you" || d.Reason != "not now" || d.Approve {
+		t.Errorf("stored rejection %+v, want by you, reason kept", d)
+	}
+	code, _, body = do(t, noRedirect, "POST", tb.srv.URL+"/api/v1/runs/run-f/reject", curl, url.Values{"by": {"formuser"}, "reason": {"{braces} later"}}.Encode())
+	if code != 303 {
+		t.Errorf("form reject = %d %s, want 303", code, body)
+	}
+	if d, _ := ctl.Decision(ctx, "run-f"); d == nil || d.By != "formuser" || d.Reason != "{braces} later" {
+		t.Errorf("stored form rejection %+v", d)
+	}
+	// The pause endpoint, too.
+	code, _, body = do(t, noRedirect, "POST", tb.srv.URL+"/api/v1/pause", curl, `{"runbook":"recover","for":"5m","reason":"maintenance","by":"ops"}`)
+	if code != 200 || !strings.Contains(body, `"maintenance"`) {
+		t.Errorf("pause with curl -d = %d %s", code, body)
+	}
+}
