@@ -535,14 +535,39 @@ func decodePool(block *hcl2.Block) (*Pool, hcl2.Diagnostics) {
 		diags = append(diags, d...)
 		p.DeviceURL = attr.Expr
 		if !d.HasErrors() {
-			if u, err := p.DeviceURLFor("device-1"); err != nil {
+			if u, err := p.renderDeviceURL("device-1"); err != nil {
 				diags = append(diags, attrDiag(attr, "Invalid device_url", err.Error()))
 			} else if err := checkHTTPURL(u); err != nil {
 				diags = append(diags, attrDiag(attr, "Invalid device_url", strings.Replace(err.Error(), "must be", "must render to", 1)))
+			} else {
+				diags = append(diags, checkDevicePosition(p, attr)...)
 			}
 		}
 	}
 	return p, diags
+}
+
+// deviceProbe stands for a device ID when finding where device_url puts
+// the device: letters only, so that no escaping or case change hides it.
+const deviceProbe = "medicdeviceprobe"
+
+// checkDevicePosition finds where a pool's device_url puts the device.
+// In the host, device IDs are held to one DNS label (Pool.CheckDevice);
+// in the user info, a device would choose credentials, which is refused.
+func checkDevicePosition(p *Pool, attr *hcl2.Attribute) hcl2.Diagnostics {
+	s, err := p.renderDeviceURL(deviceProbe)
+	if err != nil {
+		return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", err.Error())}
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", fmt.Sprintf("%q is not a URL: %v.", s, err))}
+	}
+	if u.User != nil && strings.Contains(strings.ToLower(u.User.String()), deviceProbe) {
+		return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", "The device_url puts ${device} in the URL's user info; put it in the host or the path.")}
+	}
+	p.deviceInHost = strings.Contains(strings.ToLower(u.Host), deviceProbe)
+	return nil
 }
 
 func hasBlock(blocks hcl2.Blocks, typ string) bool {

@@ -269,7 +269,8 @@ type Pool struct {
 	DeviceURL hcl2.Expression
 	DeclRange hcl2.Range
 
-	agentsExpr hcl2.Expression // for positions of agent references
+	agentsExpr   hcl2.Expression // for positions of agent references
+	deviceInHost bool            // device_url puts the device in the host: see CheckDevice
 }
 
 // Alert is the part of an Alertmanager alert that runbooks see as `alert`.

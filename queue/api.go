@@ -22,6 +22,9 @@ type APIOptions struct {
 	// SwitchoverTimeout bounds how long POST .../switchover waits for the
 	// switchover to complete (default 30s).
 	SwitchoverTimeout time.Duration
+	// CheckDevice, when set, refuses (400) a device ID that the pool's
+	// device_url cannot address (hcl.Pool.CheckDevice).
+	CheckDevice func(pool, device string) error
 }
 
 // NewAPI returns the bridge's pool endpoints (DESIGN.md §5); mount it at
@@ -131,6 +134,12 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 	if req.Device == "" || len(req.Payload) == 0 {
 		writeError(w, http.StatusBadRequest, `"device" and "payload" are required`)
 		return
+	}
+	if a.o.CheckDevice != nil {
+		if err := a.o.CheckDevice(pool, req.Device); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
 	res, err := a.o.Publisher.Publish(r.Context(), pool, req.Device, req.Payload, req.IdempotencyKey)
 	switch {

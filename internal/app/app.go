@@ -159,7 +159,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		MountPprof(mux)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
-	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log})))
+	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log, CheckDevice: checkDevice(rl.Config)})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
 		Runs: store, Redis: client, Keys: keys, Controls: ctl, Runbooks: configured, Logger: log,
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
@@ -274,6 +274,19 @@ func bridgeAuth(b *bridge.Bridge, h http.Handler) http.Handler {
 		}
 		write.ServeHTTP(w, r)
 	})
+}
+
+// checkDevice refuses, at publish, a device ID that the pool's device_url
+// (in the configuration loaded now) cannot address.
+func checkDevice(config func() *hcl.Config) func(pool, device string) error {
+	return func(pool, device string) error {
+		if cfg := config(); cfg != nil {
+			if p := cfg.Pool(pool); p != nil {
+				return p.CheckDevice(device)
+			}
+		}
+		return nil
+	}
 }
 
 func poolStatus(ctx context.Context, c redis.UniversalClient, coord *queue.Coordinator) ([]bridge.PoolStatus, error) {
