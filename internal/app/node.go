@@ -133,7 +133,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	rl.apply = append(rl.apply, node.ApplyConfig)
 
 	mux := http.NewServeMux()
-	mux.Handle("POST /-/reload", rl)
+	mux.Handle("POST /-/reload", exporter.CrossOriginGuard(rl))
 	if o.EnablePprof {
 		MountPprof(mux)
 	}
