@@ -72,6 +72,8 @@ type Bridge struct {
 	enq     *enqueuer
 
 	bg sync.WaitGroup // escalations in flight
+
+	loginFails loginLimiter // see auth.go
 }
 
 // New returns a bridge.

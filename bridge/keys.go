@@ -58,4 +58,9 @@ func (k Keys) Run(id string) string { return k.prefix() + "run:" + id }
 // RunIndex is the sorted set (score: start time in ms) of run ids.
 func (k Keys) RunIndex() string { return k.prefix() + "runs" }
 
+// SessionEpoch is the integer every status-page session cookie carries
+// from its login; signing out increments it, which ends every session
+// signed in before (auth.go). Its own hash tag: it is read alone.
+func (k Keys) SessionEpoch() string { return k.prefix() + "{auth}:session_epoch" }
+
 func episode(startsAt time.Time) string { return strconv.FormatInt(startsAt.UnixMilli(), 10) }

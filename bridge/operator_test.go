@@ -274,7 +274,7 @@ func TestStatusPageControls(t *testing.T) {
 	mux.Handle(StatusPagePattern, tb.Page(NewStatusPage(StatusOptions{Runs: store, Controls: ctl, Refresh: -1,
 		Runbooks: func() []string { return []string{"recover", "lost"} }})))
 	srv := newServer(t, mux)
-	sess := tb.newSession("carol", now.Add(time.Hour))
+	sess := tb.newSession("carol", 0, now.Add(time.Hour))
 	cookie := http.Header{"Cookie": {SessionCookie + "=" + sess}}
 	csrf := tb.mac("csrf", sess)
 

@@ -121,7 +121,7 @@ func runAgent(ctx context.Context, logger *slog.Logger, o agentOptions) error {
 		if o.EnablePprof {
 			app.MountPprof(mux)
 		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		srv := app.ServerTimeouts{}.Server(mux)
 		addrs := []string{o.Listen}
 		errc := make(chan error, 1)
 		go func() {

@@ -67,6 +67,8 @@ type Options struct {
 	// Mount, when set, adds handlers to the bridge's mux before it serves
 	// (medic demo's device). Its patterns must not overlap the bridge's.
 	Mount func(mux *http.ServeMux)
+	// Timeouts of the HTTP server; zero: DefaultServerTimeouts.
+	Timeouts ServerTimeouts
 }
 
 // ShutdownTimeout bounds each stage of shutdown.
@@ -191,7 +193,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	// has accepted the new configuration by then.
 	rl.apply = append(rl.apply, func(_ context.Context, c *hcl.Config) error { return coord.SetPools(PoolSpecs(c)) })
 
-	hs, err := listen(o.ListenAddresses, mux)
+	hs, err := listen(o.ListenAddresses, mux, o.Timeouts)
 	if err != nil {
 		return err
 	}
