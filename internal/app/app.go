@@ -100,6 +100,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	warnTokenFileMode(log, o.TokenFile)
 
 	var client redis.UniversalClient
 	switch {
