@@ -254,11 +254,13 @@ func TestStatusPageControls(t *testing.T) {
 	store := tb.Store()
 	for _, r := range []*runbooks.RunRecord{
 		{ID: "run-pending-1", Runbook: "recover", Agent: "a1", Node: "n1", Outcome: runbooks.OutcomePendingApproval,
-			Reason: "approve mode: waiting for an operator", Causes: []string{"memory"}, Started: now.Add(-time.Minute)},
+			Reason: "approve mode: waiting for an operator", Causes: []string{"memory"}, Started: now.Add(-time.Minute),
+			Steps: []runbooks.Step{{Name: "liveness", OK: true, Detail: "pid 4242 alive"}, {Name: "probe", Detail: "GET http://127.0.0.1:8080/healthz: 500"}, {Name: "diagnose", OK: true, Detail: "memory 0.91 > 0.80"}}},
 		{ID: "run-paused", Runbook: "recover", Agent: "a1", Node: "n1", Outcome: runbooks.OutcomePaused, Reason: "paused by alice: deploy", Started: now.Add(-2 * time.Minute)},
 		{ID: "run-limited", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeLimited, Reason: "concurrency 2 of 2 in use", Started: now.Add(-3 * time.Minute)},
 		{ID: "run-circuit", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeCircuitOpen, Reason: "5 runs in 1h", Started: now.Add(-4 * time.Minute)},
-		{ID: "run-shadow", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeShadowed, Reason: "would restart", Started: now.Add(-5 * time.Minute)},
+		{ID: "run-shadow", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeShadowed, Reason: "would restart", Started: now.Add(-5 * time.Minute),
+			Steps: []runbooks.Step{{Name: "probe", Detail: "connection refused"}, {Name: "restart", OK: true, Detail: "would restart the agent (probe failed) (shadow mode)"}, {Name: "verify", OK: true, Detail: "would verify with the probe up to 1 times (shadow mode)"}}},
 		{ID: "run-rejected", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeRejected, Reason: "rejected by bob", Started: now.Add(-6 * time.Minute)},
 	} {
 		if err := store.Save(ctx, r); err != nil {
@@ -272,7 +274,8 @@ func TestStatusPageControls(t *testing.T) {
 	mux := http.NewServeMux()
 	tb.Register(mux)
 	mux.Handle(StatusPagePattern, tb.Page(NewStatusPage(StatusOptions{Runs: store, Controls: ctl, Refresh: -1,
-		Runbooks: func() []string { return []string{"recover", "lost"} }})))
+		Runbooks: func() []string { return []string{"recover", "lost"} },
+		Plan:     func(rec *runbooks.RunRecord) []string { return PlannedSteps(tb.cfg, rec) }})))
 	srv := newServer(t, mux)
 	sess := tb.newSession("carol", 0, now.Add(time.Hour))
 	cookie := http.Header{"Cookie": {SessionCookie + "=" + sess}}
@@ -284,7 +287,13 @@ func TestStatusPageControls(t *testing.T) {
 	}
 	for _, w := range []string{
 		`signed in as <b>carol</b>`,
-		`<div class="banner" data-pause="recover"><span class="pill held">paused</span>`,
+		`<div class="banner pause-banner" role="alert" data-pause="recover"><span class="pause-title">Remediation paused</span>`,
+		// a pending approval says why it is asked and what approving does
+		`<b>Why:</b> <span class="pill ok">liveness</span> <span class="small">pid 4242 alive</span> <span class="pill bad">probe</span> <span class="small">GET http://127.0.0.1:8080/healthz: 500</span>`,
+		`<b>Approving will run:</b><ol><li>restart a1</li><li>verify with the probe, up to 1 times</li></ol>`,
+		// a shadow run's steps did not run: no green ok on them
+		`<span class="pill would" title="shadow mode: recorded, not executed">would run</span></td>
+<td><code>restart</code>`,
 		`since ` + now.UTC().Format("2006-01-02 15:04:05Z") + ` by alice, until `, `: deploy`,
 		`<form class="inline" method="post" action="/api/v1/resume"><input type="hidden" name="runbook" value="recover"><input type="hidden" name="csrf" value="` + csrf + `">`,
 		`Waiting for approval <span class="pill pending">2</span>`,

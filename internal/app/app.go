@@ -27,6 +27,7 @@ import (
 	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
+	"github.com/medicops/medic/runbooks"
 )
 
 // Options are what the bridge, serve and demo commands configure.
@@ -165,6 +166,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log, CheckDevice: checkDevice(rl.Config)})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
 		Runs: store, Redis: client, Keys: keys, Controls: ctl, Runbooks: configured, Logger: log,
+		Plan:  func(rec *runbooks.RunRecord) []string { return bridge.PlannedSteps(rl.Config(), rec) },
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
 	})))
 
