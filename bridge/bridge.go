@@ -59,7 +59,7 @@ type Options struct {
 	Now        func() time.Time
 }
 
-// DefaultMaxBody is the webhook body limit of DESIGN.md §5.
+// DefaultMaxBody is the webhook body limit of docs/design.md §5.
 const DefaultMaxBody = 1 << 20
 
 // Bridge turns Alertmanager notifications into jobs on node streams.

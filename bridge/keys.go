@@ -12,18 +12,19 @@ import (
 	"time"
 )
 
-// DefaultPrefix is the key prefix of DESIGN.md §7.
+// DefaultPrefix is the key prefix of docs/design.md §7.
 const DefaultPrefix = "medic:"
 
 // Keys names every Redis key the bridge and the consumer use.
 //
-// DESIGN.md §7 names the idempotency key medic:dedup:FP:STARTS. For a
+// The idempotency key of an alert episode is medic:dedup:FP:STARTS
+// (docs/design.md §7) only for an alert no node could be found for. For a
 // routable alert the key lives in the node's hash slot instead,
 // medic:{node:NAME}:dedup:FP:STARTS, so that the dedup SET NX and the XADD
 // onto medic:{node:NAME}:jobs are one atomic script on Redis Cluster too.
 // Routing is a pure function of the alert and the config, so every bridge
 // replica computes the same key for the same episode. Unroutable alerts,
-// which have no node, use the DESIGN name as is.
+// which have no node, use the plain name.
 type Keys struct {
 	Prefix string
 }

@@ -420,7 +420,7 @@ const (
 	snapshotOld = 15 * time.Second
 )
 
-// Default usage thresholds when the snapshot carries none (DESIGN.md §1.1).
+// Default usage thresholds when the snapshot carries none (docs/design.md §1.1).
 var defaultThresholds = map[string]float64{
 	"memory": hcl.DefaultMemoryThreshold,
 	"cpu":    hcl.DefaultCPUThreshold,

@@ -16,7 +16,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 )
 
-// Default thresholds of DESIGN.md §1.1.
+// Default thresholds of docs/design.md §1.1.
 const (
 	DefaultMemoryThreshold = 0.80
 	DefaultCPUThreshold    = 0.80

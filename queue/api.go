@@ -27,7 +27,7 @@ type APIOptions struct {
 	CheckDevice func(pool, device string) error
 }
 
-// NewAPI returns the bridge's pool endpoints (DESIGN.md §5); mount it at
+// NewAPI returns the bridge's pool endpoints (docs/design.md §5); mount it at
 // /api/v1/pools/:
 //
 //	POST /api/v1/pools/{pool}/configs     {"device","payload","idempotency_key"} → {"id","seq"}
