@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/medicops/medic/internal/redistest"
-	"github.com/medicops/medic/queue"
 )
 
 // recorder is a loopback device that records every request it gets.
@@ -164,5 +163,26 @@ func TestDeviceIDNotURLSyntax(t *testing.T) {
 			return
 		}
 	}
-	_ = queue.MaxPayload
+}
+
+// --device.url escapes the ID the same way, and holds host-position IDs
+// to one DNS label.
+func TestDeviceURLFlagEscapes(t *testing.T) {
+	host, err := deviceURLFunc(nil, "http://${device}.switches.example/api/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := host("127.0.0.1:18080/x#"); err == nil {
+		t.Errorf("host template rendered %q for a hostile ID, want refused", u)
+	}
+	if u, err := host("sw-01"); err != nil || u != "http://sw-01.switches.example/api/config" {
+		t.Errorf("sw-01 → %q %v", u, err)
+	}
+	path, err := deviceURLFunc(nil, "http://127.0.0.1:9/dev/${device}/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := path("../../admin?x=1#"); err != nil || u != "http://127.0.0.1:9/dev/..%2F..%2Fadmin%3Fx%3D1%23/config" {
+		t.Errorf("path template → %q %v", u, err)
+	}
 }
