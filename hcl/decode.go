@@ -547,26 +547,29 @@ func decodePool(block *hcl2.Block) (*Pool, hcl2.Diagnostics) {
 	return p, diags
 }
 
-// deviceProbe stands for a device ID when finding where device_url puts
-// the device: letters only, so that no escaping or case change hides it.
-const deviceProbe = "medicdeviceprobe"
+// deviceProbes stand for device IDs when finding where device_url puts the
+// device: where two renderings differ, the device is. Letters only, so
+// that escaping changes neither.
+var deviceProbes = [2]string{"medicdeviceprobeone", "otherdeviceprobetwo"}
 
 // checkDevicePosition finds where a pool's device_url puts the device.
 // In the host, device IDs are held to one DNS label (Pool.CheckDevice);
 // in the user info, a device would choose credentials, which is refused.
 func checkDevicePosition(p *Pool, attr *hcl2.Attribute) hcl2.Diagnostics {
-	s, err := p.renderDeviceURL(deviceProbe)
-	if err != nil {
-		return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", err.Error())}
+	var us [2]*url.URL
+	for i, probe := range deviceProbes {
+		s, err := p.renderDeviceURL(probe)
+		if err != nil {
+			return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", err.Error())}
+		}
+		if us[i], err = url.Parse(s); err != nil {
+			return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", fmt.Sprintf("%q is not a URL: %v.", s, err))}
+		}
 	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", fmt.Sprintf("%q is not a URL: %v.", s, err))}
-	}
-	if u.User != nil && strings.Contains(strings.ToLower(u.User.String()), deviceProbe) {
+	if us[0].User.String() != us[1].User.String() {
 		return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", "The device_url puts ${device} in the URL's user info; put it in the host or the path.")}
 	}
-	p.deviceInHost = strings.Contains(strings.ToLower(u.Host), deviceProbe)
+	p.deviceInHost = us[0].Host != us[1].Host
 	return nil
 }
 
