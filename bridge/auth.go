@@ -1,18 +1,23 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Authentication of the bridge's own endpoints.
@@ -24,9 +29,13 @@ import (
 // send a bearer token, so the status page answers an unauthenticated
 // visitor with 401 and a login form; POST /login with the token sets a
 // session cookie (HttpOnly, SameSite=Strict, 12 h), an HMAC under the
-// token of its expiry and the name the visitor gave, so every replica
-// that has the token accepts it, nothing is stored server-side, and
-// rotating the token ends every session. The cookie never holds the token.
+// token of its session epoch, its expiry and the name the visitor gave,
+// so every replica that has the token accepts it and rotating the token
+// ends every session. The cookie never holds the token. Signing out
+// increments the session epoch in Redis (Keys.SessionEpoch), which ends
+// every session signed in before, on every replica: a copied cookie is
+// worthless after its owner signs out. Failed logins are limited for the
+// whole bridge, not per client (loginLimiter).
 //
 // Without a token, authentication is the listener's (--web.config.file:
 // basic auth or verified client certificates, in front of every endpoint)
@@ -81,12 +90,16 @@ func CallerFrom(ctx context.Context) *Caller {
 }
 
 // Who is the name recorded for an operator's action: the authenticated
-// user if any, else what the request says (by), else the name given at
-// login, else "token" for a token holder and "anonymous" otherwise.
+// user if any, else the name a browser session signed in with, else what
+// the request says (by), else "token" for a token holder and "anonymous"
+// otherwise. A session's forms carry no "by": the page shows who is
+// signed in, and that is who acts.
 func (c *Caller) Who(by string) string {
 	switch {
 	case c != nil && c.User != "":
 		return c.User
+	case c != nil && c.Via == "session" && c.Name != "":
+		return c.Name
 	case by != "":
 		return by
 	case c != nil && c.Name != "":
@@ -120,12 +133,46 @@ func (b *Bridge) authenticate(r *http.Request) *Caller {
 		return nil // a wrong token is wrong, whatever cookie comes with it
 	}
 	if ck, err := r.Cookie(SessionCookie); err == nil {
-		if name, ok := b.checkSession(ck.Value, b.opts.Now()); ok {
+		if name, ok := b.validSession(r.Context(), ck.Value); ok {
 			c.Via, c.Name, c.CSRF = "session", name, b.mac("csrf", ck.Value)
 			return c
 		}
 	}
 	return nil
+}
+
+// epochTimeout bounds reading or bumping the session epoch.
+const epochTimeout = 2 * time.Second
+
+// sessionEpoch reads the session epoch; 0 before the first sign-out.
+func (b *Bridge) sessionEpoch(ctx context.Context) (int64, error) {
+	if b.opts.Client == nil {
+		return 0, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, epochTimeout)
+	defer cancel()
+	n, err := b.opts.Client.Get(ctx, b.opts.Keys.SessionEpoch()).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// validSession checks a session cookie's signature, expiry and epoch.
+// When the epoch cannot be read the session is refused: a revoked
+// cookie must not come back while Redis is away (the bearer token still
+// works).
+func (b *Bridge) validSession(ctx context.Context, v string) (name string, ok bool) {
+	name, epoch, ok := b.checkSession(v, b.opts.Now())
+	if !ok {
+		return "", false
+	}
+	cur, err := b.sessionEpoch(ctx)
+	if err != nil {
+		b.log.Warn("session refused: cannot read the session epoch", "err", err)
+		return "", false
+	}
+	return name, epoch == cur
 }
 
 // Read requires authentication for a read endpoint: 401 JSON with a
@@ -152,12 +199,13 @@ func (b *Bridge) Write(h http.Handler) http.Handler {
 			unauthenticated(w)
 			return
 		}
-		if isForm(r) {
+		if formPost(r) {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 			if err := r.ParseForm(); err != nil {
 				writeError(w, http.StatusBadRequest, "form: "+err.Error())
 				return
 			}
+			r = r.WithContext(context.WithValue(r.Context(), formKey{}, true))
 		}
 		if c.Via == "session" {
 			got := r.Header.Get("X-CSRF-Token")
@@ -209,17 +257,105 @@ func unauthenticated(w http.ResponseWriter) {
 	writeError(w, http.StatusUnauthorized, "unauthenticated: a valid bearer token is required")
 }
 
-// isForm: an HTML form's post (the status page's forms are urlencoded;
-// multipart is not accepted).
+type formKey struct{}
+
+// isForm says whether Write parsed r's body as an HTML form's post (see
+// formPost); the answer to one is a redirect back to the status page.
 func isForm(r *http.Request) bool {
-	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")
+	v, _ := r.Context().Value(formKey{}).(bool)
+	return v
+}
+
+// jsonPeek is how many bytes formPost looks at for the start of a JSON
+// object.
+const jsonPeek = 512
+
+// formPost says whether r is a post of the status page's forms:
+// urlencoded, and not JSON. `curl -d '{"by":"you"}'` sends JSON labelled
+// application/x-www-form-urlencoded (curl's default for -d), so the
+// Content-Type alone is no guide: a body whose first non-blank byte is
+// '{' is JSON whatever it says, and a form's body never starts with '{'
+// (its first field is the status page's own: csrf, runbook or reason).
+// The bytes looked at are put back in front of the body.
+func formPost(r *http.Request) bool {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") || r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	head := make([]byte, jsonPeek)
+	n, _ := io.ReadAtLeast(r.Body, head, 1)
+	head = head[:n]
+	// Read more only while the head is all blank and not yet at the end.
+	for n > 0 && len(bytes.TrimLeft(head, " \t\r\n")) == 0 && len(head) < maxFormBody {
+		more := make([]byte, jsonPeek)
+		n, _ = io.ReadAtLeast(r.Body, more, 1)
+		head = append(head, more[:n]...)
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
+	rest := bytes.TrimLeft(head, " \t\r\n")
+	return len(rest) == 0 || rest[0] != '{'
 }
 
 // loginFailDelay slows down guessing the token through the login form.
 const loginFailDelay = 500 * time.Millisecond
 
+// Failed logins, all clients together: a burst of loginFailBurst, then
+// one per loginFailEvery. The per-request delay alone does not stop a
+// guesser who opens many connections at once. Over the limit, every
+// login is answered 429 without looking at the token, so that guessing
+// learns nothing; the bearer token still works for the API.
+const (
+	loginFailBurst = 10
+	loginFailEvery = 6 * time.Second
+)
+
+// loginLimiter is a token bucket of failed logins.
+type loginLimiter struct {
+	mu     sync.Mutex
+	used   float64 // tokens spent, draining at one per loginFailEvery
+	last   time.Time
+	inited bool
+}
+
+// allow says whether a login may be tried now; wait is how long until
+// one may.
+func (l *loginLimiter) allow(now time.Time) (ok bool, wait time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.drain(now)
+	if l.used+1 > loginFailBurst {
+		return false, time.Duration((l.used + 1 - loginFailBurst) * float64(loginFailEvery))
+	}
+	return true, 0
+}
+
+// fail spends one token.
+func (l *loginLimiter) fail(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.drain(now)
+	l.used++
+}
+
+func (l *loginLimiter) drain(now time.Time) {
+	if l.inited {
+		l.used -= float64(now.Sub(l.last)) / float64(loginFailEvery)
+		if l.used < 0 {
+			l.used = 0
+		}
+	}
+	l.last, l.inited = now, true
+}
+
 // handleLogin is POST /login: form fields token and name (optional).
 func (b *Bridge) handleLogin(w http.ResponseWriter, r *http.Request) {
+	if ok, wait := b.loginFails.allow(b.opts.Now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		writeLoginPage(w, http.StatusTooManyRequests, "Too many failed logins; try again in a minute.")
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 	if err := r.ParseForm(); err != nil {
 		writeLoginPage(w, http.StatusBadRequest, "The form could not be read: "+err.Error())
@@ -227,6 +363,7 @@ func (b *Bridge) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := strings.TrimSpace(r.PostForm.Get("token"))
 	if b.opts.Token == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(b.opts.Token)) != 1 {
+		b.loginFails.fail(b.opts.Now())
 		time.Sleep(loginFailDelay)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="medic"`)
 		writeLoginPage(w, http.StatusUnauthorized, "Wrong token.")
@@ -237,45 +374,70 @@ func (b *Bridge) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeLoginPage(w, http.StatusBadRequest, "Name: "+err.Error())
 		return
 	}
+	epoch, err := b.sessionEpoch(r.Context())
+	if err != nil {
+		writeLoginPage(w, http.StatusServiceUnavailable, "Cannot sign in now: Redis: "+err.Error())
+		return
+	}
 	exp := b.opts.Now().Add(SessionTTL)
 	http.SetCookie(w, &http.Cookie{
-		Name: SessionCookie, Value: b.newSession(name, exp), Path: "/", Expires: exp, MaxAge: int(SessionTTL / time.Second),
+		Name: SessionCookie, Value: b.newSession(name, epoch, exp), Path: "/", Expires: exp, MaxAge: int(SessionTTL / time.Second),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
-// handleLogout is POST /logout: the session cookie is cleared.
+// handleLogout is POST /logout: the session cookie is cleared and, for
+// a valid session, the session epoch incremented, which ends every
+// session signed in before it (this browser's cookie may have been
+// copied). A request without a valid session changes nothing: a stranger
+// cannot sign everyone out.
 func (b *Bridge) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if ck, err := r.Cookie(SessionCookie); err == nil && b.opts.Client != nil {
+		if _, ok := b.validSession(r.Context(), ck.Value); ok {
+			ctx, cancel := context.WithTimeout(r.Context(), epochTimeout)
+			err := b.opts.Client.Incr(ctx, b.opts.Keys.SessionEpoch()).Err()
+			cancel()
+			if err != nil {
+				writeLoginPage(w, http.StatusServiceUnavailable, "Signing out failed, the session is still valid: Redis: "+err.Error())
+				return
+			}
+		}
+	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
-// newSession is "v1.EXPIRY.NAME.MAC": EXPIRY in unix seconds, NAME
-// base64url, MAC the HMAC-SHA256 under the token of what precedes it.
-func (b *Bridge) newSession(name string, exp time.Time) string {
-	v := "v1." + strconv.FormatInt(exp.Unix(), 10) + "." + base64.RawURLEncoding.EncodeToString([]byte(name))
+// newSession is "v2.EPOCH.EXPIRY.NAME.MAC": EPOCH the session epoch at
+// login, EXPIRY in unix seconds, NAME base64url, MAC the HMAC-SHA256
+// under the token of what precedes it.
+func (b *Bridge) newSession(name string, epoch int64, exp time.Time) string {
+	v := "v2." + strconv.FormatInt(epoch, 10) + "." + strconv.FormatInt(exp.Unix(), 10) + "." + base64.RawURLEncoding.EncodeToString([]byte(name))
 	return v + "." + b.mac("session", v)
 }
 
-func (b *Bridge) checkSession(v string, now time.Time) (name string, ok bool) {
+func (b *Bridge) checkSession(v string, now time.Time) (name string, epoch int64, ok bool) {
 	i := strings.LastIndexByte(v, '.')
 	if i < 0 || !hmac.Equal([]byte(v[i+1:]), []byte(b.mac("session", v[:i]))) {
-		return "", false
+		return "", 0, false
 	}
 	parts := strings.Split(v[:i], ".")
-	if len(parts) != 3 || parts[0] != "v1" {
-		return "", false
+	if len(parts) != 4 || parts[0] != "v2" {
+		return "", 0, false
 	}
-	exp, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || now.Unix() >= exp {
-		return "", false
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[2])
+	epoch, err := strconv.ParseInt(parts[1], 10, 64)
 	if err != nil {
-		return "", false
+		return "", 0, false
 	}
-	return string(raw), true
+	exp, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil || now.Unix() >= exp {
+		return "", 0, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[3])
+	if err != nil {
+		return "", 0, false
+	}
+	return string(raw), epoch, true
 }
 
 // mac is the base64url HMAC-SHA256 under the token of purpose and msg.

@@ -2,12 +2,15 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,9 +155,10 @@ func TestLoginSession(t *testing.T) {
 	other := New(Options{Client: tb.c, Token: "another-token", Config: tb.opts.Config})
 	for name, v := range map[string]string{
 		"garbage":   "v1.x.y.z",
-		"expired":   tb.newSession("alice", time.Now().Add(-time.Minute)),
-		"other key": other.newSession("alice", time.Now().Add(time.Hour)),
-		"tampered":  strings.Replace(tb.newSession("alice", time.Now().Add(time.Hour)), "v1.", "v1.9", 1),
+		"expired":   tb.newSession("alice", 0, time.Now().Add(-time.Minute)),
+		"other key": other.newSession("alice", 0, time.Now().Add(time.Hour)),
+		"tampered":  strings.Replace(tb.newSession("alice", 0, time.Now().Add(time.Hour)), "v2.0", "v2.9", 1),
+		"old epoch": tb.newSession("alice", -1, time.Now().Add(time.Hour)),
 	} {
 		hdr := http.Header{"Cookie": {SessionCookie + "=" + v}}
 		if code, _, _ := do(t, nil, "GET", tb.srv.URL+"/api/v1/runs", hdr, ""); code != 401 {
@@ -162,9 +166,82 @@ func TestLoginSession(t *testing.T) {
 		}
 	}
 
+	// Signing out revokes the session, not only this browser's copy: a
+	// cookie copied before is refused afterwards, on every replica.
+	copied := http.Header{"Cookie": {SessionCookie + "=" + cookies[0].Value}}
+	if code, _, _ := do(t, nil, "GET", tb.srv.URL+"/api/v1/runs", copied, ""); code != 200 {
+		t.Fatalf("copied cookie before logout: GET = %d, want 200", code)
+	}
+	// A stranger's logout (no session) revokes nothing.
+	if code, _, _ := do(t, nil, "POST", tb.srv.URL+"/logout", nil, ""); code != 303 && code != 401 {
+		t.Errorf("stranger's logout = %d", code)
+	}
+	if code, _, _ := do(t, nil, "GET", tb.srv.URL+"/api/v1/runs", copied, ""); code != 200 {
+		t.Fatalf("copied cookie after a stranger's logout: GET = %d, want 200", code)
+	}
 	code, _, body = do(t, browser, "POST", tb.srv.URL+"/logout", nil, "")
 	if code != 401 || !strings.Contains(body, `action="/login"`) {
 		t.Errorf("after logout the page = %d, want 401 and the login form", code)
+	}
+	replica := httptest.NewServer(func() http.Handler {
+		b := New(Options{Client: tb.c, Token: testToken, Config: tb.opts.Config})
+		mux := http.NewServeMux()
+		b.Register(mux)
+		return mux
+	}())
+	defer replica.Close()
+	for _, base := range []string{tb.srv.URL, replica.URL} {
+		if code, _, _ := do(t, nil, "GET", base+"/api/v1/runs", copied, ""); code != 401 {
+			t.Errorf("revoked cookie after logout at %s: GET = %d, want 401", base, code)
+		}
+	}
+	if v, _ := tb.c.Get(context.Background(), "medic:{auth}:session_epoch").Int(); v != 1 {
+		t.Errorf("session epoch = %d, want 1", v)
+	}
+	// Signing in again works.
+	code, _, _ = do(t, browser, "POST", tb.srv.URL+"/login", form, url.Values{"token": {testToken}, "name": {"alice"}}.Encode())
+	if code != 200 {
+		t.Errorf("login after logout = %d", code)
+	}
+}
+
+// Failed logins are limited for the whole bridge: past the burst, every
+// login is 429 with Retry-After, the right token too (a guesser learns
+// nothing), while the bearer token still reads the API.
+func TestFailedLoginsLimited(t *testing.T) {
+	tb := authServer(t, testToken)
+	var now atomic.Int64 // unix ns: the handlers read it on the server's goroutines
+	now.Store(time.Now().UnixNano())
+	tb.Bridge.opts.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	var wg sync.WaitGroup
+	codes := make(chan int, loginFailBurst+5)
+	for i := 0; i < loginFailBurst+5; i++ {
+		wg.Go(func() {
+			code, _, _ := do(t, nil, "POST", tb.srv.URL+"/login", form, url.Values{"token": {fmt.Sprint("guess", i)}}.Encode())
+			codes <- code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	n := map[int]int{}
+	for c := range codes {
+		n[c]++
+	}
+	if n[401] > loginFailBurst || n[429] < 5 {
+		t.Errorf("%d concurrent wrong logins: %v, want at most %d 401s and the rest 429", loginFailBurst+5, n, loginFailBurst)
+	}
+	code, hdr, _ := do(t, nil, "POST", tb.srv.URL+"/login", form, url.Values{"token": {testToken}}.Encode())
+	if code != 429 || hdr.Get("Retry-After") == "" {
+		t.Errorf("right token while limited = %d (Retry-After %q), want 429", code, hdr.Get("Retry-After"))
+	}
+	if code, _, _ := do(t, nil, "GET", tb.srv.URL+"/api/v1/runs", http.Header{"Authorization": {"Bearer " + testToken}}, ""); code != 200 {
+		t.Errorf("bearer read while logins are limited = %d", code)
+	}
+	now.Add(int64(2 * loginFailEvery))
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if code, _, _ := do(t, noRedirect, "POST", tb.srv.URL+"/login", form, url.Values{"token": {testToken}}.Encode()); code != 303 {
+		t.Errorf("right token after the limit drained = %d, want 303", code)
 	}
 }
 
@@ -177,7 +254,8 @@ func TestCallerWho(t *testing.T) {
 		{&Caller{Via: "web", User: "bob"}, "alice", "bob"},
 		{&Caller{Via: "token"}, "alice", "alice"},
 		{&Caller{Via: "session", Name: "carol"}, "", "carol"},
-		{&Caller{Via: "session", Name: "carol"}, "alice", "alice"},
+		{&Caller{Via: "session", Name: "carol"}, "alice", "carol"},
+		{&Caller{Via: "session"}, "alice", "alice"},
 		{&Caller{Via: "token"}, "", "token"},
 		{&Caller{Via: "web"}, "", "anonymous"},
 		{nil, "", "anonymous"},

@@ -63,7 +63,7 @@ type Options struct {
 	Now        func() time.Time
 }
 
-// DefaultMaxBody is the webhook body limit of DESIGN.md §5.
+// DefaultMaxBody is the webhook body limit of docs/design.md §5.
 const DefaultMaxBody = 1 << 20
 
 // Bridge turns Alertmanager notifications into jobs on node streams.
@@ -77,6 +77,8 @@ type Bridge struct {
 	fleet   *Fleet
 
 	bg sync.WaitGroup // escalations in flight
+
+	loginFails loginLimiter // see auth.go
 }
 
 // New returns a bridge.

@@ -12,18 +12,19 @@ import (
 	"time"
 )
 
-// DefaultPrefix is the key prefix of DESIGN.md §7.
+// DefaultPrefix is the key prefix of docs/design.md §7.
 const DefaultPrefix = "medic:"
 
 // Keys names every Redis key the bridge and the consumer use.
 //
-// DESIGN.md §7 names the idempotency key medic:dedup:FP:STARTS. For a
+// The idempotency key of an alert episode is medic:dedup:FP:STARTS
+// (docs/design.md §7) only for an alert no node could be found for. For a
 // routable alert the key lives in the node's hash slot instead,
 // medic:{node:NAME}:dedup:FP:STARTS, so that the dedup SET NX and the XADD
 // onto medic:{node:NAME}:jobs are one atomic script on Redis Cluster too.
 // Routing is a pure function of the alert and the config, so every bridge
 // replica computes the same key for the same episode. Unroutable alerts,
-// which have no node, use the DESIGN name as is.
+// which have no node, use the plain name.
 type Keys struct {
 	Prefix string
 }
@@ -57,5 +58,10 @@ func (k Keys) Run(id string) string { return k.prefix() + "run:" + id }
 
 // RunIndex is the sorted set (score: start time in ms) of run ids.
 func (k Keys) RunIndex() string { return k.prefix() + "runs" }
+
+// SessionEpoch is the integer every status-page session cookie carries
+// from its login; signing out increments it, which ends every session
+// signed in before (auth.go). Its own hash tag: it is read alone.
+func (k Keys) SessionEpoch() string { return k.prefix() + "{auth}:session_epoch" }
 
 func episode(startsAt time.Time) string { return strconv.FormatInt(startsAt.UnixMilli(), 10) }

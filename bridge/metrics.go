@@ -10,7 +10,7 @@ import (
 	"github.com/medicops/medic/runbooks"
 )
 
-// Metrics are the bridge's and the consumer's (DESIGN.md §6). The
+// Metrics are the bridge's and the consumer's (docs/design.md §6). The
 // remediation counter and histogram are the engine's too: they are declared
 // identically here and registered through promx.Register, so `medic serve`, which
 // has both in one registry, shares one collector.

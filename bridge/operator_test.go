@@ -254,11 +254,13 @@ func TestStatusPageControls(t *testing.T) {
 	store := tb.Store()
 	for _, r := range []*runbooks.RunRecord{
 		{ID: "run-pending-1", Runbook: "recover", Agent: "a1", Node: "n1", Outcome: runbooks.OutcomePendingApproval,
-			Reason: "approve mode: waiting for an operator", Causes: []string{"memory"}, Started: now.Add(-time.Minute)},
+			Reason: "approve mode: waiting for an operator", Causes: []string{"memory"}, Started: now.Add(-time.Minute),
+			Steps: []runbooks.Step{{Name: "liveness", OK: true, Detail: "pid 4242 alive"}, {Name: "probe", Detail: "GET http://127.0.0.1:8080/healthz: 500"}, {Name: "diagnose", OK: true, Detail: "memory 0.91 > 0.80"}}},
 		{ID: "run-paused", Runbook: "recover", Agent: "a1", Node: "n1", Outcome: runbooks.OutcomePaused, Reason: "paused by alice: deploy", Started: now.Add(-2 * time.Minute)},
 		{ID: "run-limited", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeLimited, Reason: "concurrency 2 of 2 in use", Started: now.Add(-3 * time.Minute)},
 		{ID: "run-circuit", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeCircuitOpen, Reason: "5 runs in 1h", Started: now.Add(-4 * time.Minute)},
-		{ID: "run-shadow", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeShadowed, Reason: "would restart", Started: now.Add(-5 * time.Minute)},
+		{ID: "run-shadow", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeShadowed, Reason: "would restart", Started: now.Add(-5 * time.Minute),
+			Steps: []runbooks.Step{{Name: "probe", Detail: "connection refused"}, {Name: "restart", OK: true, Detail: "would restart the agent (probe failed) (shadow mode)"}, {Name: "verify", OK: true, Detail: "would verify with the probe up to 1 times (shadow mode)"}}},
 		{ID: "run-rejected", Runbook: "recover", Agent: "a1", Outcome: runbooks.OutcomeRejected, Reason: "rejected by bob", Started: now.Add(-6 * time.Minute)},
 	} {
 		if err := store.Save(ctx, r); err != nil {
@@ -272,9 +274,10 @@ func TestStatusPageControls(t *testing.T) {
 	mux := http.NewServeMux()
 	tb.Register(mux)
 	mux.Handle(StatusPagePattern, tb.Page(NewStatusPage(StatusOptions{Runs: store, Controls: ctl, Refresh: -1,
-		Runbooks: func() []string { return []string{"recover", "lost"} }})))
+		Runbooks: func() []string { return []string{"recover", "lost"} },
+		Plan:     func(rec *runbooks.RunRecord) []string { return PlannedSteps(tb.cfg, rec) }})))
 	srv := newServer(t, mux)
-	sess := tb.newSession("carol", now.Add(time.Hour))
+	sess := tb.newSession("carol", 0, now.Add(time.Hour))
 	cookie := http.Header{"Cookie": {SessionCookie + "=" + sess}}
 	csrf := tb.mac("csrf", sess)
 
@@ -284,7 +287,13 @@ func TestStatusPageControls(t *testing.T) {
 	}
 	for _, w := range []string{
 		`signed in as <b>carol</b>`,
-		`<div class="banner" data-pause="recover"><span class="pill held">paused</span>`,
+		`<div class="banner pause-banner" role="alert" data-pause="recover"><span class="pause-title">Remediation paused</span>`,
+		// a pending approval says why it is asked and what approving does
+		`<b>Why:</b> <span class="pill ok">liveness</span> <span class="small">pid 4242 alive</span> <span class="pill bad">probe</span> <span class="small">GET http://127.0.0.1:8080/healthz: 500</span>`,
+		`<b>Approving will run:</b><ol><li>restart a1</li><li>verify with the probe, up to 1 times</li></ol>`,
+		// a shadow run's steps did not run: no green ok on them
+		`<span class="pill would" title="shadow mode: recorded, not executed">would run</span></td>
+<td><code>restart</code>`,
 		`since ` + now.UTC().Format("2006-01-02 15:04:05Z") + ` by alice, until `, `: deploy`,
 		`<form class="inline" method="post" action="/api/v1/resume"><input type="hidden" name="runbook" value="recover"><input type="hidden" name="csrf" value="` + csrf + `">`,
 		`Waiting for approval <span class="pill pending">2</span>`,
@@ -338,5 +347,43 @@ func TestStatusPageControls(t *testing.T) {
 	code, _, body = do(t, noRedirect, "POST", srv+"/api/v1/pause", form, url.Values{"for": {"soon"}, "csrf": {csrf}}.Encode())
 	if code != 400 || !strings.Contains(body, `for: "soon" is not a duration`) {
 		t.Errorf("bad pause from the page = %d %q, want 400 as text", code, body)
+	}
+}
+
+// curl -d sends JSON as application/x-www-form-urlencoded: the body is
+// read as JSON all the same, and who and why are kept. A real form post
+// (the status page's) is still a form, answered with a redirect.
+func TestDecisionJSONWhateverContentType(t *testing.T) {
+	tb, ctl := operatorBridge(t, nil)
+	ctx := context.Background()
+	for _, id := range []string{"run-j1", "run-j2", "run-f"} {
+		if err := ctl.Request(ctx, id, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	curl := http.Header{"Authorization": {"Bearer " + testToken}, "Content-Type": {"application/x-www-form-urlencoded"}}
+	code, _, body := do(t, noRedirect, "POST", tb.srv.URL+"/api/v1/runs/run-j1/approve", curl, `{"by":"you"}`)
+	if code != 200 || !strings.Contains(body, `"by":"you"`) {
+		t.Errorf("approve with curl -d = %d %s, want 200 JSON by you", code, body)
+	}
+	code, _, body = do(t, noRedirect, "POST", tb.srv.URL+"/api/v1/runs/run-j2/reject", curl, "\n  "+`{"by":"you","reason":"not now"}`)
+	if code != 200 || !strings.Contains(body, `"reason":"not now"`) {
+		t.Errorf("reject with curl -d = %d %s", code, body)
+	}
+	if d, _ := ctl.Decision(ctx, "run-j2"); d == nil || d.By != "you" || d.Reason != "not now" || d.Approve {
+		t.Errorf("stored rejection %+v, want by you, reason kept", d)
+	}
+	code, _, body = do(t, noRedirect, "POST", tb.srv.URL+"/api/v1/runs/run-f/reject", curl, url.Values{"by": {"formuser"}, "reason": {"{braces} later"}}.Encode())
+	if code != 303 {
+		t.Errorf("form reject = %d %s, want 303", code, body)
+	}
+	if d, _ := ctl.Decision(ctx, "run-f"); d == nil || d.By != "formuser" || d.Reason != "{braces} later" {
+		t.Errorf("stored form rejection %+v", d)
+	}
+	// The pause endpoint, too.
+	code, _, body = do(t, noRedirect, "POST", tb.srv.URL+"/api/v1/pause", curl, `{"runbook":"recover","for":"5m","reason":"maintenance","by":"ops"}`)
+	if code != 200 || !strings.Contains(body, `"maintenance"`) {
+		t.Errorf("pause with curl -d = %d %s", code, body)
 	}
 }

@@ -95,6 +95,8 @@ var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMa
 		return strconv.Itoa(n) + " " + word + "s"
 	},
 	"join": strings.Join,
+	// stepBadge: see status_truth.go.
+	"stepBadge": stepBadge,
 	"until": func(now, t time.Time) string {
 		if t.IsZero() {
 			return "until resumed"
@@ -182,6 +184,9 @@ type StatusOptions struct {
 	// Runbooks names the configured runbooks for the page's pause form
 	// (it follows reloads); nil: the form offers "every runbook" only.
 	Runbooks func() []string
+	// Plan, when set, says what approving a pending run will do (see
+	// PlannedSteps); the page lists it under the run.
+	Plan func(rec *runbooks.RunRecord) []string
 	// RunLimit is how many recent runs are shown (default 25).
 	RunLimit int
 	// Refresh is the meta refresh period (default 5s; negative disables).
@@ -251,6 +256,7 @@ type statusData struct {
 	Pauses        []controls.Pause
 	Pending       []*runbooks.RunRecord // waiting for approval, oldest deadline first
 	ControlsError string
+	plan          func(*runbooks.RunRecord) []string // PlanFor; see status_truth.go
 }
 
 func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -265,7 +271,7 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.o.Timeout)
 	defer cancel()
-	d := statusData{Now: p.o.Now(), Caller: CallerFrom(r.Context())}
+	d := statusData{Now: p.o.Now(), Caller: CallerFrom(r.Context()), plan: p.o.Plan}
 	if p.o.Refresh > 0 && r.URL.Query().Get("refresh") != "0" {
 		d.Refresh = max(1, int(p.o.Refresh/time.Second))
 	}

@@ -149,9 +149,9 @@ func TestStatusPage(t *testing.T) {
 				`<details open><summary>2 steps · <span class="err">verify failed 3 times</span>`, `<details><summary>3 steps</summary>`,
 				// pools
 				`data-pool="routers"`, `data-pool="switches"`, `<code>cfg-agent-2</code>`,
-				`<span class="pill warn">locked</span>`, `<td class="num">12</td>`,
+				`<span class="pill warn" title="the pool's lock is held: a switchover is moving the backlog">switching</span>`, `<td class="num">12</td>`,
 			},
-			notWant: []string{"<script>alert(1)</script>", "future", "color=blue", `data-agent="hb-agent"`, `rel="next"`},
+			notWant: []string{"<script>alert(1)</script>", "future", "color=blue", `data-agent="hb-agent"`, `rel="next"`, ">free<", ">locked<"},
 		},
 		{name: "no refresh", method: "GET", target: "/?refresh=0", code: 200, notWant: []string{`http-equiv="refresh"`}},
 		{name: "other path", method: "GET", target: "/nope", code: 404},

@@ -138,7 +138,7 @@ func TestDashboardsStructure(t *testing.T) {
 			t.Errorf("%s/%s: variable left in %q", q.dashboard, q.panel, e)
 		}
 	}
-	// Every metric of DESIGN.md §6 is on a dashboard.
+	// Every metric of docs/design.md §6 is on a dashboard.
 	for _, m := range designMetrics {
 		if !slices.ContainsFunc(queries, func(q panelQuery) bool { return strings.Contains(q.expr, m) }) {
 			t.Errorf("no panel shows %s", m)
@@ -146,7 +146,7 @@ func TestDashboardsStructure(t *testing.T) {
 	}
 }
 
-// designMetrics are the metric names of DESIGN.md §6, plus the node's
+// designMetrics are the metric names of docs/design.md §6, plus the node's
 // collector metrics.
 var designMetrics = []string{
 	"medic_agent_up", "medic_agent_probe_success", "medic_agent_probe_duration_seconds",

@@ -422,6 +422,7 @@ func (a *agent) waitStarted(ctx context.Context) {
 // Without a stop argv the recorded process (and its group when it leads
 // one) is signalled directly.
 func (a *agent) restartExternal(ctx context.Context, def *hcl.Agent) error {
+	began := time.Now() // compared with process start times: the real clock
 	env := map[string]string{"MEDIC_AGENT": a.name, "MEDIC_NODE": a.n.opts.NodeName}
 	if len(def.Stop) > 0 {
 		res := execx.Run(ctx, execx.Cmd{Argv: def.Stop, Env: env, Timeout: stopCommandTimeout, Grace: time.Second})
@@ -442,7 +443,48 @@ func (a *agent) restartExternal(ctx context.Context, def *hcl.Agent) error {
 	a.pidID, a.pidMtime = Identity{}, time.Time{}
 	a.resetHeartbeatLocked(a.n.now())
 	a.mu.Unlock()
-	return nil
+	return a.confirmStarted(ctx, def, began)
+}
+
+// startSettle is how long the pidfile's process must stay alive before a
+// restart counts: a start command that does not detach takes the agent
+// down with its process group when it exits (execx kills the group), a
+// few milliseconds after the pidfile was written.
+const startSettle = 200 * time.Millisecond
+
+// confirmStarted waits, up to StartWait (at least a second), for the
+// pidfile to name a live process that started after the restart began and
+// stays alive for startSettle. A start command's exit status only says
+// that the command ran; `cmd & echo $! > pidfile` exits 0 and its agent
+// dies with it.
+func (a *agent) confirmStarted(ctx context.Context, def *hcl.Agent, began time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, max(a.n.opts.StartWait, time.Second))
+	defer cancel()
+	var seen time.Time // when the new process was first seen alive
+	var detail string
+	for {
+		ok, d, id := a.pidfileAlive()
+		detail = d
+		switch {
+		case !ok:
+			seen = time.Time{}
+		case startWallTime(a.n.boot, id.StartTime).Before(began.Add(-pidfileSlack)):
+			seen = time.Time{}
+			detail = fmt.Sprintf("pid %d started %s, before the restart began: the pidfile still names the old process", id.PID,
+				startWallTime(a.n.boot, id.StartTime).UTC().Format(time.RFC3339))
+		case seen.IsZero():
+			seen = time.Now()
+		case time.Since(seen) >= startSettle:
+			return nil
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("start %v exited 0 but the agent is not running: %s; a start command must leave the agent running on its own (detach it, e.g. setsid -f) and write its pidfile", def.Start, detail)
+		case <-t.C:
+		}
+	}
 }
 
 func (a *agent) killExternal(id Identity) {

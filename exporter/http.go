@@ -15,7 +15,8 @@ import (
 const maxHeartbeatBody = 4 << 10
 
 // Handler serves the node's HTTP API: GET /metrics, PUT and DELETE
-// /api/v1/heartbeats/{agent}, GET /api/v1/agents and GET /-/healthy.
+// /api/v1/heartbeats/{agent}, GET /api/v1/agents and GET /-/healthy; its
+// writes behind CrossOriginGuard.
 // POST /-/reload is not here: the command that embeds the node owns the
 // configuration and serves it (internal/app's reloader, which calls
 // ApplyConfig).
@@ -27,8 +28,9 @@ func (n *Node) Handler() http.Handler {
 			ErrorHandling: promhttp.ContinueOnError,
 		}))
 	}
+	// PUT only: a browser cannot send a cross-site PUT without a CORS
+	// preflight, which the node never answers; a POST gets 405 with Allow.
 	mux.HandleFunc("PUT /api/v1/heartbeats/{agent}", n.handleBeat)
-	mux.HandleFunc("POST /api/v1/heartbeats/{agent}", n.handleBeat)
 	mux.HandleFunc("DELETE /api/v1/heartbeats/{agent}", n.handleUnregister)
 	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.State())
@@ -36,8 +38,25 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	})
-	return mux
+	return CrossOriginGuard(mux)
 }
+
+// CrossOriginGuard refuses (403) a write (any method but GET, HEAD and
+// OPTIONS) that a browser marks as cross-origin (Sec-Fetch-Site, or an
+// Origin that is not the request's host), as the bridge does: a web page
+// that a browser on the node's host opens must not be able to beat, drop
+// an agent's heartbeat or reload the node. Loopback is no protection
+// against that: the browser is on the loopback too. Programs (curl, the
+// heartbeat client) send neither header and pass.
+func CrossOriginGuard(h http.Handler) http.Handler { return nodeCOP.Handler(h) }
+
+var nodeCOP = func() *http.CrossOriginProtection {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusForbidden, "forbidden: cross-origin request")
+	}))
+	return cop
+}()
 
 type beatRequest struct {
 	Timeout string `json:"timeout"`

@@ -539,14 +539,42 @@ func decodePool(block *hcl2.Block) (*Pool, hcl2.Diagnostics) {
 		diags = append(diags, d...)
 		p.DeviceURL = attr.Expr
 		if !d.HasErrors() {
-			if u, err := p.DeviceURLFor("device-1"); err != nil {
+			if u, err := p.renderDeviceURL("device-1"); err != nil {
 				diags = append(diags, attrDiag(attr, "Invalid device_url", err.Error()))
 			} else if err := checkHTTPURL(u); err != nil {
 				diags = append(diags, attrDiag(attr, "Invalid device_url", strings.Replace(err.Error(), "must be", "must render to", 1)))
+			} else {
+				diags = append(diags, checkDevicePosition(p, attr)...)
 			}
 		}
 	}
 	return p, diags
+}
+
+// deviceProbes stand for device IDs when finding where device_url puts the
+// device: where two renderings differ, the device is. Letters only, so
+// that escaping changes neither.
+var deviceProbes = [2]string{"medicdeviceprobeone", "otherdeviceprobetwo"}
+
+// checkDevicePosition finds where a pool's device_url puts the device.
+// In the host, device IDs are held to one DNS label (Pool.CheckDevice);
+// in the user info, a device would choose credentials, which is refused.
+func checkDevicePosition(p *Pool, attr *hcl2.Attribute) hcl2.Diagnostics {
+	var us [2]*url.URL
+	for i, probe := range deviceProbes {
+		s, err := p.renderDeviceURL(probe)
+		if err != nil {
+			return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", err.Error())}
+		}
+		if us[i], err = url.Parse(s); err != nil {
+			return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", fmt.Sprintf("%q is not a URL: %v.", s, err))}
+		}
+	}
+	if us[0].User.String() != us[1].User.String() {
+		return hcl2.Diagnostics{attrDiag(attr, "Invalid device_url", "The device_url puts ${device} in the URL's user info; put it in the host or the path.")}
+	}
+	p.deviceInHost = us[0].Host != us[1].Host
+	return nil
 }
 
 func hasBlock(blocks hcl2.Blocks, typ string) bool {

@@ -202,7 +202,7 @@ func usageValue(u Usage) cty.Value {
 	})
 }
 
-// DefaultThresholds returns the thresholds of DESIGN.md §1.1.
+// DefaultThresholds returns the thresholds of docs/design.md §1.1.
 func DefaultThresholds() Thresholds {
 	return Thresholds{Memory: DefaultMemoryThreshold, CPU: DefaultCPUThreshold, Disk: DefaultDiskThreshold}
 }

@@ -281,12 +281,77 @@ func (c *Cause) Eval(ctx *hcl2.EvalContext) (bool, hcl2.Diagnostics) {
 }
 
 // DeviceURLFor renders the pool's device_url template for one device.
+// A device ID is data, never URL syntax: the template sees it escaped
+// (EscapeDevice), whatever position it puts it in, and where the template
+// puts it in the host, an ID that is not one DNS label is refused
+// (CheckDevice), so that no ID can aim the agent at another host or path.
 func (p *Pool) DeviceURLFor(device string) (string, error) {
 	if p.DeviceURL == nil {
 		return "", fmt.Errorf("pool %q has no device_url", p.Name)
 	}
+	if err := p.CheckDevice(device); err != nil {
+		return "", err
+	}
+	return p.renderDeviceURL(EscapeDevice(device))
+}
+
+func (p *Pool) renderDeviceURL(device string) (string, error) {
 	ctx := &hcl2.EvalContext{Variables: map[string]cty.Value{rootDevice: cty.StringVal(device)}, Functions: functions}
 	return evalString(p.DeviceURL, ctx, "device_url")
+}
+
+// DeviceInHost says whether the pool's device_url puts the device in the
+// URL's host (http://${device}.switches.example/...).
+func (p *Pool) DeviceInHost() bool { return p.deviceInHost }
+
+// CheckDevice refuses a device ID the pool cannot address: where the
+// device_url puts the device in the host, anything but one DNS label
+// (letters, digits and inner hyphens, at most 63). The bridge calls it
+// at publish (400), the agent before each push.
+func (p *Pool) CheckDevice(device string) error {
+	if p.deviceInHost && !IsDNSLabel(device) {
+		return fmt.Errorf("device %q: pool %q puts the device in the URL's host, so a device ID must be one DNS label (letters, digits and inner hyphens, at most 63 characters)", device, p.Name)
+	}
+	return nil
+}
+
+// IsDNSLabel: 1-63 ASCII letters, digits and hyphens, neither first nor
+// last a hyphen (RFC 1123).
+func IsDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// EscapeDevice percent-encodes every byte of a device ID but RFC 3986's
+// unreserved characters (letters, digits, - . _ ~), so that the ID is
+// one inert segment wherever a template puts it: no '/', '?', '#', '@',
+// ':', '&' or '=' survives. The IDs "." and ".." are escaped whole
+// (%2E), so that no path resolves them as dot segments.
+func EscapeDevice(device string) string {
+	if device == "." || device == ".." {
+		return strings.Repeat("%2E", len(device))
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(device); i++ {
+		c := device[i]
+		if c == '-' || c == '.' || c == '_' || c == '~' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
 
 func evalString(expr hcl2.Expression, ctx *hcl2.EvalContext, what string) (string, error) {

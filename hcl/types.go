@@ -16,7 +16,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 )
 
-// Default thresholds of DESIGN.md §1.1.
+// Default thresholds of docs/design.md §1.1.
 const (
 	DefaultMemoryThreshold = 0.80
 	DefaultCPUThreshold    = 0.80
@@ -273,7 +273,8 @@ type Pool struct {
 	DeviceURL hcl2.Expression
 	DeclRange hcl2.Range
 
-	agentsExpr hcl2.Expression // for positions of agent references
+	agentsExpr   hcl2.Expression // for positions of agent references
+	deviceInHost bool            // device_url puts the device in the host: see CheckDevice
 }
 
 // Alert is the part of an Alertmanager alert that runbooks see as `alert`.

@@ -1,5 +1,5 @@
 // Package heartbeat is the Go client of medic node's heartbeat API, the
-// guardian model of DESIGN.md §1.2: a guarded process registers with a
+// guardian model of docs/design.md §1.2: a guarded process registers with a
 // timeout, beats while it really serves, and unregisters on a clean exit.
 // A registered process whose last beat is older than its timeout is hung,
 // and medic node restarts it.

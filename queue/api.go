@@ -25,9 +25,12 @@ type APIOptions struct {
 	// Who names the operator of a device retry or skip: the authenticated
 	// user, else by (the request's "by"); nil: by, else "anonymous".
 	Who func(r *http.Request, by string) string
+	// CheckDevice, when set, refuses (400) a device ID that the pool's
+	// device_url cannot address (hcl.Pool.CheckDevice).
+	CheckDevice func(pool, device string) error
 }
 
-// NewAPI returns the bridge's pool endpoints (DESIGN.md §5); mount it at
+// NewAPI returns the bridge's pool endpoints (docs/design.md §5); mount it at
 // /api/v1/pools/:
 //
 //	POST /api/v1/pools/{pool}/configs     {"device","payload","idempotency_key"} → {"id","seq"}
@@ -149,6 +152,12 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 	if req.Device == "" || len(req.Payload) == 0 {
 		writeError(w, http.StatusBadRequest, `"device" and "payload" are required`)
 		return
+	}
+	if a.o.CheckDevice != nil {
+		if err := a.o.CheckDevice(pool, req.Device); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
 	res, err := a.o.Publisher.Publish(r.Context(), pool, req.Device, req.Payload, req.IdempotencyKey)
 	switch {

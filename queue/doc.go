@@ -1,4 +1,4 @@
-// Package queue owns medic's ordered config dispatch (DESIGN.md §1.3, §7): a
+// Package queue owns medic's ordered config dispatch (docs/design.md §1.3, §7): a
 // platform publishes device configurations into a pool, exactly one active
 // agent of the pool delivers them to each device in per-device sequence
 // order, and a leased coordinator switches the pool to a healthy agent when

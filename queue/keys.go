@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// DefaultPrefix is the key prefix of DESIGN.md §7.
+// DefaultPrefix is the key prefix of docs/design.md §7.
 const DefaultPrefix = "medic:"
 
 // Group is the consumer group every agent stream is read through; the

@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the dispatch metrics of DESIGN.md §6 plus the gap and failure
+// Metrics are the dispatch metrics of docs/design.md §6 plus the gap and failure
 // counters. Create one per process with NewMetrics and share it between the
 // Publisher, Consumer and Coordinator of that process; a nil *Metrics is
 // valid and records nothing.

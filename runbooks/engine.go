@@ -464,7 +464,7 @@ func (r *run) done(s *Step, ok bool, detail string, err error) {
 	r.log.Debug("step", "step", s.Name, "ok", ok, "detail", detail, "error", s.Error)
 }
 
-// lifecycle is DESIGN.md §1.1, with the gate (safety.go) between what
+// lifecycle is docs/design.md §1.1, with the gate (safety.go) between what
 // the run learnt and the first thing it does.
 func (r *run) lifecycle() {
 	alive, ok := r.liveness()

@@ -48,8 +48,10 @@ echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo $cmd
-# Debian's packages start services we do not want competing for ports.
+# Debian's packages start services we do not want competing for ports:
+# stopped now, and disabled so that they do not start again at the next
+# boot.
 for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
-  $sudo systemctl stop "$svc" >/dev/null 2>&1 || true
+  $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || $sudo systemctl stop "$svc" >/dev/null 2>&1 || true
 done
 echo "deps: done"

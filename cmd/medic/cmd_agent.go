@@ -126,7 +126,7 @@ func runAgent(ctx context.Context, logger *slog.Logger, o agentOptions) error {
 		if o.EnablePprof {
 			app.MountPprof(mux)
 		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		srv := app.ServerTimeouts{}.Server(mux)
 		addrs := []string{o.Listen}
 		errc := make(chan error, 1)
 		go func() {
@@ -148,7 +148,7 @@ func runAgent(ctx context.Context, logger *slog.Logger, o agentOptions) error {
 }
 
 // deviceURLFunc renders device URLs from the pool's device_url, or from an
-// explicit template over ${device} (the device ID path-escaped).
+// explicit template over ${device} (the device ID escaped: hcl.EscapeDevice).
 func deviceURLFunc(pool *hcl.Pool, template string) (func(string) (string, error), error) {
 	if template != "" {
 		if !strings.Contains(template, "${device}") {
@@ -161,8 +161,13 @@ func deviceURLFunc(pool *hcl.Pool, template string) (func(string) (string, error
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("--device.url %q: want an http:// or https:// URL with a host, e.g. http://${device}.example/api/config", template)
 		}
+		probe, _ := url.Parse(strings.ReplaceAll(template, "${device}", "medicdeviceprobe"))
+		inHost := probe != nil && strings.Contains(probe.Host, "medicdeviceprobe")
 		return func(d string) (string, error) {
-			return strings.ReplaceAll(template, "${device}", url.PathEscape(d)), nil
+			if inHost && !hcl.IsDNSLabel(d) {
+				return "", fmt.Errorf("device %q: --device.url puts the device in the URL's host, so a device ID must be one DNS label", d)
+			}
+			return strings.ReplaceAll(template, "${device}", hcl.EscapeDevice(d)), nil
 		}, nil
 	}
 	if pool == nil {
@@ -223,6 +228,9 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 			return fmt.Errorf("no pool %q in %s", o.Pool, o.ConfigFile)
 		}
 		agents[o.Pool] = p.Agents
+		if err := p.CheckDevice(o.Device); err != nil {
+			return err
+		}
 	}
 	client, err := redisx.New(o.RedisURL)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
+	"github.com/medicops/medic/runbooks"
 )
 
 // Options are what the bridge, serve and demo commands configure.
@@ -67,6 +68,8 @@ type Options struct {
 	// Mount, when set, adds handlers to the bridge's mux before it serves
 	// (medic demo's device). Its patterns must not overlap the bridge's.
 	Mount func(mux *http.ServeMux)
+	// Timeouts of the HTTP server; zero: DefaultServerTimeouts.
+	Timeouts ServerTimeouts
 }
 
 // ShutdownTimeout bounds each stage of shutdown.
@@ -98,6 +101,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	warnTokenFileMode(log, o.TokenFile)
 
 	var client redis.UniversalClient
 	switch {
@@ -169,9 +173,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		MountPprof(mux)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
-	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log, Who: operatorName})))
+	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log, Who: operatorName, CheckDevice: checkDevice(rl.Config)})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
 		Runs: store, Redis: client, Keys: keys, Fleet: fleet, Controls: ctl, Runbooks: configured, Logger: log,
+		Plan:  func(rec *runbooks.RunRecord) []string { return bridge.PlannedSteps(rl.Config(), rec) },
 		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
 	})))
 
@@ -200,7 +205,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	// has accepted the new configuration by then.
 	rl.apply = append(rl.apply, func(_ context.Context, c *hcl.Config) error { return coord.SetPools(PoolSpecs(c)) })
 
-	hs, err := listen(o.ListenAddresses, mux)
+	hs, err := listen(o.ListenAddresses, mux, o.Timeouts)
 	if err != nil {
 		return err
 	}
@@ -283,6 +288,19 @@ func bridgeAuth(b *bridge.Bridge, h http.Handler) http.Handler {
 		}
 		write.ServeHTTP(w, r)
 	})
+}
+
+// checkDevice refuses, at publish, a device ID that the pool's device_url
+// (in the configuration loaded now) cannot address.
+func checkDevice(config func() *hcl.Config) func(pool, device string) error {
+	return func(pool, device string) error {
+		if cfg := config(); cfg != nil {
+			if p := cfg.Pool(pool); p != nil {
+				return p.CheckDevice(device)
+			}
+		}
+		return nil
+	}
 }
 
 func poolStatus(ctx context.Context, c redis.UniversalClient, coord *queue.Coordinator) ([]bridge.PoolStatus, error) {

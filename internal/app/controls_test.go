@@ -47,6 +47,17 @@ pool "switches" {
   device_url = "http://127.0.0.1:1/${device}"
 }
 
+agent "cfg-2" {
+  node    = "n1"
+  command = ["/bin/sleep", "3600"]
+  watchdog = false
+}
+
+pool "hostswitches" {
+  agents     = ["cfg-2"]
+  device_url = "http://${device}.switches.example/api/config"
+}
+
 runbook "careful" {
   match { alertname = "Careful" }
   mode         = "approve"
@@ -80,6 +91,20 @@ runbook "careful" {
 	}
 	if code, body := httpDo(t, "POST", r.base+"/api/v1/pools/switches/configs", "", `{"device":"d1","payload":{}}`); code != 401 {
 		t.Errorf("pool write without token = %d %s", code, body)
+	}
+	// A device ID that is not one DNS label cannot go where device_url
+	// puts the device in the host (issue 15's SSRF); in a path it is data.
+	for _, tc := range []struct {
+		pool, device string
+		code         int
+	}{
+		{"hostswitches", "127.0.0.1:18080/x#", 400}, {"hostswitches", "a.b", 400}, {"hostswitches", "sw-01", 201},
+		{"switches", "../../admin?x=1#", 201},
+	} {
+		body, _ := json.Marshal(map[string]any{"device": tc.device, "payload": map[string]int{"v": 1}})
+		if code, out := httpDo(t, "POST", r.base+"/api/v1/pools/"+tc.pool+"/configs", "tok", string(body)); code != tc.code {
+			t.Errorf("publish %q to %s = %d %s, want %d", tc.device, tc.pool, code, out, tc.code)
+		}
 	}
 
 	// Approve mode: the run waits as pending_approval, is approved, acts.

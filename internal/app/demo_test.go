@@ -3,7 +3,6 @@ package app
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -207,97 +206,4 @@ func appliedSummary(st demoDeviceState) string {
 	}
 	fmt.Fprintf(&b, "refused %v replays %d", st.Refused, st.Replays)
 	return b.String()
-}
-
-// TestDemoModes follows the demo's instructions for shadow and approve on
-// demo-batch, with the commands it prints: hung, a shadow run restarts
-// nothing (same pid); an approve run waits in pending_approval until the
-// printed approve call, then restarts it (new pid) and ends recovered.
-func TestDemoModes(t *testing.T) {
-	base, text, stop := startDemo(t)
-	defer stop()
-	m := regexp.MustCompile(`demo-batch \((127\.0\.0\.1:\d+)\)`).FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("instructions do not say where demo-batch listens:\n%s", text)
-	}
-	batch := "http://" + m[1]
-	for _, want := range []string{
-		"curl -s -m 1 " + batch + "/hang",
-		`"alertname":"DemoBatchShadow"`,
-		`"alertname":"DemoBatchApprove"`,
-		"curl -s -XPOST " + base + "/api/v1/runs/RUN_ID/approve",
-		"curl -s '" + base + "/api/v1/runs?agent=demo-batch&outcome=pending_approval&limit=1'",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("instructions lack %q", want)
-		}
-	}
-	pid := func() string {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			resp, err := http.Get(batch + "/pid")
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return strings.TrimSpace(string(b))
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("demo-batch /pid: %v", err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	first := pid()
-	c := http.Client{Timeout: 500 * time.Millisecond}
-	if resp, err := c.Get(batch + "/hang"); err == nil {
-		resp.Body.Close()
-	}
-	alert := func(name string) {
-		t.Helper()
-		body := fmt.Sprintf(`{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":%q,"agent":"demo-batch","node":"demo"},"startsAt":%q}]}`,
-			name, time.Now().UTC().Format(time.RFC3339))
-		if code, out := httpDo(t, "POST", base+"/api/v1/webhook", "", body); code != 202 {
-			t.Fatalf("webhook %s: %d %s", name, code, out)
-		}
-	}
-
-	alert("DemoBatchShadow")
-	rec := waitRuns(t, base, "", "agent=demo-batch&outcome=shadowed", 1, 20*time.Second)[0]
-	if rec.Runbook != "demo-shadow" {
-		t.Errorf("shadow run by runbook %q", rec.Runbook)
-	}
-	would := false
-	for _, s := range rec.Steps {
-		if s.Name == "restart" && strings.Contains(s.Detail, "would") {
-			would = true
-		}
-	}
-	if !would {
-		t.Errorf("shadow record does not show the restart it would run: %+v", rec.Steps)
-	}
-	if got := pid(); got != first {
-		t.Fatalf("shadow run changed demo-batch's pid: %s → %s", first, got)
-	}
-
-	alert("DemoBatchApprove")
-	pending := waitRuns(t, base, "", "agent=demo-batch&outcome=pending_approval", 1, 20*time.Second)[0]
-	if got := pid(); got != first {
-		t.Fatalf("a run waiting for approval changed demo-batch's pid: %s → %s", first, got)
-	}
-	if code, out := httpDo(t, "POST", base+"/api/v1/runs/"+pending.ID+"/approve", "", `{"by":"you"}`); code != 200 {
-		t.Fatalf("approve: %d %s", code, out)
-	}
-	done := waitRuns(t, base, "", "agent=demo-batch&outcome=recovered", 1, 30*time.Second)[0]
-	if done.ID != pending.ID {
-		t.Errorf("recovered run %s, want the approved %s", done.ID, pending.ID)
-	}
-	if !strings.Contains(fmt.Sprint(done.Steps), "you") {
-		t.Errorf("record does not say who approved: %+v", done.Steps)
-	}
-	if got := pid(); got == first {
-		t.Errorf("approved run did not restart demo-batch (pid %s)", got)
-	}
 }

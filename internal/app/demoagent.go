@@ -98,7 +98,7 @@ func RunDemoAgent(ctx context.Context, o DemoAgentOptions) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := ServerTimeouts{}.Server(mux)
 	go srv.Serve(l)
 	// The consumer starts once nothing can fail any more, and the return
 	// below waits for it.

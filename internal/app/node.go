@@ -53,6 +53,8 @@ type NodeOptions struct {
 	Registry *prometheus.Registry
 	// OnListening is called with the bound addresses once serving.
 	OnListening func(addrs []string)
+	// Timeouts of the HTTP server; zero: DefaultServerTimeouts.
+	Timeouts ServerTimeouts
 }
 
 // RunNode is `medic node`: the node (supervisor, exporter, heartbeat API,
@@ -133,7 +135,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	rl.apply = append(rl.apply, node.ApplyConfig)
 
 	mux := http.NewServeMux()
-	mux.Handle("POST /-/reload", rl)
+	mux.Handle("POST /-/reload", exporter.CrossOriginGuard(rl))
 	if o.EnablePprof {
 		MountPprof(mux)
 	}
@@ -143,7 +145,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	for _, p := range []string{"/metrics", "/api/v1/heartbeats/", "/api/v1/agents", "/-/healthy"} {
 		mux.Handle(p, nh)
 	}
-	hs, err := listen(o.ListenAddresses, mux)
+	hs, err := listen(o.ListenAddresses, mux, o.Timeouts)
 	if err != nil {
 		return err
 	}

@@ -58,8 +58,49 @@ type httpServer struct {
 	Addrs []string
 }
 
-func listen(addrs []string, h http.Handler) (*httpServer, error) {
-	s := &httpServer{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
+// ServerTimeouts bound what a client may hold a server's connection for.
+// Every medic server (bridge, node, serve, demo, agent, demo agent and
+// device) sets all four: without ReadTimeout an unauthenticated client
+// that sends its body one byte at a time holds a connection for ever.
+type ServerTimeouts struct {
+	// ReadHeader bounds reading a request's headers.
+	ReadHeader time.Duration
+	// Read bounds reading a whole request, headers and body.
+	Read time.Duration
+	// Write bounds a request from the end of its headers to the end of
+	// its answer. It must outlast the longest handler: POST
+	// /api/v1/pools/{pool}/switchover waits up to 30 s. pprof's
+	// profile and trace, whose ?seconds= may ask for longer, lift it
+	// (MountPprof).
+	Write time.Duration
+	// Idle bounds a keep-alive connection between requests.
+	Idle time.Duration
+}
+
+// DefaultServerTimeouts are what a zero ServerTimeouts means.
+var DefaultServerTimeouts = ServerTimeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 90 * time.Second, Idle: 2 * time.Minute}
+
+// Server is an http.Server for h with these timeouts, defaults for the
+// zero ones.
+func (t ServerTimeouts) Server(h http.Handler) *http.Server {
+	d := DefaultServerTimeouts
+	pick := func(v, def time.Duration) time.Duration {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: pick(t.ReadHeader, d.ReadHeader),
+		ReadTimeout:       pick(t.Read, d.Read),
+		WriteTimeout:      pick(t.Write, d.Write),
+		IdleTimeout:       pick(t.Idle, d.Idle),
+	}
+}
+
+func listen(addrs []string, h http.Handler, t ServerTimeouts) (*httpServer, error) {
+	s := &httpServer{srv: t.Server(h)}
 	for _, addr := range addrs {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -145,10 +186,21 @@ func (c cleanupList) run() {
 // profile costs CPU while it runs). Behind the same --web.config.file as
 // everything else.
 func MountPprof(mux *http.ServeMux) {
+	// pprof answers ?seconds= longer than the server's WriteTimeout with
+	// a 400 unless the deadline is lifted for it.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/profile", noWriteDeadline(pprof.Profile))
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/trace", noWriteDeadline(pprof.Trace))
+}
+
+// noWriteDeadline lifts the server's WriteTimeout for a handler that
+// streams for as long as its caller asks (pprof's profile and trace).
+func noWriteDeadline(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+		h(w, r)
+	}
 }

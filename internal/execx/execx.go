@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -225,10 +226,43 @@ func SanitizeEnvName(name string) string {
 
 // LabelEnv maps alert labels to MEDIC_LABEL_<NAME> variables. Values are
 // passed verbatim: they are data in the environment, never interpreted.
+// Names that collide once sanitised are all kept (LabelEnvNames).
 func LabelEnv(labels map[string]string) map[string]string {
 	env := make(map[string]string, len(labels))
+	names := LabelEnvNames(labels)
 	for k, v := range labels {
-		env["MEDIC_LABEL_"+SanitizeEnvName(k)] = v
+		env[names[k]] = v
 	}
 	return env
+}
+
+// LabelEnvNames names each label's variable. Label names that sanitise
+// to the same variable (a-b, a_b and A_B are all MEDIC_LABEL_A_B) are all
+// kept, deterministically: in byte order of the original names, the first
+// gets MEDIC_LABEL_A_B, the next MEDIC_LABEL_A_B_2, then _3, and so on,
+// skipping any name another label already has. No value is dropped, and
+// the same labels always give the same names.
+func LabelEnvNames(labels map[string]string) map[string]string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	base := make(map[string]string, len(keys))
+	natural := make(map[string]int, len(keys)) // variable → labels that sanitise to it
+	for _, k := range keys {
+		base[k] = "MEDIC_LABEL_" + SanitizeEnvName(k)
+		natural[base[k]]++
+	}
+	names := make(map[string]string, len(keys))
+	taken := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		name := base[k]
+		for i := 2; taken[name] || (name != base[k] && natural[name] > 0); i++ {
+			name = base[k] + "_" + strconv.Itoa(i)
+		}
+		taken[name] = true
+		names[k] = name
+	}
+	return names
 }

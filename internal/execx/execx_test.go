@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/medicops/medic/internal/procsig"
 )
 
@@ -106,6 +108,25 @@ func TestSanitizeEnvName(t *testing.T) {
 	for in, want := range map[string]string{"agent": "AGENT", "a-b.c": "A_B_C", "x$(y)": "X__Y_", "ok_1": "OK_1"} {
 		if got := SanitizeEnvName(in); got != want {
 			t.Errorf("%q: got %q want %q", in, got, want)
+		}
+	}
+}
+
+// Label names that collide once sanitised are all kept, named by the
+// byte order of the original names, whatever order the map gives.
+func TestLabelEnvCollisions(t *testing.T) {
+	labels := map[string]string{"a-b": "dash", "a_b": "underscore", "A_B": "upper", "A_B_2": "real two", "x": "plain"}
+	want := map[string]string{
+		"MEDIC_LABEL_A_B":   "upper",      // "A_B" sorts first
+		"MEDIC_LABEL_A_B_2": "real two",   // a label's own name is never taken by a suffix
+		"MEDIC_LABEL_A_B_3": "dash",       // "a-b" < "a_b"
+		"MEDIC_LABEL_A_B_4": "underscore", //
+		"MEDIC_LABEL_X":     "plain",
+	}
+	for i := 0; i < 20; i++ {
+		got := LabelEnv(labels)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("LabelEnv -want +got:\n%s", diff)
 		}
 	}
 }

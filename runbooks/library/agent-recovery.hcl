@@ -1,4 +1,4 @@
-# The recovery lifecycle of an agent (DESIGN.md §1.1): check liveness, restart
+# The recovery lifecycle of an agent (docs/design.md §1.1): check liveness, restart
 # a dead agent; for a live one run its probe, and when the probe fails sample
 # usage, run the repair script of every cause that holds, restart, verify and
 # escalate if it is still unhealthy.

@@ -1,6 +1,6 @@
 # When the active agent of a config-dispatch pool is down, switch the pool to
 # a healthy agent: its undelivered messages move over in order and nothing is
-# lost (DESIGN.md §1.3).
+# lost (docs/design.md §1.3).
 runbook "pool-switchover" {
   match {
     alertname = "MedicPoolAgentDown"
