@@ -955,7 +955,7 @@ runbook "r" {
 	<-entered
 	second := e.Run(context.Background(), Request{Trigger: TriggerWatchdog, Alert: alertFor("ops", "MedicAgentDown")})
 	close(unblock)
-	if second.Outcome != OutcomeSkipped || second.Reason != "another run holds the lease of agent ops on node n" {
+	if second.Outcome != OutcomeSkipped || second.HeldBy == "" || second.Reason != "run "+second.HeldBy+" holds the lease of agent ops on node n and is still running" {
 		t.Errorf("second run: %s %q", second.Outcome, second.Reason)
 	}
 	if rec := <-first; rec.Outcome != OutcomeRecovered {

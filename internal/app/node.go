@@ -211,8 +211,19 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 	var locker runbooks.Locker = runbooks.NewMemoryLocker()
 	var onRecord, onProgress func(*runbooks.RunRecord)
 	ctl := p.Controls
+	// A fresh id per process start: the leases this process takes name
+	// it, so that the next incarnation takes them over at once.
+	incarnation := runbooks.NewIncarnation()
 	if p.Client != nil {
-		locker = runbooks.NewRedisLocker(p.Client, p.Prefix).WithLogger(p.Log)
+		rl := runbooks.NewRedisLocker(p.Client, p.Prefix).WithLogger(p.Log).WithIncarnation(p.Name, incarnation)
+		locker = rl
+		// Published now (and, if Redis is down, before the first lease):
+		// leases of an earlier incarnation are then provably gone.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := rl.Publish(ctx); err != nil {
+			p.Log.Warn("could not publish the node's incarnation yet; it is published with the first lease", "err", err)
+		}
+		cancel()
 		onRecord = saveRecords(p.Store, p.Log)
 		if ctl == nil {
 			ctl = controls.New(p.Client, p.Prefix)
@@ -238,7 +249,7 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 	// (its watchdog's runner); both read the configuration the node holds,
 	// so a reload reaches them together.
 	engine := runbooks.New(runbooks.Options{
-		Config: node.Config, Node: p.Name, Agents: node, Locker: locker, Switcher: p.Switcher,
+		Config: node.Config, Node: p.Name, Agents: node, Locker: locker, Switcher: p.Switcher, Incarnation: incarnation,
 		Logger: p.Log.With("component", "engine"), Registerer: p.Registry,
 		Controls: ctl, Progress: onProgress,
 	})
