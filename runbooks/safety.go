@@ -204,7 +204,7 @@ func (r *run) approve(alive bool, causes []*hcl.Cause) (ok, stillAlive bool, sti
 		// deadline of the first request and any decision made meanwhile.
 		r.rec.Redelivered = RedeliveredResumed
 	}
-	r.progress(OutcomePendingApproval, fmt.Sprintf("waiting up to %s (until %s) for an operator to approve or reject", controls.ShortDuration(ttl), deadline.UTC().Format(time.RFC3339)))
+	r.progress(OutcomePendingApproval, fmt.Sprintf("waiting up to %s (until %s) for an operator to approve or reject", controls.ShortDuration(max(deadline.Sub(now), 0).Round(time.Second)), deadline.UTC().Format(time.RFC3339)))
 
 	// Waiting is not working: the run gives its execution slot back while
 	// it waits, durably parked in Redis (the job stays pending, the
@@ -214,6 +214,18 @@ func (r *run) approve(alive bool, causes []*hcl.Cause) (ok, stillAlive bool, sti
 	d, _ := c.WaitDecision(wctx, r.rec.ID, r.e.opts.ApprovalPoll)
 	wcancel()
 	unpark()
+	if d == nil && r.ctx.Err() == nil {
+		// Either the decision landed at the last moment or the run stops
+		// being pending, atomically: a late Decide gets ErrNotPending. A
+		// run cancelled by its node's shutdown stays pending: it is handed
+		// back and resumes its wait on the next start.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 5*time.Second)
+		d, err = c.Withdraw(ctx, r.rec.ID)
+		cancel()
+		if err != nil {
+			r.log.Warn("could not withdraw the approval request; it expires by itself", "err", err)
+		}
+	}
 	if d == nil {
 		if r.ctx.Err() != nil {
 			r.done(s, false, "cancelled while waiting for approval", r.ctx.Err())
