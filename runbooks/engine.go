@@ -109,7 +109,6 @@ type Options struct {
 type Engine struct {
 	opts    Options
 	log     *slog.Logger
-	local   *MemoryLocker // one run per agent within this process
 	budgets *budgets
 	metrics *metrics
 	client  *http.Client
@@ -120,7 +119,7 @@ type Engine struct {
 
 	liveMu  sync.Mutex
 	live    map[string]int    // runs of this engine in progress, by id
-	holders map[string]string // lease key → run id holding it in this process
+	holders map[string]string // lease key → run id holding it in this process: one run per agent within the process
 }
 
 var _ Runner = (*Engine)(nil)
@@ -173,7 +172,6 @@ func New(opts Options) *Engine {
 	return &Engine{
 		opts:    opts,
 		log:     opts.Logger,
-		local:   NewMemoryLocker(),
 		budgets: newBudgets(opts.BackoffBase, opts.BackoffMax, opts.BackoffReset),
 		metrics: newMetrics(opts.Registerer, opts.Config, opts.Node),
 		client:  client,
@@ -379,28 +377,26 @@ func (r *run) lease() bool {
 	e := r.e
 	key := LeaseKey(e.opts.Node, r.rec.Agent)
 	held := fmt.Sprintf("another run holds the lease of agent %s on node %s", r.rec.Agent, e.opts.Node)
-	release, ok, _ := e.local.TryLock(r.ctx, key, e.opts.LeaseTTL)
-	if !ok {
-		e.liveMu.Lock()
-		holder := e.holders[key]
-		e.liveMu.Unlock()
-		if holder != "" {
-			r.rec.HeldBy = holder
-			held = fmt.Sprintf("run %s holds the lease of agent %s on node %s and is still running", holder, r.rec.Agent, e.opts.Node)
-		}
-		r.finish(OutcomeSkipped, held)
+	// The in-process lease: the holder's run id under one lock, so a run
+	// refused always learns who holds the agent.
+	e.liveMu.Lock()
+	holder, busy := e.holders[key]
+	if !busy {
+		e.holders[key] = r.rec.ID
+	}
+	e.liveMu.Unlock()
+	if busy {
+		r.rec.HeldBy = holder
+		r.finish(OutcomeSkipped, fmt.Sprintf("run %s holds the lease of agent %s on node %s and is still running", holder, r.rec.Agent, e.opts.Node))
 		return false
 	}
-	e.liveMu.Lock()
-	e.holders[key] = r.rec.ID
-	e.liveMu.Unlock()
+	var once sync.Once
 	r.releases = append(r.releases, func() {
-		e.liveMu.Lock()
-		if e.holders[key] == r.rec.ID {
+		once.Do(func() {
+			e.liveMu.Lock()
 			delete(e.holders, key)
-		}
-		e.liveMu.Unlock()
-		release()
+			e.liveMu.Unlock()
+		})
 	})
 	if e.opts.Locker == nil {
 		return true
@@ -412,6 +408,7 @@ func (r *run) lease() bool {
 		me := LeaseHolder{Run: r.rec.ID, Incarnation: e.opts.Incarnation}
 		lease, err = rl.Acquire(r.ctx, key, me, e.opts.LeaseTTL, e.Live)
 	} else {
+		var ok bool
 		lease.Release, ok, err = e.opts.Locker.TryLock(r.ctx, key, e.opts.LeaseTTL)
 		if !ok {
 			lease.Release = nil
