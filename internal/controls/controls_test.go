@@ -382,3 +382,40 @@ func TestAskParksDurably(t *testing.T) {
 		t.Errorf("an expired request came back: pending %v, deadline %v", ids, dl)
 	}
 }
+
+// A run that must queue for a slot is told so once (its caller gives the
+// node's execution slot back then); one that gets a slot at once is not.
+func TestAcquireQueuedHook(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	var queued atomic.Int32
+	l := Limit{Runbook: "rb", Key: "k", Max: 1, Wait: time.Minute, Queue: 5, LeaseTTL: 2 * time.Second, Poll: 20 * time.Millisecond,
+		Queued: func() { queued.Add(1) }}
+	first, err := s.Acquire(ctx, l, "r1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := queued.Load(); n != 0 {
+		t.Fatalf("Queued called %d times for a free slot", n)
+	}
+	got := make(chan error, 1)
+	go func() {
+		slot, err := s.Acquire(ctx, l, "r2", nil, nil)
+		if err == nil {
+			slot.Release()
+		}
+		got <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for queued.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // several polls
+	first.Release()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if n := queued.Load(); n != 1 {
+		t.Errorf("Queued called %d times, want once", n)
+	}
+}
