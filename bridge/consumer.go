@@ -394,6 +394,7 @@ func (c *Consumer) handle(ctx, runCtx context.Context, m redis.XMessage, x *exec
 			Progress:    save,
 			Park:        func() func() { return x.park(runCtx) },
 			Redelivered: state == "r",
+			RetriesHeld: true,
 		}
 		rec = c.o.Runner.Run(runCtx, req)
 		// Skipped because a live run of another episode acts on the agent:

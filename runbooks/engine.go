@@ -293,7 +293,10 @@ func (e *Engine) Run(ctx context.Context, req Request) *RunRecord {
 	if r.rb != nil {
 		runbook = r.rb.Name // from the config: a bounded label
 	}
-	e.metrics.observe(runbook, rec)
+	if !(req.RetriesHeld && rec.HeldBy != "") {
+		// A run its caller will try again is not an outcome yet.
+		e.metrics.observe(runbook, rec)
+	}
 	level := slog.LevelInfo
 	switch rec.Outcome {
 	case OutcomeEscalated, OutcomeFailed, OutcomeUnroutable, OutcomeExpired:

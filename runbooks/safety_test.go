@@ -902,7 +902,7 @@ runbook "restart" {
 }
 `)
 	agents := newFleet()
-	agents.restartFor = 300 * time.Millisecond
+	agents.restartFor = 2 * time.Second
 	e := node(t, store, "n1", cfg, agents)
 	var parked [2]atomic.Int32
 	var unparked [2]atomic.Int32
@@ -911,7 +911,11 @@ runbook "restart" {
 	for i, a := range []string{"a1", "a2"} {
 		if i == 1 {
 			// a2 starts once a1 holds the slot.
-			waitUntil(t, func() bool { return agents.restartsOf("a1") > 0 || func() bool { agents.mu.Lock(); defer agents.mu.Unlock(); return agents.inRestart > 0 }() })
+			waitUntil(t, func() bool {
+				agents.mu.Lock()
+				defer agents.mu.Unlock()
+				return agents.inRestart > 0
+			})
 		}
 		wg.Go(func() {
 			recs[i] = e.Run(context.Background(), Request{Alert: alert(a), Park: func() func() {

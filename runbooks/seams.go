@@ -62,6 +62,10 @@ type Request struct {
 	// the run's execution slot (--node.jobs) in between: waiting is not
 	// working. unpark returns at once when the run's context ends.
 	Park func() (unpark func()) `json:"-"`
+	// RetriesHeld says the caller runs the request again when it ends
+	// skipped by a live holder (RunRecord.HeldBy): such an end is not
+	// counted in medic_remediations_total, the final one is.
+	RetriesHeld bool `json:"-"`
 	// Redelivered is set by the job consumer for a job whose node stopped
 	// before it ended: the record says so (RunRecord.Redelivered).
 	Redelivered bool `json:"-"`
