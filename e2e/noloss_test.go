@@ -274,7 +274,9 @@ func noLossNodeRestart(t *testing.T, n *noLoss) {
 	case runbooks.OutcomeEscalated:
 		// The run looked before the restarted node had started the agent:
 		// not running, so restart alone (nothing to diagnose), which does
-		// not fix it; a human is paged.
+		// not fix it; a human is paged. (The node waits up to 3 s for its
+		// agents before it takes jobs, so this is the loaded-machine path.)
+		t.Logf("the redelivered run found the agent not yet started: %s", r.Reason)
 		n.pages.pageFor(t, r.ID, 30*time.Second)
 	default:
 		t.Fatalf("redelivered run: %s, want recovered, or escalated and paged", summarizeRuns([]runbooks.RunRecord{r}))

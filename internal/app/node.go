@@ -264,6 +264,37 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 	return node, consumer, nil
 }
 
+// agentsStartWait bounds how long the job consumer waits for the node's
+// supervised agents to be started (an agent that cannot start does not
+// hold the jobs back longer).
+const agentsStartWait = 3 * time.Second
+
+// waitAgentsStarted returns once every supervised agent of node is alive,
+// or after max, or when ctx ends.
+func waitAgentsStarted(ctx context.Context, node *exporter.Node, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for _, a := range node.Config().AgentsForNode(node.Name()) {
+		if !a.Supervised() {
+			continue
+		}
+		for {
+			if alive, _, err := node.Alive(ctx, a.Name); err == nil && alive {
+				break
+			}
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return
+			}
+			t := time.NewTimer(20 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
 // startNode runs the job consumer and the node until stop. The node's
 // context is not ctx: at shutdown the consumer stops first, so that jobs
 // in flight finish (or are handed back) while their agents still run, and
@@ -281,6 +312,10 @@ func startNode(ctx context.Context, node *exporter.Node, consumer *bridge.Consum
 	})
 	if consumer != nil {
 		consumerDone.Go(func() {
+			// Jobs left pending by the previous incarnation run first: let
+			// the node start its agents before, so that a redelivered run
+			// finds its agent as it is, not as not yet started.
+			waitAgentsStarted(consumerCtx, node, agentsStartWait)
 			if err := consumer.Run(consumerCtx); err != nil {
 				consumerFailed(err)
 			}
