@@ -69,7 +69,6 @@ type Consumer struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool
-	slots    chan struct{} // execution slots (Concurrency); a parked run holds none
 }
 
 // NewConsumer returns a consumer; Run starts it.
@@ -115,8 +114,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuns()
+	// Execution slots: a job holds one while it works, none while its run
+	// is parked (execSlot).
 	slots := make(chan struct{}, c.o.Concurrency)
-	c.slots = slots
 	var wg sync.WaitGroup
 	defer func() {
 		done := make(chan struct{})
