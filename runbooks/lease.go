@@ -282,31 +282,31 @@ func (l *RedisLocker) stale(ctx context.Context, me, holder LeaseHolder, live fu
 	if holder.Run == "" || holder.Incarnation == "" {
 		return "", nil // an older medic's token: its TTL decides
 	}
-	if holder.Run == me.Run && holder.Incarnation != me.Incarnation {
-		// The same job, redelivered after its node stopped: its previous
-		// attempt is what holds the lease.
-		return LeasePredecessor, nil
-	}
-	if me.Incarnation == "" {
-		return "", nil
-	}
 	if holder.Incarnation == me.Incarnation {
-		if live != nil && !live(holder.Run) {
+		if me.Incarnation != "" && live != nil && !live(holder.Run) {
+			// Ours, and its run has ended: its release was lost.
 			return LeaseOrphaned, nil
 		}
 		return "", nil
 	}
-	if l.node == "" {
+	// Of another incarnation: gone unless it is the node's current one
+	// (a second live process under the same node name).
+	cur := ""
+	if l.node != "" {
+		v, err := l.client.Get(ctx, IncarnationKey(l.prefix, l.node)).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return "", err
+		}
+		cur = v
+	}
+	switch {
+	case cur == holder.Incarnation:
 		return "", nil
-	}
-	cur, err := l.client.Get(ctx, IncarnationKey(l.prefix, l.node)).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if cur != holder.Incarnation {
+	case holder.Run == me.Run:
+		// The same job, delivered again after its node stopped: its
+		// previous attempt is what holds the lease.
+		return LeasePredecessor, nil
+	case cur != "" && me.Incarnation != "":
 		return LeaseRestarted, nil
 	}
 	return "", nil

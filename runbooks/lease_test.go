@@ -286,6 +286,17 @@ func TestLeaseTakeover(t *testing.T) {
 	}
 	l.Release()
 
+	// The same run held by the node's current incarnation (a second live
+	// process under the node's name claimed the job) is not taken over.
+	if err := client.Set(ctx, full, "run-8/inc-new", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	other := NewRedisLocker(client, "").WithIncarnation("n1", "inc-other")
+	other.published = true // started before inc-new, which published last
+	if l, _ := other.Acquire(ctx, key, LeaseHolder{Run: "run-8", Incarnation: "inc-other"}, time.Minute, nil); l.Release != nil {
+		t.Fatal("took over the same run from the node's live current incarnation")
+	}
+
 	// A token of an older medic (no run, no incarnation) is waited out.
 	if err := client.Set(ctx, full, "0123abcd", time.Minute).Err(); err != nil {
 		t.Fatal(err)
