@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -115,5 +117,32 @@ func TestConsumerRetriesSkippedEpisode(t *testing.T) {
 	waitFor(t, "the job to be acknowledged", 5*time.Second, func() bool { return tb.c.XLen(ctx, Keys{}.Jobs("n1")).Val() == 0 })
 	if attempts < 2 {
 		t.Errorf("%d attempts, want the skipped episode tried again", attempts)
+	}
+}
+
+// A job its node read and never finished is run again with
+// Request.Redelivered, so the record says it started again.
+func TestConsumerMarksRedeliveredJobs(t *testing.T) {
+	tb := startTestBridge(t, testHCL, nil)
+	ctx := context.Background()
+	bearer := "Bearer " + testToken
+	stream := Keys{}.Jobs("n1")
+	tb.post(t, bearer, payload("firing", firing("a1", "0c01", t0)))
+	jobs := readJobs(t, tb.c, "n1")
+	if err := tb.c.XGroupCreateMkStream(ctx, stream, DefaultGroup, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A previous life of the node read it and marked it running.
+	tb.c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: DefaultGroup, Consumer: "n1", Streams: []string{stream, ">"}, Count: 1})
+	tb.c.Set(ctx, Keys{}.Dedup("n1", jobs[0].Alert.Fingerprint, jobs[0].Alert.StartsAt), "r:"+jobs[0].ID, time.Hour)
+	var got atomic.Bool
+	runner := runnerFunc(func(ctx context.Context, req runbooks.Request) *runbooks.RunRecord {
+		got.Store(req.Redelivered)
+		return &runbooks.RunRecord{ID: req.ID, Outcome: runbooks.OutcomeHealthy, Steps: []runbooks.Step{}}
+	})
+	startConsumer(t, ConsumerOptions{Client: tb.c, Node: "n1", Runner: runner, Store: tb.Store()})
+	waitFor(t, "the stream to drain", 10*time.Second, func() bool { return tb.c.XLen(ctx, stream).Val() == 0 })
+	if !got.Load() {
+		t.Error("the redelivered job was not marked Redelivered")
 	}
 }
