@@ -114,6 +114,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuns()
+	// Execution slots: a job holds one while it works, none while its run
+	// is parked (execSlot).
 	slots := make(chan struct{}, c.o.Concurrency)
 	var wg sync.WaitGroup
 	defer func() {
@@ -146,13 +148,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return false
 		}
 		wg.Go(func() {
+			x := &execSlot{slots: slots, held: true}
 			defer func() {
-				<-slots
+				x.free()
 				c.mu.Lock()
 				delete(c.inflight, m.ID)
 				c.mu.Unlock()
 			}()
-			c.handle(ctx, runCtx, m)
+			c.handle(ctx, runCtx, m, x)
 		})
 		return true
 	}
@@ -285,8 +288,42 @@ func (c *Consumer) retry(ctx context.Context, b *backoff, what string, err error
 	}
 }
 
+// execSlot is the execution slot of one job: held while it works, given
+// back while it waits (Park), so that runs waiting for an approval, a
+// concurrency slot or a busy agent never starve the node.
+type execSlot struct {
+	slots chan struct{}
+	mu    sync.Mutex
+	held  bool
+}
+
+func (x *execSlot) free() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.held {
+		<-x.slots
+		x.held = false
+	}
+}
+
+// park gives the slot back and returns what takes one again: it blocks
+// until a slot is free or ctx ends (then the job goes on without one; it
+// is ending).
+func (x *execSlot) park(ctx context.Context) func() {
+	x.free()
+	return func() {
+		select {
+		case x.slots <- struct{}{}:
+			x.mu.Lock()
+			x.held = true
+			x.mu.Unlock()
+		case <-ctx.Done():
+		}
+	}
+}
+
 // handle takes one job to its end: a stored record and an acknowledgement.
-func (c *Consumer) handle(ctx, runCtx context.Context, m redis.XMessage) {
+func (c *Consumer) handle(ctx, runCtx context.Context, m redis.XMessage, x *execSlot) {
 	raw, _ := m.Values["job"].(string)
 	var job Job
 	if raw == "" {
@@ -344,17 +381,43 @@ func (c *Consumer) handle(ctx, runCtx context.Context, m redis.XMessage) {
 			log.Info("running a job again: its node stopped before finishing it")
 		}
 		c.o.Metrics.jobWait.Observe(now.Sub(job.Enqueued).Seconds())
-		rec = c.o.Runner.Run(runCtx, runbooks.Request{
+		save := func(r *runbooks.RunRecord) {
+			if r.Node == "" {
+				r.Node = c.o.Node
+			}
+			c.persist(runCtx, log, "store intermediate run record", func(ctx context.Context) error { return c.o.Store.Save(ctx, r) })
+		}
+		req := runbooks.Request{
 			ID: job.ID, Runbook: job.Runbook, Agent: job.Agent, Alert: job.Alert, Trigger: runbooks.TriggerAlert,
 			// An approve-mode run stores its pending_approval record so
 			// that operators can find it; the final record replaces it.
-			Progress: func(r *runbooks.RunRecord) {
-				if r.Node == "" {
-					r.Node = c.o.Node
-				}
-				c.persist(runCtx, log, "store intermediate run record", func(ctx context.Context) error { return c.o.Store.Save(ctx, r) })
-			},
-		})
+			Progress:    save,
+			Park:        func() func() { return x.park(runCtx) },
+			Redelivered: state == "r",
+			RetriesHeld: true,
+		}
+		rec = c.o.Runner.Run(runCtx, req)
+		// Skipped because a live run of another episode acts on the agent:
+		// this episode is not handled. Its record names that run; it stays
+		// pending and runs again, parked, once the holder is done.
+		wait := time.Second
+		for rec != nil && rec.Outcome == runbooks.OutcomeSkipped && rec.HeldBy != "" && runCtx.Err() == nil {
+			rec.ID = job.ID
+			rec.Reason += fmt.Sprintf("; this episode is tried again in %s", wait)
+			save(rec)
+			log.Info("agent busy with another run; trying the episode again", "holder", rec.HeldBy, "in", wait)
+			unpark := x.park(runCtx)
+			select {
+			case <-time.After(wait):
+			case <-runCtx.Done():
+			}
+			unpark()
+			wait = min(2*wait, 15*time.Second)
+			if runCtx.Err() != nil {
+				break
+			}
+			rec = c.o.Runner.Run(runCtx, req)
+		}
 		if runCtx.Err() != nil {
 			log.Warn("run interrupted by shutdown; the job stays pending and runs again on restart")
 			c.o.Metrics.jobsConsumed.WithLabelValues("handed_back").Inc()
@@ -396,8 +459,9 @@ func (c *Consumer) stored(ctx context.Context, id string) bool {
 			return nil
 		}
 		// A pending_approval record is the run's intermediate state, not
-		// its end: a node that died while waiting runs the job again.
-		found = err == nil && rec.Outcome != runbooks.OutcomePendingApproval
+		// its end: a node that died while waiting runs the job again. So
+		// is a skipped record naming the live run it waits for.
+		found = err == nil && rec.Outcome != runbooks.OutcomePendingApproval && rec.HeldBy == ""
 		return err
 	})
 	return found

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/runbooks"
 )
 
 // The operator's endpoints: pause and resume remediation, approve or
@@ -387,6 +388,9 @@ func (b *Bridge) handleDecide(approve bool) http.Handler {
 			answer(w, r, 0, nil, opErr(http.StatusNotFound, "run %q is not waiting for approval", id))
 			return
 		}
+		if b.answerTerminal(w, r, id) {
+			return
+		}
 		d := controls.Decision{RunID: id, Approve: approve, By: CallerFrom(r.Context()).Who(by), Reason: reason, At: b.opts.Now()}
 		err := b.opts.Controls.Decide(r.Context(), d)
 		switch {
@@ -411,6 +415,27 @@ func (b *Bridge) handleDecide(approve bool) http.Handler {
 		b.log.Warn("run "+verb, "run", id, "by", d.By, "reason", d.Reason)
 		answer(w, r, http.StatusOK, d, nil)
 	})
+}
+
+// answerTerminal answers 409, naming its outcome, when run id has already
+// ended: deciding it could act on nothing, and an operator told 200 would
+// believe a restart is coming. A run whose record is still pending (or
+// that has none yet) is left to Decide.
+func (b *Bridge) answerTerminal(w http.ResponseWriter, r *http.Request, id string) bool {
+	rec, err := b.store.Get(r.Context(), id)
+	if err != nil || rec.Outcome == "" || rec.Outcome == runbooks.OutcomePendingApproval || rec.HeldBy != "" {
+		return false
+	}
+	msg := fmt.Sprintf("run %q has already ended: %s", id, rec.Outcome)
+	if rec.Reason != "" {
+		msg += " (" + rec.Reason + ")"
+	}
+	if !isForm(r) {
+		writeJSON(w, http.StatusConflict, map[string]any{"error": msg, "outcome": rec.Outcome})
+		return true
+	}
+	answer(w, r, 0, nil, opErr(http.StatusConflict, "%s", msg))
+	return true
 }
 
 func decisionVerb(approve bool) string {

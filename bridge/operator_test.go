@@ -387,3 +387,33 @@ func TestDecisionJSONWhateverContentType(t *testing.T) {
 		t.Errorf("pause with curl -d = %d %s", code, body)
 	}
 }
+
+// Deciding a run that has already ended is 409, naming its outcome, even
+// when its approval request is still listed (issue 14 case 2: a pending
+// approval whose run died with its node answered 200).
+func TestDecideTerminalRun(t *testing.T) {
+	tb, ctl := operatorBridge(t, nil)
+	ctx := context.Background()
+	bearer := "Bearer " + testToken
+	for _, id := range []string{"run-ended", "run-waiting"} {
+		if err := ctl.Request(ctx, id, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tb.Store().Save(ctx, &runbooks.RunRecord{ID: "run-ended", Node: "n1", Outcome: runbooks.OutcomeEscalated, Reason: "still failing"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Store().Save(ctx, &runbooks.RunRecord{ID: "run-waiting", Node: "n1", Outcome: runbooks.OutcomePendingApproval}); err != nil {
+		t.Fatal(err)
+	}
+	code, m := tb.call(t, "POST", "/api/v1/runs/run-ended/approve", bearer, `{"by":"alice"}`)
+	if code != 409 || m["outcome"] != runbooks.OutcomeEscalated || !strings.Contains(m["error"].(string), "already ended: escalated") {
+		t.Errorf("approve of an ended run = %d %v, want 409 naming escalated", code, m)
+	}
+	if d, _ := ctl.Decision(ctx, "run-ended"); d != nil {
+		t.Errorf("a decision was stored for an ended run: %+v", d)
+	}
+	if code, m := tb.call(t, "POST", "/api/v1/runs/run-waiting/reject", bearer, `{"by":"alice"}`); code != 200 {
+		t.Errorf("reject of a waiting run = %d %v", code, m)
+	}
+}

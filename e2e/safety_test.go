@@ -1078,8 +1078,9 @@ func safetyApprovals(t *testing.T, s *safety) {
 		re.Reason != "no operator approved or rejected the run within approval_ttl 3s; nothing acted" {
 		t.Errorf("expired run: %q %q %s", re.Outcome, re.Reason, stepNames(re))
 	}
-	if code, body = s.call(t, s.bridges[1], http.MethodPost, "/api/v1/runs/"+re.ID+"/approve", []byte(`{"by":"alice"}`)); code != http.StatusNotFound {
-		t.Errorf("late approval of %s: %d %s, want 404", re.ID, code, body)
+	// It has ended: 409 naming its outcome (issue 14).
+	if code, body = s.call(t, s.bridges[1], http.MethodPost, "/api/v1/runs/"+re.ID+"/approve", []byte(`{"by":"alice"}`)); code != http.StatusConflict || !strings.Contains(string(body), "expired") {
+		t.Errorf("late approval of %s: %d %s, want 409 naming expired", re.ID, code, body)
 	}
 	time.Sleep(500 * time.Millisecond)
 	if !s.down(t, "sf-appr-no") || !s.down(t, "sf-appr-exp") {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,11 @@ type Options struct {
 	// (NewRedisLocker). Within the process the engine always keeps its own
 	// lease as well; nil means that one only.
 	Locker Locker
+	// Incarnation is this node process's incarnation (a fresh id per
+	// start, published by the Redis locker): the lease of a run names it,
+	// so that a later incarnation can tell its predecessor's leases are
+	// gone. Empty: leases of gone holders are waited out (TTL).
+	Incarnation string
 	// Switcher serves switchover runbooks; nil makes them fail.
 	Switcher Switcher
 
@@ -107,7 +113,6 @@ type Options struct {
 type Engine struct {
 	opts    Options
 	log     *slog.Logger
-	local   *MemoryLocker // one run per agent within this process
 	budgets *budgets
 	metrics *metrics
 	client  *http.Client
@@ -115,6 +120,10 @@ type Engine struct {
 	circuits *memCircuits
 	slots    *memSlots
 	silencer Silencer
+
+	liveMu  sync.Mutex
+	live    map[string]int    // runs of this engine in progress, by id
+	holders map[string]string // lease key → run id holding it in this process: one run per agent within the process
 }
 
 var _ Runner = (*Engine)(nil)
@@ -171,7 +180,6 @@ func New(opts Options) *Engine {
 	return &Engine{
 		opts:    opts,
 		log:     opts.Logger,
-		local:   NewMemoryLocker(),
 		budgets: newBudgets(opts.BackoffBase, opts.BackoffMax, opts.BackoffReset),
 		metrics: newMetrics(opts.Registerer, opts.Config, opts.Node),
 		client:  client,
@@ -179,6 +187,25 @@ func New(opts Options) *Engine {
 		circuits: newMemCircuits(),
 		slots:    newMemSlots(),
 		silencer: Silencer{Client: client},
+		live:     map[string]int{},
+		holders:  map[string]string{},
+	}
+}
+
+// Live reports whether a run with id is in progress in this engine.
+func (e *Engine) Live(id string) bool {
+	e.liveMu.Lock()
+	defer e.liveMu.Unlock()
+	return e.live[id] > 0
+}
+
+func (e *Engine) setLive(id string, on bool) {
+	e.liveMu.Lock()
+	defer e.liveMu.Unlock()
+	if on {
+		e.live[id]++
+	} else if e.live[id]--; e.live[id] <= 0 {
+		delete(e.live, id)
 	}
 }
 
@@ -259,6 +286,11 @@ func (e *Engine) Run(ctx context.Context, req Request) *RunRecord {
 	if rec.ID == "" {
 		rec.ID = NewRunID(start)
 	}
+	if req.Redelivered {
+		rec.Redelivered = RedeliveredStartedAgain
+	}
+	e.setLive(rec.ID, true)
+	defer e.setLive(rec.ID, false)
 	r := &run{e: e, ctx: ctx, rec: rec, req: req}
 	r.log = e.log.With("run", rec.ID, "trigger", trigger, "node", rec.Node)
 	r.execute()
@@ -269,7 +301,10 @@ func (e *Engine) Run(ctx context.Context, req Request) *RunRecord {
 	if r.rb != nil {
 		runbook = r.rb.Name // from the config: a bounded label
 	}
-	e.metrics.observe(runbook, rec)
+	if !(req.RetriesHeld && rec.HeldBy != "") {
+		// A run its caller will try again is not an outcome yet.
+		e.metrics.observe(runbook, rec)
+	}
 	level := slog.LevelInfo
 	switch rec.Outcome {
 	case OutcomeEscalated, OutcomeFailed, OutcomeUnroutable, OutcomeExpired:
@@ -343,31 +378,78 @@ func (r *run) execute() {
 // processes). false means the run is over. When the shared locker fails
 // (Redis down) the run goes on under the in-process lease: a node must
 // still be able to restart its own crashed agents without Redis.
+//
+// A shared lease whose holder is provably gone — this run's own earlier
+// attempt, a run of an earlier incarnation of the node, a run of this
+// process that has ended — is taken over (RunLocker). One held by a live
+// run ends this run skipped, naming the holder (RunRecord.HeldBy), so the
+// job consumer can try the episode again once the holder is done.
 func (r *run) lease() bool {
 	e := r.e
 	key := LeaseKey(e.opts.Node, r.rec.Agent)
 	held := fmt.Sprintf("another run holds the lease of agent %s on node %s", r.rec.Agent, e.opts.Node)
-	release, ok, _ := e.local.TryLock(r.ctx, key, e.opts.LeaseTTL)
-	if !ok {
-		r.finish(OutcomeSkipped, held)
+	// The in-process lease: the holder's run id under one lock, so a run
+	// refused always learns who holds the agent.
+	e.liveMu.Lock()
+	holder, busy := e.holders[key]
+	if !busy {
+		e.holders[key] = r.rec.ID
+	}
+	e.liveMu.Unlock()
+	if busy {
+		r.rec.HeldBy = holder
+		r.finish(OutcomeSkipped, fmt.Sprintf("run %s holds the lease of agent %s on node %s and is still running", holder, r.rec.Agent, e.opts.Node))
 		return false
 	}
-	r.releases = append(r.releases, release)
+	var once sync.Once
+	r.releases = append(r.releases, func() {
+		once.Do(func() {
+			e.liveMu.Lock()
+			delete(e.holders, key)
+			e.liveMu.Unlock()
+		})
+	})
 	if e.opts.Locker == nil {
 		return true
 	}
 	s := r.step("lease")
-	release, ok, err := e.opts.Locker.TryLock(r.ctx, key, e.opts.LeaseTTL)
+	var lease Lease
+	var err error
+	if rl, isRL := e.opts.Locker.(RunLocker); isRL {
+		me := LeaseHolder{Run: r.rec.ID, Incarnation: e.opts.Incarnation}
+		lease, err = rl.Acquire(r.ctx, key, me, e.opts.LeaseTTL, e.Live)
+	} else {
+		var ok bool
+		lease.Release, ok, err = e.opts.Locker.TryLock(r.ctx, key, e.opts.LeaseTTL)
+		if !ok {
+			lease.Release = nil
+		}
+	}
 	switch {
 	case err != nil:
 		r.done(s, false, "shared lease unavailable; going on under this process's lease only", err)
 		r.log.Warn("shared lease unavailable; going on under this process's lease only", "key", key, "err", err)
-	case !ok:
+	case lease.Release == nil:
 		r.releaseLease()
+		if lease.Holder.Run != "" {
+			r.rec.HeldBy = lease.Holder.Run
+			held = fmt.Sprintf("run %s holds the lease of agent %s on node %s and is still running", lease.Holder.Run, r.rec.Agent, e.opts.Node)
+		}
+		r.done(s, false, held, nil)
 		r.finish(OutcomeSkipped, held)
 		return false
 	default:
-		r.releases = append(r.releases, release)
+		r.releases = append(r.releases, lease.Release)
+		switch lease.How {
+		case LeaseOwn:
+			r.done(s, true, "lease already ours (a retried request whose answer was lost)", nil)
+		case LeasePredecessor:
+			r.done(s, true, fmt.Sprintf("took over the lease from this run's previous attempt (incarnation %s): its node stopped", lease.Holder.Incarnation), nil)
+		case LeaseRestarted:
+			r.done(s, true, fmt.Sprintf("took over the lease from run %s of an earlier incarnation of node %s: that process is gone", lease.Holder.Run, e.opts.Node), nil)
+		case LeaseOrphaned:
+			r.done(s, true, fmt.Sprintf("took over the lease run %s left behind (it ended while Redis was unreachable)", lease.Holder.Run), nil)
+		}
 	}
 	return true
 }

@@ -20,7 +20,7 @@ const (
 	OutcomeUnroutable = "unroutable" // no node could be found for the alert
 	OutcomeExpired    = "expired"    // job reached the node past its deadline, or no approval came within approval_ttl
 	OutcomeCancelled  = "cancelled"  // resolved before the job started
-	OutcomeSkipped    = "skipped"    // another run holds the agent's lease, or agent not on this node
+	OutcomeSkipped    = "skipped"    // a live run of another episode holds the agent's lease (retried), or agent not on this node
 	OutcomeFailed     = "failed"     // medic itself failed (bad config, internal error)
 
 	OutcomeLimited     = "limited"      // the runbook's fleet-wide concurrency limit held past its wait or queue; escalated
@@ -42,6 +42,12 @@ var Outcomes = []string{
 	OutcomeExpired, OutcomeCancelled, OutcomeSkipped, OutcomeFailed,
 	OutcomeLimited, OutcomeCircuitOpen, OutcomeShadowed, OutcomePaused, OutcomeRejected,
 }
+
+// Values of RunRecord.Redelivered.
+const (
+	RedeliveredStartedAgain = "started_again"
+	RedeliveredResumed      = "resumed"
+)
 
 // Triggers say what started a run.
 const (
@@ -85,9 +91,17 @@ type RunRecord struct {
 	Outcome     string            `json:"outcome"`
 	// Reason says in a sentence why the run ended with its outcome
 	// ("restart budget exhausted: 3 in 1h", "another run holds the lease …").
-	Reason   string    `json:"reason,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
-	Duration float64   `json:"duration_seconds"`
+	Reason string `json:"reason,omitempty"`
+	// HeldBy is, for a run skipped because a live run of another episode
+	// acts on the agent, that run's id; the job consumer tries the
+	// episode again once it is done.
+	HeldBy string `json:"held_by,omitempty"`
+	// Redelivered says what became of a run whose node stopped before it
+	// ended and which was delivered again: "started_again" (from the
+	// beginning) or "resumed" (its wait for an approval went on).
+	Redelivered string    `json:"redelivered,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	Duration    float64   `json:"duration_seconds"`
 }

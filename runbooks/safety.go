@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/medicops/medic/hcl"
@@ -189,23 +190,35 @@ func (r *run) approve(alive bool, causes []*hcl.Cause) (ok, stillAlive bool, sti
 		ttl = hcl.DefaultApprovalTTL
 	}
 	s := r.step("approval")
-	deadline := r.e.opts.Now().Add(ttl)
+	now := r.e.opts.Now()
 	ctx, cancel := context.WithTimeout(r.ctx, r.e.opts.ProbeTimeout)
-	err := c.Request(ctx, r.rec.ID, deadline)
+	deadline, again, err := c.Ask(ctx, r.rec.ID, now.Add(ttl), now)
 	cancel()
 	if err != nil {
 		r.done(s, false, "could not register the run for approval", err)
 		r.fail(fmt.Errorf("register for approval: %w", err))
 		return false, false, nil
 	}
-	r.progress(OutcomePendingApproval, fmt.Sprintf("waiting up to %s (until %s) for an operator to approve or reject", controls.ShortDuration(ttl), deadline.UTC().Format(time.RFC3339)))
+	if again {
+		// Its node stopped while it waited: the wait goes on, with the
+		// deadline of the first request and any decision made meanwhile.
+		r.rec.Redelivered = RedeliveredResumed
+	}
+	r.progress(OutcomePendingApproval, fmt.Sprintf("waiting up to %s (until %s) for an operator to approve or reject", controls.ShortDuration(max(deadline.Sub(now), 0).Round(time.Second)), deadline.UTC().Format(time.RFC3339)))
 
-	wctx, wcancel := context.WithTimeout(r.ctx, ttl)
+	// Waiting is not working: the run gives its execution slot back while
+	// it waits, durably parked in Redis (the job stays pending, the
+	// request at asked:ID), and takes one again once decided.
+	unpark := r.park()
+	wctx, wcancel := context.WithDeadline(r.ctx, r.deadlineFor(deadline))
 	d, _ := c.WaitDecision(wctx, r.rec.ID, r.e.opts.ApprovalPoll)
 	wcancel()
-	if d == nil {
+	unpark()
+	if d == nil && r.ctx.Err() == nil {
 		// Either the decision landed at the last moment or the run stops
-		// being pending, atomically: a late Decide gets ErrNotPending.
+		// being pending, atomically: a late Decide gets ErrNotPending. A
+		// run cancelled by its node's shutdown stays pending: it is handed
+		// back and resumes its wait on the next start.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 5*time.Second)
 		d, err = c.Withdraw(ctx, r.rec.ID)
 		cancel()
@@ -293,7 +306,11 @@ func (r *run) slot() (time.Duration, bool) {
 		return 0, false
 	}
 	s := r.step("concurrency")
-	l := controls.Limit{Runbook: r.rb.Name, Key: key, Max: limit, Wait: cc.Wait, Queue: cc.Queue, LeaseTTL: r.e.opts.LeaseTTL, Poll: r.e.opts.ConcurrencyPoll}
+	// A run queued for a slot gives its execution slot back while it
+	// waits (the queue is in Redis) and takes one again with the slot.
+	unpark := func() {}
+	l := controls.Limit{Runbook: r.rb.Name, Key: key, Max: limit, Wait: cc.Wait, Queue: cc.Queue, LeaseTTL: r.e.opts.LeaseTTL, Poll: r.e.opts.ConcurrencyPoll,
+		Queued: func() { unpark = r.park() }}
 	var release func()
 	var waited time.Duration
 	local := func() {
@@ -314,6 +331,7 @@ func (r *run) slot() (time.Duration, bool) {
 	} else {
 		local()
 	}
+	unpark()
 	if err != nil {
 		if r.ctx.Err() != nil {
 			r.done(s, false, "cancelled while waiting for a slot", err)
@@ -329,6 +347,21 @@ func (r *run) slot() (time.Duration, bool) {
 	r.releases = append(r.releases, release)
 	r.done(s, true, fmt.Sprintf("slot taken for %q (at most %d at once; waited %s)", key, limit, waited.Round(time.Millisecond)), nil)
 	return waited, true
+}
+
+// park tells the caller that the run starts waiting (Request.Park) and
+// returns what ends the wait.
+func (r *run) park() (unpark func()) {
+	if r.req.Park == nil {
+		return func() {}
+	}
+	return sync.OnceFunc(r.req.Park())
+}
+
+// deadlineFor turns a deadline on the engine's clock into one on the
+// wall clock, for a context.
+func (r *run) deadlineFor(t time.Time) time.Time {
+	return time.Now().Add(t.Sub(r.e.opts.Now()))
 }
 
 func isLimit(err error) bool {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -799,5 +800,137 @@ runbook "restart" {
 	rec := e.Run(ctx, Request{Alert: alert("ops")})
 	if rec.Outcome != OutcomeCircuitOpen || stepOf(rec, "approval") != nil {
 		t.Fatalf("second approved-mode run: %s %q %v, want circuit_open without asking", rec.Outcome, rec.Reason, stepNames(rec))
+	}
+}
+
+// A run waiting for approval parks (Request.Park) and, when its node
+// stops, stays pending; decided while the node is down, the same run in
+// the node's next incarnation takes over its own lease, resumes its wait
+// with the first deadline, finds the decision and acts.
+func TestApprovalResumedAfterNodeRestart(t *testing.T) {
+	ctx := context.Background()
+	store := sharedStore(t)
+	agents := newFleet()
+	agents.set("ops", true, false)
+	cfg := approveConfig(t, "1m")
+	incarnation := func(inc string) *Engine {
+		return New(Options{
+			Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: agents, Incarnation: inc,
+			Controls: store, Locker: NewRedisLocker(store.Client(), "").WithIncarnation("n1", inc),
+			LeaseTTL: time.Minute, BackoffBase: -1, ApprovalPoll: 10 * time.Millisecond,
+		})
+	}
+	var parks, unparks atomic.Int32
+	park := func() func() {
+		parks.Add(1)
+		return func() { unparks.Add(1) }
+	}
+	first := incarnation("inc-1")
+	runCtx, stop := context.WithCancel(ctx)
+	progress := make(chan *RunRecord, 4)
+	done := make(chan *RunRecord, 1)
+	go func() {
+		done <- first.Run(runCtx, Request{ID: "job-1", Alert: alert("ops"), Park: park, Progress: func(r *RunRecord) { progress <- r }})
+	}()
+	var p *RunRecord
+	select {
+	case p = <-progress:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pending record")
+	}
+	waitUntil(t, func() bool { return parks.Load() == 1 })
+	// The node shuts down (its runs are cancelled), and its lease is left
+	// behind as a SIGKILL would leave it.
+	stop()
+	if rec := <-done; rec.Outcome != OutcomeFailed {
+		t.Fatalf("cancelled run: %s %q", rec.Outcome, rec.Reason)
+	}
+	if err := store.Client().Set(ctx, "medic:lease:n1:ops", "job-1/inc-1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := store.Pending(ctx, time.Now()); !slices.Contains(ids, p.ID) {
+		t.Fatalf("the approval request of a run cancelled by shutdown was withdrawn: pending %v", ids)
+	}
+	if err := store.Decide(ctx, Decision(p.ID, true, "alice")); err != nil {
+		t.Fatalf("approve while the node is down: %v", err)
+	}
+	second := incarnation("inc-2")
+	if err := second.opts.Locker.(*RedisLocker).Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec := second.Run(ctx, Request{ID: "job-1", Alert: alert("ops"), Park: park, Redelivered: true})
+	if rec.Outcome != OutcomeRecovered || rec.Redelivered != RedeliveredResumed || agents.restartsOf("ops") != 1 {
+		t.Fatalf("resumed run: %s %q redelivered=%q restarts=%d", rec.Outcome, rec.Reason, rec.Redelivered, agents.restartsOf("ops"))
+	}
+	if s := stepOf(rec, "approval"); s == nil || s.Detail != "approved by alice" {
+		t.Errorf("approval step %+v", s)
+	}
+	if parks.Load() != 2 || unparks.Load() != 2 {
+		t.Errorf("parked %d, unparked %d times; want each wait parked once", parks.Load(), unparks.Load())
+	}
+}
+
+func waitUntil(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A run queued for a concurrency slot parks (gives its node execution
+// slot back) once, and takes it again when it gets the slot; a run that
+// gets a slot at once never parks.
+func TestConcurrencyWaitParks(t *testing.T) {
+	store := sharedStore(t)
+	cfg := loadConfig(t, `
+agent "a1" {
+  command = ["/bin/a"]
+}
+agent "a2" {
+  command = ["/bin/a"]
+}
+runbook "restart" {
+  match { alertname = "AgentDown" }
+  concurrency {
+    max  = 1
+    wait = "30s"
+  }
+}
+`)
+	agents := newFleet()
+	agents.restartFor = 2 * time.Second
+	e := node(t, store, "n1", cfg, agents)
+	var parked [2]atomic.Int32
+	var unparked [2]atomic.Int32
+	recs := make([]*RunRecord, 2)
+	var wg sync.WaitGroup
+	for i, a := range []string{"a1", "a2"} {
+		if i == 1 {
+			// a2 starts once a1 holds the slot.
+			waitUntil(t, func() bool {
+				agents.mu.Lock()
+				defer agents.mu.Unlock()
+				return agents.inRestart > 0
+			})
+		}
+		wg.Go(func() {
+			recs[i] = e.Run(context.Background(), Request{Alert: alert(a), Park: func() func() {
+				parked[i].Add(1)
+				return func() { unparked[i].Add(1) }
+			}})
+		})
+	}
+	wg.Wait()
+	for i, r := range recs {
+		if r.Outcome != OutcomeRecovered {
+			t.Fatalf("run %d: %s %q", i, r.Outcome, r.Reason)
+		}
+	}
+	if parked[0].Load() != 0 || parked[1].Load() != 1 || unparked[1].Load() != 1 {
+		t.Errorf("parks: first %d, second %d (unparked %d); want 0, 1, 1", parked[0].Load(), parked[1].Load(), unparked[1].Load())
 	}
 }

@@ -56,6 +56,19 @@ type Request struct {
 	// the job consumer stores it in the run store. It is called in the
 	// run's goroutine and should return quickly.
 	Progress func(*RunRecord) `json:"-"`
+	// Park, when set, is called when the run starts waiting (for an
+	// approval or a concurrency slot) and returns what ends the wait:
+	// unpark blocks until the run may work again. The job consumer frees
+	// the run's execution slot (--node.jobs) in between: waiting is not
+	// working. unpark returns at once when the run's context ends.
+	Park func() (unpark func()) `json:"-"`
+	// RetriesHeld says the caller runs the request again when it ends
+	// skipped by a live holder (RunRecord.HeldBy): such an end is not
+	// counted in medic_remediations_total, the final one is.
+	RetriesHeld bool `json:"-"`
+	// Redelivered is set by the job consumer for a job whose node stopped
+	// before it ended: the record says so (RunRecord.Redelivered).
+	Redelivered bool `json:"-"`
 }
 
 // Runner runs a request to completion and always returns a record.

@@ -20,7 +20,7 @@ type ControlStore interface {
 	TakeRestart(ctx context.Context, node, agent string, limit int, window time.Duration, b controls.Backoff, now time.Time, runID string) (wait time.Duration, exhausted string, err error)
 	Circuit(ctx context.Context, node, agent string, maxRuns int, window time.Duration, now time.Time, runID string) (open bool, until time.Time, err error)
 	CircuitPeek(ctx context.Context, node, agent string, maxRuns int, window time.Duration, now time.Time) (open bool, until time.Time, err error)
-	Request(ctx context.Context, runID string, deadline time.Time) error
+	Ask(ctx context.Context, runID string, deadline, now time.Time) (time.Time, bool, error)
 	WaitDecision(ctx context.Context, runID string, poll time.Duration) (*controls.Decision, error)
 	Withdraw(ctx context.Context, runID string) (*controls.Decision, error)
 	Acquire(ctx context.Context, l controls.Limit, runID string, now func() time.Time, log *slog.Logger) (*controls.Slot, error)

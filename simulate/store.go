@@ -147,12 +147,16 @@ func (s *Store) circuit(key string, maxRuns int, window time.Duration, now time.
 	return false, time.Time{}
 }
 
-// Request implements runbooks.ControlStore.
-func (s *Store) Request(_ context.Context, runID string, deadline time.Time) error {
+// Ask implements runbooks.ControlStore (controls' askScript): a run
+// asked again keeps its first deadline.
+func (s *Store) Ask(_ context.Context, runID string, deadline, _ time.Time) (time.Time, bool, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if first, ok := s.pending[runID]; ok {
+		return first, true, nil
+	}
 	s.pending[runID] = deadline
-	s.mu.Unlock()
-	return nil
+	return deadline, false, nil
 }
 
 // WaitDecision implements runbooks.ControlStore: the world's `approval`.

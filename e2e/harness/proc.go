@@ -213,6 +213,15 @@ func (p *Proc) Restart(t testing.TB) {
 	}
 }
 
+// Respawn starts the process again with the same argv after it exited
+// (Kill): a node SIGKILLed and brought back by its service manager.
+func (p *Proc) Respawn(t testing.TB) {
+	t.Helper()
+	if err := p.start(); err != nil {
+		t.Fatalf("respawn %s: %v", p.Name, err)
+	}
+}
+
 // Log returns the whole log.
 func (p *Proc) Log() string {
 	b, _ := os.ReadFile(p.LogPath)

@@ -213,8 +213,19 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 	var locker runbooks.Locker = runbooks.NewMemoryLocker()
 	var onRecord, onProgress func(*runbooks.RunRecord)
 	ctl := p.Controls
+	// A fresh id per process start: the leases this process takes name
+	// it, so that the next incarnation takes them over at once.
+	incarnation := runbooks.NewIncarnation()
 	if p.Client != nil {
-		locker = runbooks.NewRedisLocker(p.Client, p.Prefix).WithLogger(p.Log)
+		rl := runbooks.NewRedisLocker(p.Client, p.Prefix).WithLogger(p.Log).WithIncarnation(p.Name, incarnation)
+		locker = rl
+		// Published now (and, if Redis is down, before the first lease):
+		// leases of an earlier incarnation are then provably gone.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := rl.Publish(ctx); err != nil {
+			p.Log.Warn("could not publish the node's incarnation yet; it is published with the first lease", "err", err)
+		}
+		cancel()
 		onRecord = saveRecords(p.Store, p.Log)
 		if ctl == nil {
 			ctl = controls.New(p.Client, p.Prefix)
@@ -240,7 +251,7 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 	// (its watchdog's runner); both read the configuration the node holds,
 	// so a reload reaches them together.
 	engine := runbooks.New(runbooks.Options{
-		Config: node.Config, Node: p.Name, Agents: node, Locker: locker, Switcher: p.Switcher,
+		Config: node.Config, Node: p.Name, Agents: node, Locker: locker, Switcher: p.Switcher, Incarnation: incarnation,
 		Logger: p.Log.With("component", "engine"), Registerer: p.Registry,
 		Controls: ctl, Progress: onProgress,
 	})
@@ -253,6 +264,37 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 		Concurrency: p.Concurrency, Logger: p.Log.With("component", "consumer"), Metrics: p.Metrics,
 	})
 	return node, consumer, nil
+}
+
+// agentsStartWait bounds how long the job consumer waits for the node's
+// supervised agents to be started (an agent that cannot start does not
+// hold the jobs back longer).
+const agentsStartWait = 3 * time.Second
+
+// waitAgentsStarted returns once every supervised agent of node is alive,
+// or after max, or when ctx ends.
+func waitAgentsStarted(ctx context.Context, node *exporter.Node, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for _, a := range node.Config().AgentsForNode(node.Name()) {
+		if !a.Supervised() {
+			continue
+		}
+		for {
+			if alive, _, err := node.Alive(ctx, a.Name); err == nil && alive {
+				break
+			}
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return
+			}
+			t := time.NewTimer(20 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
 }
 
 // startNode runs the job consumer and the node until stop. The node's
@@ -272,6 +314,10 @@ func startNode(ctx context.Context, node *exporter.Node, consumer *bridge.Consum
 	})
 	if consumer != nil {
 		consumerDone.Go(func() {
+			// Jobs left pending by the previous incarnation run first: let
+			// the node start its agents before, so that a redelivered run
+			// finds its agent as it is, not as not yet started.
+			waitAgentsStarted(consumerCtx, node, agentsStartWait)
 			if err := consumer.Run(consumerCtx); err != nil {
 				consumerFailed(err)
 			}

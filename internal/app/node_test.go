@@ -325,3 +325,32 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Every node process start publishes a fresh incarnation under the node's
+// hash tag: the leases it takes name it, so the next start can tell they
+// are gone.
+func TestRunNodePublishesIncarnation(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "node.hcl")
+	if err := os.WriteFile(cfgFile, []byte("agent \"a1\" {\n  pidfile = \"/nonexistent/a1.pid\"\n  start   = [\"true\"]\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := rs.Client()
+	key := runbooks.IncarnationKey("medic:", "n1")
+	var seen []string
+	for range 2 {
+		r := startNodeApp(t, NodeOptions{ConfigFile: cfgFile, NodeName: "n1", RedisURL: rs.URL(), RuntimeDir: filepath.Join(dir, "run")})
+		inc, err := client.Get(context.Background(), key).Result()
+		if err != nil || inc == "" {
+			t.Fatalf("%s after start: %q %v", key, inc, err)
+		}
+		seen = append(seen, inc)
+		if err := r.stop(); err != nil {
+			t.Fatalf("RunNode: %v", err)
+		}
+	}
+	if seen[0] == seen[1] {
+		t.Errorf("two starts published the same incarnation %q", seen[0])
+	}
+}

@@ -3,6 +3,7 @@ package controls
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -20,7 +21,42 @@ type Decision struct {
 
 // Request registers runID as waiting for a decision until deadline.
 func (s *Store) Request(ctx context.Context, runID string, deadline time.Time) error {
-	return s.client.ZAdd(ctx, s.ctlKey("approvals"), redis.Z{Score: float64(ms(deadline)), Member: runID}).Err()
+	_, _, err := s.Ask(ctx, runID, deadline, time.Now())
+	return err
+}
+
+// askScript: KEYS approvals, decision:ID, asked:ID; ARGV id, deadline ms,
+// now ms, keep ms. The first request of a run parks it durably: its
+// deadline is kept at asked:ID, so that the same run asking again (its
+// node restarted while it waited) keeps its place, its deadline and any
+// decision made meanwhile. Returns {deadline, asked before (1/0)}.
+var askScript = redis.NewScript(`
+local dl = redis.call("GET", KEYS[3])
+if dl then
+  if redis.call("EXISTS", KEYS[2]) == 0 and tonumber(dl) > tonumber(ARGV[3]) then
+    redis.call("ZADD", KEYS[1], "NX", dl, ARGV[1])
+  end
+  return {tonumber(dl), 1}
+end
+redis.call("SET", KEYS[3], ARGV[2], "PX", ARGV[4])
+redis.call("ZADD", KEYS[1], ARGV[2], ARGV[1])
+return {tonumber(ARGV[2]), 0}`)
+
+// Ask parks runID waiting for a decision until deadline, durably (see
+// askScript): it returns the deadline in force, which is that of the
+// run's first request when again is true (the run was redelivered after
+// its node stopped; a decision made meanwhile still acts).
+func (s *Store) Ask(ctx context.Context, runID string, deadline, now time.Time) (time.Time, bool, error) {
+	keep := deadline.Sub(now) + DecisionTTL
+	keys := []string{s.ctlKey("approvals"), s.ctlKey("decision:" + runID), s.ctlKey("asked:" + runID)}
+	res, err := askScript.Run(ctx, s.client, keys, runID, ms(deadline), ms(now), keep.Milliseconds()).Int64Slice()
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	if len(res) != 2 {
+		return time.Time{}, false, fmt.Errorf("approval request answered %v", res)
+	}
+	return fromMS(res[0]), res[1] == 1, nil
 }
 
 // decideScript: KEYS approvals, decision:ID; ARGV id, now ms, decision

@@ -34,6 +34,9 @@ type Limit struct {
 	// Poll is how often a waiting run tries again; default LeaseTTL/4
 	// capped to 1s.
 	Poll time.Duration
+	// Queued, when set, is called once, when the run first has to wait
+	// in the queue (the job consumer gives its execution slot back then).
+	Queued func()
 }
 
 // acquireScript: KEYS conc, queue, qlease; ARGV id, now, ttl, max,
@@ -126,6 +129,7 @@ func (s *Store) Acquire(ctx context.Context, l Limit, runID string, now func() t
 	keys := s.concKeys(l)
 	start := now()
 	deadline := start.Add(l.Wait)
+	queued := false
 	for {
 		t := now()
 		maywait := "0"
@@ -149,6 +153,10 @@ func (s *Store) Acquire(ctx context.Context, l Limit, runID string, now func() t
 				return nil, fmt.Errorf("%w (no wait configured)", ErrWaitTimeout)
 			}
 			return nil, ErrWaitTimeout
+		}
+		if !queued && l.Queued != nil {
+			queued = true
+			l.Queued()
 		}
 		timer := time.NewTimer(min(poll, max(deadline.Sub(now()), time.Millisecond)))
 		select {

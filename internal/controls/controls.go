@@ -11,6 +11,7 @@
 //	P{ctl}:pause                     hash: runbook ("*" = all) → Pause (JSON)
 //	P{ctl}:approvals                 zset: run id → approval deadline (unix ms)
 //	P{ctl}:decision:ID               string: Decision (JSON), kept DecisionTTL
+//	P{ctl}:asked:ID                  string: approval deadline (unix ms) of the run's first request, kept past it by DecisionTTL
 //	P{agent:NODE/AGENT}:budget       zset: restarts, score = when (unix ms)
 //	P{agent:NODE/AGENT}:backoff      hash: streak, last (unix ms) of the crash loop
 //	P{agent:NODE/AGENT}:circuit      zset: runs counted by the circuit, score = when

@@ -336,3 +336,86 @@ func TestShortDuration(t *testing.T) {
 		}
 	}
 }
+
+// A run that asks again for approval (its node restarted while it
+// waited) keeps its first deadline and its place, and finds a decision
+// made meanwhile; one whose deadline passed meanwhile is not listed again.
+func TestAskParksDurably(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := time.Now()
+	first := now.Add(time.Minute)
+	dl, again, err := s.Ask(ctx, "r1", first, now)
+	if err != nil || again || dl.UnixMilli() != first.UnixMilli() {
+		t.Fatalf("first Ask = %v %v %v", dl, again, err)
+	}
+	// The node restarts 10s later; the run asks again.
+	dl, again, err = s.Ask(ctx, "r1", now.Add(70*time.Second), now.Add(10*time.Second))
+	if err != nil || !again || dl.UnixMilli() != first.UnixMilli() {
+		t.Fatalf("second Ask = %v %v %v, want the first deadline", dl, again, err)
+	}
+	if ids, _ := s.Pending(ctx, now); len(ids) != 1 || ids[0] != "r1" {
+		t.Fatalf("Pending = %v", ids)
+	}
+	// Decided while the node was down: asking again does not list it.
+	if err := s.Decide(ctx, Decision{RunID: "r1", Approve: true, By: "alice", At: now.Add(20 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, again, err = s.Ask(ctx, "r1", now.Add(90*time.Second), now.Add(30*time.Second)); err != nil || !again {
+		t.Fatalf("Ask after a decision: %v %v", again, err)
+	}
+	if ids, _ := s.Pending(ctx, now); len(ids) != 0 {
+		t.Errorf("a decided run is pending again: %v", ids)
+	}
+	if d, _ := s.Decision(ctx, "r1"); d == nil || !d.Approve {
+		t.Errorf("decision lost: %+v", d)
+	}
+	// Expired while the node was down: not pending again.
+	if _, _, err := s.Ask(ctx, "r2", now.Add(time.Second), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.client.ZRem(ctx, s.ctlKey("approvals"), "r2").Err(); err != nil { // withdrawn at its deadline
+		t.Fatal(err)
+	}
+	dl, _, _ = s.Ask(ctx, "r2", now.Add(time.Minute), now.Add(2*time.Second))
+	if ids, _ := s.Pending(ctx, now); len(ids) != 0 || dl.After(now.Add(time.Second)) {
+		t.Errorf("an expired request came back: pending %v, deadline %v", ids, dl)
+	}
+}
+
+// A run that must queue for a slot is told so once (its caller gives the
+// node's execution slot back then); one that gets a slot at once is not.
+func TestAcquireQueuedHook(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	var queued atomic.Int32
+	l := Limit{Runbook: "rb", Key: "k", Max: 1, Wait: time.Minute, Queue: 5, LeaseTTL: 2 * time.Second, Poll: 20 * time.Millisecond,
+		Queued: func() { queued.Add(1) }}
+	first, err := s.Acquire(ctx, l, "r1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := queued.Load(); n != 0 {
+		t.Fatalf("Queued called %d times for a free slot", n)
+	}
+	got := make(chan error, 1)
+	go func() {
+		slot, err := s.Acquire(ctx, l, "r2", nil, nil)
+		if err == nil {
+			slot.Release()
+		}
+		got <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for queued.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // several polls
+	first.Release()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if n := queued.Load(); n != 1 {
+		t.Errorf("Queued called %d times, want once", n)
+	}
+}
