@@ -83,7 +83,9 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 // Environ builds the environment of a child: a minimal base (or the
-// parent's with inherit) plus extra, sorted for reproducibility.
+// parent's with inherit) plus extra, sorted for reproducibility. Values
+// of extra go through EnvValue: a NUL byte or invalid UTF-8 in a label
+// value is escaped, never a reason for the command not to start.
 func Environ(extra map[string]string, inherit bool) []string {
 	var env []string
 	if inherit {
@@ -104,7 +106,7 @@ func Environ(extra map[string]string, inherit bool) []string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		env = append(env, k+"="+extra[k])
+		env = append(env, k+"="+EnvValue(extra[k]))
 	}
 	return env
 }
@@ -224,11 +226,12 @@ func SanitizeEnvName(name string) string {
 }
 
 // LabelEnv maps alert labels to MEDIC_LABEL_<NAME> variables. Values are
-// passed verbatim: they are data in the environment, never interpreted.
+// passed verbatim (data in the environment, never interpreted), except
+// that NUL bytes and invalid UTF-8 are escaped as \xNN (EnvValue).
 func LabelEnv(labels map[string]string) map[string]string {
 	env := make(map[string]string, len(labels))
 	for k, v := range labels {
-		env["MEDIC_LABEL_"+SanitizeEnvName(k)] = v
+		env["MEDIC_LABEL_"+SanitizeEnvName(k)] = EnvValue(v)
 	}
 	return env
 }
