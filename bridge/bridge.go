@@ -47,6 +47,12 @@ type Options struct {
 	// JobDeadline is how long a job may wait for its node; 0 means
 	// DefaultJobDeadline.
 	JobDeadline time.Duration
+	// NodeSilence is how long a node may go without writing its state
+	// snapshot (its last-seen key) and still be given jobs: an alert for
+	// a node unknown or silent for longer is recorded unroutable and
+	// escalated at once instead of queued. 0 turns the check off (every
+	// node is routed); `medic bridge` defaults it to DefaultNodeSilence.
+	NodeSilence time.Duration
 	// RequestTimeout bounds the Redis work of one webhook request, so that
 	// Alertmanager gets its 503 (and retries) instead of waiting on an
 	// unreachable Redis; 0 means 5s.
@@ -149,13 +155,14 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 	var (
 		calls []scriptCall
 		jobs  []Job
+		rbs   []*hcl.Runbook // jobs' runbooks
 	)
 	flush := func() error {
 		if len(calls) == 0 {
 			return nil
 		}
 		results, err := b.enq.enqueueAll(ctx, deadline, calls)
-		defer func() { calls, jobs = calls[:0], jobs[:0] }()
+		defer func() { calls, jobs, rbs = calls[:0], jobs[:0], rbs[:0] }()
 		if err != nil {
 			return fmt.Errorf("enqueue job for node %s: %w", jobs[0].Node, err)
 		}
@@ -168,10 +175,19 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 				}
 				continue
 			}
-			if n, _ := res.vals[0].(int64); n == 0 {
+			switch n, _ := res.vals[0].(int64); n {
+			case 0:
 				c.Duplicates++
 				b.metrics.deduplicated.Inc()
 				continue
+			case 2:
+				seen, _ := res.vals[1].(string)
+				if err := b.deadNode(ctx, deadline, job, rbs[i], seen); err != nil {
+					if first == nil {
+						first = err
+					}
+					continue
+				}
 			}
 			c.Accepted++
 			if b.log.Enabled(ctx, slog.LevelDebug) {
@@ -194,6 +210,7 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 		if r.Node != "" && a.Status != "resolved" {
 			job, call := b.prepareJob(a, r)
 			jobs = append(jobs, job)
+			rbs = append(rbs, r.Runbook)
 			calls = append(calls, call)
 			continue
 		}
@@ -225,8 +242,12 @@ func (b *Bridge) prepareJob(a hcl.Alert, r Route) (Job, scriptCall) {
 		Alert: a, Enqueued: now, Deadline: now.Add(b.opts.JobDeadline),
 	}
 	data := appendJob(make([]byte, 0, 512), &job)
-	keys := []string{k.Dedup(r.Node, a.Fingerprint, a.StartsAt), k.Jobs(r.Node)}
-	return job, scriptCall{keys: keys, args: []any{job.ID, b.opts.DedupTTL.Milliseconds(), data}}
+	keys := []string{k.Dedup(r.Node, a.Fingerprint, a.StartsAt), k.Jobs(r.Node), k.Seen(r.Node)}
+	var minSeen int64
+	if b.opts.NodeSilence > 0 {
+		minSeen = now.Add(-b.opts.NodeSilence).UnixMilli()
+	}
+	return job, scriptCall{keys: keys, args: []any{job.ID, b.opts.DedupTTL.Milliseconds(), data, minSeen}}
 }
 
 // ingestOne handles a resolved alert or one with no usable node. These

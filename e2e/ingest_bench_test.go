@@ -246,7 +246,7 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool, conns int) in
 	redis0 = cpuTime(b, rs.PID())
 	out, err := runBounded(ctx, rb, "-h", "127.0.0.1", "-p", strconv.Itoa(rs.Port), "-c", strconv.Itoa(conns),
 		"-n", strconv.Itoa(ingestBaselineOps), "-r", "1000000000", "--csv",
-		"EVALSHA", sha, "2", k.Dedup("node-00", "__rand_int__", time.UnixMilli(1)), k.Jobs("node-00"), "id", "86400000", job)
+		"EVALSHA", sha, "3", k.Dedup("node-00", "__rand_int__", time.UnixMilli(1)), k.Jobs("node-00"), k.Seen("node-00"), "id", "86400000", job, "0")
 	if err != nil {
 		b.Fatalf("redis-benchmark: %v\n%s", err, out)
 	}

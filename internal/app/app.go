@@ -46,9 +46,11 @@ type Options struct {
 	// /debug/pprof/.
 	EnablePprof bool
 
-	MaxBody      int64
-	DedupTTL     time.Duration
-	JobDeadline  time.Duration
+	MaxBody     int64
+	DedupTTL    time.Duration
+	JobDeadline time.Duration
+	// NodeSilence is --bridge.node-silence (bridge.Options.NodeSilence).
+	NodeSilence  time.Duration
 	RunRetention time.Duration
 	MaxRuns      int
 
@@ -148,7 +150,7 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	b := bridge.New(bridge.Options{
 		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Controls: ctl, Token: token, WebUsers: webUsers,
-		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline,
+		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline, NodeSilence: o.NodeSilence,
 		Logger: log.With("component", "bridge"), Metrics: metrics,
 	})
 	cleanups.add(b.Wait)
