@@ -19,6 +19,10 @@ import (
 // read (and kept in the step's output).
 const maxWebhookResponse = 4 << 10
 
+// DefaultEscalationRetryFor bounds how long an escalation that fails to
+// deliver is retried (with backoff) before it is given up as failed.
+const DefaultEscalationRetryFor = 5 * time.Minute
+
 // Escalation is the JSON an escalation webhook receives and an escalation
 // command reads on stdin.
 type Escalation struct {

@@ -222,6 +222,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer stopNode()
 	start("coordinator", runCtx, coord.Run)
+	// The job deadline: jobs no node took in time are recorded expired
+	// and escalated (bridge/reclaim.go).
+	wg.Go(func() { b.RunReclaim(runCtx) })
 	wg.Go(func() { rl.run(runCtx) })
 
 	log.Info("medic is up", "listen", strings.Join(addrs, ","), "node", o.Node, "auth", authMode(token, o.WebConfigFile))
