@@ -152,6 +152,9 @@ func Run(ctx context.Context, c Cmd) Result {
 		return res
 	}
 	pgid := cmd.Process.Pid
+	if t := trackStarted(pgid); t != nil {
+		defer t.Ended(pgid) // after the group kill below
+	}
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
