@@ -60,9 +60,13 @@ type Options struct {
 
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: unregistered metrics
-	// HTTPClient posts escalations of unroutable alerts.
+	// HTTPClient posts escalations of unroutable alerts and expired jobs.
 	HTTPClient *http.Client
-	Now        func() time.Time
+	// EscalationRetryFor and EscalationBackoff tune the retries of those
+	// escalations (runbooks.Escalator's RetryFor and Backoff).
+	EscalationRetryFor time.Duration
+	EscalationBackoff  time.Duration
+	Now                func() time.Time
 }
 
 // DefaultMaxBody is the webhook body limit of DESIGN.md §5.

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -135,5 +138,81 @@ func TestRoutingNodeSilenceOff(t *testing.T) {
 	}
 	if n := tb.c.XLen(context.Background(), tb.opts.Keys.Jobs("ghost")).Val(); n != 1 {
 		t.Fatalf("jobs queued for ghost: %d, want 1", n)
+	}
+}
+
+// An escalation whose webhook answers 500 twice is retried with backoff
+// and delivered; one that never delivers is given up when its retries run
+// out, and the record says which. medic_escalations_total counts both.
+func TestEscalationRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fail   []int
+		status string
+		counts map[string]float64
+	}{
+		{"delivered at the third attempt", []int{500, 500}, runbooks.EscalationDelivered, map[string]float64{"retried": 2, "delivered": 1}},
+		{"never delivered", []int{500, 502, 503, 500, 500, 500, 500, 500, 500, 500, 500, 500}, runbooks.EscalationFailed, map[string]float64{"failed": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := newEscalationSink(t, tc.fail...)
+			src := strings.ReplaceAll(routingHCL, "http://ESCALATE_URL", sink.URL)
+			tb := startTestBridge(t, src, func(o *Options) {
+				o.NodeSilence = time.Minute
+				o.EscalationBackoff = 20 * time.Millisecond
+				o.EscalationRetryFor = 200 * time.Millisecond
+			})
+			a := firing("a1", "0d", t0)
+			a.Labels["node"] = "ghost"
+			if code, resp := tb.post(t, "Bearer "+testToken, payload("firing", a)); code != 202 {
+				t.Fatalf("webhook: %d %v", code, resp)
+			}
+			tb.Wait()
+			runs, _ := tb.Store().List(context.Background(), RunFilter{Outcome: runbooks.OutcomeUnroutable})
+			if len(runs) != 1 {
+				t.Fatalf("records: %d, want 1", len(runs))
+			}
+			r := runs[0]
+			if r.Escalation != tc.status || len(r.Steps) != 1 || r.Steps[0].OK != (tc.status == runbooks.EscalationDelivered) {
+				t.Errorf("record: escalation %q, steps %+v; want %q", r.Escalation, r.Steps, tc.status)
+			}
+			if tc.status == runbooks.EscalationDelivered && len(sink.delivered()) != 1 {
+				t.Errorf("delivered %d escalations, want 1", len(sink.delivered()))
+			}
+			for result, want := range tc.counts {
+				if got := testutil.ToFloat64(tb.metrics.escalations.WithLabelValues("recover", result)); got != want && !(result == "retried" && tc.status == runbooks.EscalationFailed) {
+					t.Errorf("medic_escalations_total{result=%q} = %v, want %v", result, got, want)
+				}
+			}
+			if tc.status == runbooks.EscalationFailed {
+				if got := testutil.ToFloat64(tb.metrics.escalations.WithLabelValues("recover", "retried")); got < 1 {
+					t.Errorf("medic_escalations_total{result=\"retried\"} = %v, want at least 1", got)
+				}
+			}
+		})
+	}
+}
+
+// The status page shows each run's escalation delivery.
+func TestStatusPageEscalationStatus(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	c := rs.Client()
+	ctx := context.Background()
+	store := NewRunStore(c, StoreOptions{})
+	for i, st := range []string{runbooks.EscalationDelivered, runbooks.EscalationRetrying, runbooks.EscalationFailed} {
+		rec := &runbooks.RunRecord{ID: "run-" + st, Runbook: "recover", Agent: "a1", Node: "n1", Trigger: "alert",
+			Outcome: runbooks.OutcomeEscalated, Escalation: st, Started: time.Now().Add(time.Duration(i) * time.Second), Steps: []runbooks.Step{}}
+		if err := store.Save(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := NewStatusPage(StatusOptions{Runs: store, Redis: c})
+	rr := httptest.NewRecorder()
+	h.ServeHTTP(rr, httptest.NewRequest("GET", "/", nil))
+	body := rr.Body.String()
+	for _, st := range []string{"delivered", "retrying", "failed"} {
+		if !strings.Contains(body, `data-escalation="`+st+`"`) || !strings.Contains(body, ">page "+st+"</span>") {
+			t.Errorf("status page does not show escalation %s", st)
+		}
 	}
 }
