@@ -196,9 +196,10 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 				}
 			}
 			c.Accepted++
-			if n, _ := res.vals[0].(int64); n == 1 {
-				b.reclaim.add(job.Node)
+			if n, _ := res.vals[0].(int64); n != 1 {
+				continue
 			}
+			b.reclaim.add(job.Node)
 			if b.log.Enabled(ctx, slog.LevelDebug) {
 				b.log.Debug("job queued", "run", job.ID, "runbook", job.Runbook, "agent", job.Agent, "node", job.Node, "fingerprint", job.Alert.Fingerprint)
 			}

@@ -168,6 +168,8 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool, conns int) in
 	token, tokenFile := harness.Token(b)
 	br := harness.StartBridge(b, harness.BridgeOptions{
 		Medic: bins.Medic, ConfigPath: cfg, RedisURL: rs.URL(), TokenFile: tokenFile, LogLevel: "info", LogDir: dir,
+		// No node runs here: the jobs pile up for the count, unchecked.
+		Extra: []string{"--bridge.node-silence=0"},
 	})
 	url := br.WebhookURL()
 	runWrk := func(run int, d time.Duration, max int) wrkResult {
