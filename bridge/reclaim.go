@@ -190,16 +190,22 @@ func (b *Bridge) scanStreams(ctx context.Context) (map[string]struct{}, error) {
 	return found, err
 }
 
-// expiredLease is how long a bridge holds a job it took: its escalation,
-// retries included, and the two saves fit well within it.
-func (b *Bridge) expiredLease() time.Duration {
-	return runbooks.DefaultEscalationRetryFor + 2*time.Minute
+// leaseUntil is until when a bridge holds a job it took: its runbook's
+// escalation retries (retry_for) and the two saves fit well within it.
+func (b *Bridge) leaseUntil(now time.Time, runbook string) int64 {
+	retry := runbooks.DefaultEscalationRetryFor
+	if rb := findRunbook(b.opts.Config(), runbook); rb != nil && rb.Escalate != nil {
+		retry = rb.Escalate.RetryFor
+	}
+	if b.opts.EscalationRetryFor > 0 {
+		retry = b.opts.EscalationRetryFor
+	}
+	return now.Add(retry + 2*time.Minute).UnixMilli()
 }
 
 func (b *Bridge) reclaimNode(ctx context.Context, node string) error {
 	k := b.opts.Keys
 	now := b.opts.Now()
-	lease := strconv.FormatInt(now.Add(b.expiredLease()).UnixMilli(), 10)
 	// First what a bridge took and did not finish.
 	left, err := b.opts.Client.ZRangeByScore(ctx, k.Outbox(node), &redis.ZRangeBy{
 		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: reclaimPage,
@@ -208,6 +214,9 @@ func (b *Bridge) reclaimNode(ctx context.Context, node string) error {
 		return err
 	}
 	for _, raw := range left {
+		var job Job
+		_ = json.Unmarshal([]byte(raw), &job)
+		lease := b.leaseUntil(now, job.Runbook)
 		ok, err := leaseScript.Run(ctx, b.opts.Client, []string{k.Outbox(node)}, raw, now.UnixMilli(), lease).Int()
 		if err != nil {
 			return err
@@ -238,6 +247,7 @@ func (b *Bridge) reclaimNode(ctx context.Context, node string) error {
 				return nil
 			}
 			keys := []string{k.Dedup(job.Node, job.Alert.Fingerprint, job.Alert.StartsAt), k.Jobs(node), k.Outbox(node), k.Seen(node)}
+			lease := b.leaseUntil(now, job.Runbook)
 			got, err := reclaimScript.Run(ctx, b.opts.Client, keys, job.ID, m.ID, DefaultGroup, raw, lease, minSeen).Int()
 			if err != nil {
 				return err
