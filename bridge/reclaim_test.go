@@ -112,3 +112,46 @@ func TestReclaimOutboxAfterBridgeDied(t *testing.T) {
 		t.Errorf("outbox of held (lease running): %d left, want 1", n)
 	}
 }
+
+// A job its node started (state r) is left alone while the node is live;
+// once the node has been silent past the node silence, it is reclaimed,
+// recorded expired and escalated like a job never taken.
+func TestReclaimStartedJobOfSilentNode(t *testing.T) {
+	sink := newEscalationSink(t)
+	src := strings.ReplaceAll(routingHCL, "http://ESCALATE_URL", sink.URL)
+	tb := startTestBridge(t, src, func(o *Options) { o.JobDeadline = 50 * time.Millisecond; o.NodeSilence = time.Minute })
+	ctx := context.Background()
+	k := tb.opts.Keys
+	seen := func(ago time.Duration) {
+		tb.c.Set(ctx, k.Seen("n1"), time.Now().Add(-ago).UnixMilli(), 0)
+	}
+	seen(0)
+	a := firing("a1", "0e", t0)
+	a.Labels["node"] = "n1"
+	if code, resp := tb.post(t, "Bearer "+testToken, payload("firing", a)); code != 202 {
+		t.Fatalf("webhook: %d %v", code, resp)
+	}
+	dedup := k.Dedup("n1", "0e", t0)
+	v := tb.c.Get(ctx, dedup).Val()
+	tb.c.Set(ctx, dedup, "r:"+strings.TrimPrefix(v, "q:"), redis.KeepTTL) // the node started it
+	time.Sleep(100 * time.Millisecond)
+
+	tb.ReclaimOnce(ctx)
+	tb.Wait()
+	if n := tb.c.XLen(ctx, k.Jobs("n1")).Val(); n != 1 {
+		t.Fatalf("live node: %d entries left, want its running job left alone", n)
+	}
+	seen(time.Hour)
+	tb.ReclaimOnce(ctx)
+	tb.Wait()
+	if n := tb.c.XLen(ctx, k.Jobs("n1")).Val(); n != 0 {
+		t.Errorf("silent node: %d entries left, want 0", n)
+	}
+	runs, _ := tb.Store().List(ctx, RunFilter{Outcome: runbooks.OutcomeExpired})
+	if len(runs) != 1 || !strings.Contains(runs[0].Reason, "started the job and has been silent") || runs[0].Escalation != runbooks.EscalationDelivered {
+		t.Fatalf("expired records: %+v", runs)
+	}
+	if len(sink.delivered()) != 1 {
+		t.Errorf("pages: %d, want 1", len(sink.delivered()))
+	}
+}
