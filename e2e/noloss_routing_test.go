@@ -39,7 +39,7 @@ import (
 // nobody consumes) and an escalation that fails twice before it is
 // delivered.
 func TestNoSilentLossRouting(t *testing.T) {
-	e := startNoLoss(t)
+	e := startNLRouting(t)
 	t.Run("case5-unknown-node", func(t *testing.T) { nlUnknownNode(t, e) })
 	t.Run("case6-hostile-labels", func(t *testing.T) { nlHostileLabels(t, e) })
 	t.Run("case7-grandchild-dies-with-node", func(t *testing.T) { nlGrandchild(t, e) })
@@ -47,11 +47,11 @@ func TestNoSilentLossRouting(t *testing.T) {
 	t.Run("escalation-retry", func(t *testing.T) { nlEscalationRetry(t, e) })
 }
 
-const nlNode = "nl-n1"
+const nlrNode = "nl-n1"
 
-// pager is the page endpoint: it keeps every escalation it is sent, by
+// nlPager is the page endpoint: it keeps every escalation it is sent, by
 // path, and answers 500 to the first attempts of /flaky.
-type pager struct {
+type nlPager struct {
 	*httptest.Server
 	mu    sync.Mutex
 	pages map[string][]runbooks.Escalation
@@ -59,8 +59,8 @@ type pager struct {
 	hits  map[string]int
 }
 
-func startPager(t *testing.T) *pager {
-	p := &pager{pages: map[string][]runbooks.Escalation{}, hits: map[string]int{}, flaky: 2}
+func startNLPager(t *testing.T) *nlPager {
+	p := &nlPager{pages: map[string][]runbooks.Escalation{}, hits: map[string]int{}, flaky: 2}
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		p.mu.Lock()
@@ -83,7 +83,7 @@ func startPager(t *testing.T) *pager {
 }
 
 // pagesFor are the escalations received on path for run id.
-func (p *pager) pagesFor(path, id string) []runbooks.Escalation {
+func (p *nlPager) pagesFor(path, id string) []runbooks.Escalation {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []runbooks.Escalation
@@ -95,30 +95,30 @@ func (p *pager) pagesFor(path, id string) []runbooks.Escalation {
 	return out
 }
 
-type noLoss struct {
+type nlRouting struct {
 	base   string
 	dir    string
 	redis  *redistest.Server
 	rdb    *redis.Client
 	bridge *harness.Bridge
 	node   *harness.Node
-	pager  *pager
+	nlPager  *nlPager
 	token  string
 	tokenF string
 	last   time.Time
 	mu     sync.Mutex
 }
 
-func startNoLoss(t *testing.T) *noLoss {
+func startNLRouting(t *testing.T) *nlRouting {
 	t.Helper()
 	base := t.TempDir()
-	e := &noLoss{base: base, dir: filepath.Join(base, "conf")}
+	e := &nlRouting{base: base, dir: filepath.Join(base, "conf")}
 	if err := os.Mkdir(e.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	e.redis = redistest.Start(t, redistest.Options{AOF: true})
 	e.rdb = e.redis.Client()
-	e.pager = startPager(t)
+	e.nlPager = startNLPager(t)
 	// nl-a1 is alive (a sleep the test owns, in its pidfile) and fails
 	// its probe, so that its runbooks diagnose and repair; its start and
 	// stop commands do nothing.
@@ -217,14 +217,14 @@ runbook "nl-flaky" {
     retry_for = "2m"
   }
 }
-`, nlNode, filepath.Join(base, "nl-a1.pid"), e.pager.URL, envRepair, envPage, orphan)
+`, nlrNode, filepath.Join(base, "nl-a1.pid"), e.nlPager.URL, envRepair, envPage, orphan)
 	if err := os.WriteFile(filepath.Join(e.dir, "noloss.hcl"), []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e.bridge = harness.StartBridge(t, harness.BridgeOptions{
 		Name: "nl-bridge", Medic: bins.Medic, ConfigPath: e.dir, RedisURL: e.redis.URL(), TokenFile: e.tokenF,
 	})
-	e.node = harness.StartNode(t, harness.NodeOptions{Name: nlNode, Medic: bins.Medic, ConfigPath: e.dir, RedisURL: e.redis.URL()})
+	e.node = harness.StartNode(t, harness.NodeOptions{Name: nlrNode, Medic: bins.Medic, ConfigPath: e.dir, RedisURL: e.redis.URL()})
 	e.waitSeen(t)
 	return e
 }
@@ -232,15 +232,15 @@ runbook "nl-flaky" {
 // waitSeen waits until the node has announced itself (its first state
 // snapshot writes its last-seen key), as any node does long before an
 // alert about it can fire.
-func (e *noLoss) waitSeen(t *testing.T) {
+func (e *nlRouting) waitSeen(t *testing.T) {
 	t.Helper()
-	harness.Eventually(t, 30*time.Second, 50*time.Millisecond, "node "+nlNode+" seen", func() (bool, string) {
-		n, err := e.rdb.Exists(context.Background(), bridge.Keys{}.Seen(nlNode)).Result()
+	harness.Eventually(t, 30*time.Second, 50*time.Millisecond, "node "+nlrNode+" seen", func() (bool, string) {
+		n, err := e.rdb.Exists(context.Background(), bridge.Keys{}.Seen(nlrNode)).Result()
 		return err == nil && n == 1, fmt.Sprint(n, err)
 	})
 }
 
-func (e *noLoss) script(t *testing.T, name, body string) string {
+func (e *nlRouting) script(t *testing.T, name, body string) string {
 	p := filepath.Join(e.base, name)
 	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
 		t.Fatal(err)
@@ -249,7 +249,7 @@ func (e *noLoss) script(t *testing.T, name, body string) string {
 }
 
 // startsAt is a startsAt no other alert of the test has.
-func (e *noLoss) startsAt() time.Time {
+func (e *nlRouting) startsAt() time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	at := time.Now().UTC().Truncate(time.Millisecond)
@@ -263,7 +263,7 @@ func (e *noLoss) startsAt() time.Time {
 // post sends one firing alert with labels, whose values are JSON string
 // literals as they go on the wire (so that a test can send bytes
 // json.Marshal would not), to b and wants 202 with it accepted.
-func (e *noLoss) post(t *testing.T, b *harness.Bridge, labels map[string]string, at time.Time) {
+func (e *nlRouting) post(t *testing.T, b *harness.Bridge, labels map[string]string, at time.Time) {
 	t.Helper()
 	var ls []string
 	for k, v := range labels {
@@ -282,12 +282,12 @@ func (e *noLoss) post(t *testing.T, b *harness.Bridge, labels map[string]string,
 	}
 }
 
-// q quotes a label value for post.
-func q(s string) string { return strconv.Quote(s) }
+// nlq quotes a label value for post.
+func nlq(s string) string { return strconv.Quote(s) }
 
 // run waits for the run of the alert that started at at (asking b) to
 // satisfy ok.
-func (e *noLoss) run(t *testing.T, b *harness.Bridge, filter url.Values, at time.Time, timeout time.Duration, ok func(runbooks.RunRecord) bool) runbooks.RunRecord {
+func (e *nlRouting) run(t *testing.T, b *harness.Bridge, filter url.Values, at time.Time, timeout time.Duration, ok func(runbooks.RunRecord) bool) runbooks.RunRecord {
 	t.Helper()
 	var found runbooks.RunRecord
 	filter.Set("limit", "100")
@@ -315,9 +315,9 @@ func (e *noLoss) run(t *testing.T, b *harness.Bridge, filter url.Values, at time
 
 // Case 5: node="ghost" gets 202, a record unroutable naming the node, a
 // page at the endpoint, and nothing in the ghost's job stream.
-func nlUnknownNode(t *testing.T, e *noLoss) {
+func nlUnknownNode(t *testing.T, e *nlRouting) {
 	at := e.startsAt()
-	e.post(t, e.bridge, map[string]string{"alertname": q("NLGhost"), "agent": q("nl-a1"), "node": q("ghost")}, at)
+	e.post(t, e.bridge, map[string]string{"alertname": nlq("NLGhost"), "agent": nlq("nl-a1"), "node": nlq("ghost")}, at)
 	r := e.run(t, e.bridge, url.Values{"runbook": {"nl-ghost"}}, at, 30*time.Second, func(r runbooks.RunRecord) bool {
 		return r.Escalation != "" && r.Escalation != runbooks.EscalationRetrying
 	})
@@ -325,7 +325,7 @@ func nlUnknownNode(t *testing.T, e *noLoss) {
 		!strings.Contains(r.Reason, "node ghost is unknown") || r.Escalation != runbooks.EscalationDelivered {
 		t.Errorf("record: outcome %s node %q labels %v escalation %q reason %q", r.Outcome, r.Node, r.Labels, r.Escalation, r.Reason)
 	}
-	if pages := e.pager.pagesFor("/page", r.ID); len(pages) != 1 || pages[0].Run.Outcome != runbooks.OutcomeUnroutable {
+	if pages := e.nlPager.pagesFor("/page", r.ID); len(pages) != 1 || pages[0].Run.Outcome != runbooks.OutcomeUnroutable {
 		t.Errorf("pages for %s: %+v, want one", r.ID, pages)
 	}
 	ctx := context.Background()
@@ -336,12 +336,12 @@ func nlUnknownNode(t *testing.T, e *noLoss) {
 
 // Case 6: a NUL byte and invalid UTF-8 in label values; the repair and
 // the escalation command still run and see the values escaped.
-func nlHostileLabels(t *testing.T, e *noLoss) {
+func nlHostileLabels(t *testing.T, e *nlRouting) {
 	at := e.startsAt()
 	// "a\u0000b" is a NUL on the wire; \xff is a raw byte that is not
 	// UTF-8 inside the JSON string.
 	e.post(t, e.bridge, map[string]string{
-		"alertname": q("NLHostile"), "agent": q("nl-a1"), "node": q(nlNode),
+		"alertname": nlq("NLHostile"), "agent": nlq("nl-a1"), "node": nlq(nlrNode),
 		"evil": `"a\u0000b"`, "bad": "\"x\xffy\"",
 	}, at)
 	r := e.run(t, e.bridge, url.Values{"runbook": {"nl-hostile"}}, at, 60*time.Second, func(r runbooks.RunRecord) bool {
@@ -381,25 +381,25 @@ func nlHostileLabels(t *testing.T, e *noLoss) {
 	if got := read("repair-bad.env"); !utf8.ValidString(got) || !strings.HasPrefix(got, "x") || !strings.HasSuffix(got, "y") || len(got) < 3 {
 		t.Errorf("repair saw MEDIC_LABEL_BAD=%q, want valid UTF-8 around the escaped byte", got)
 	}
-	if pages := e.pager.pagesFor("/page", r.ID); len(pages) != 1 {
+	if pages := e.nlPager.pagesFor("/page", r.ID); len(pages) != 1 {
 		t.Errorf("webhook pages for %s: %d, want 1", r.ID, len(pages))
 	}
 }
 
 // Case 7: a repair backgrounds a grandchild; the node is SIGKILLed during
 // the repair and started again: the grandchild is gone.
-func nlGrandchild(t *testing.T, e *noLoss) {
+func nlGrandchild(t *testing.T, e *nlRouting) {
 	gcFile := filepath.Join(e.base, "grandchildren")
 	at := e.startsAt()
-	e.post(t, e.bridge, map[string]string{"alertname": q("NLOrphan"), "agent": q("nl-a1"), "node": q(nlNode)}, at)
+	e.post(t, e.bridge, map[string]string{"alertname": nlq("NLOrphan"), "agent": nlq("nl-a1"), "node": nlq(nlrNode)}, at)
 	var gc int
 	harness.Eventually(t, 30*time.Second, 50*time.Millisecond, "the repair's grandchild started", func() (bool, string) {
 		b, _ := os.ReadFile(gcFile)
 		line, _, _ := strings.Cut(string(b), "\n")
 		gc, _ = strconv.Atoi(strings.TrimSpace(line))
-		return gc > 1 && isSleep(gc), string(b)
+		return gc > 1 && nlIsSleep(gc), string(b)
 	})
-	t.Cleanup(func() { killSleeps(gcFile) })
+	t.Cleanup(func() { nlKillSleeps(gcFile) })
 
 	pid := e.node.PID()
 	if err := procsig.Process(pid, syscall.SIGKILL); err != nil {
@@ -411,19 +411,19 @@ func nlGrandchild(t *testing.T, e *noLoss) {
 	})
 	// What the issue saw: the grandchild outlives its node (the script,
 	// its parent, got SIGKILL with the node).
-	if !isSleep(gc) {
+	if !nlIsSleep(gc) {
 		t.Logf("grandchild %d already gone after the SIGKILL", gc)
 	}
 	e.node.Restart(t)
 	harness.WaitHTTP(t, e.node.URL+"/-/healthy", 60*time.Second, e.node.Proc)
 	harness.Eventually(t, 30*time.Second, 50*time.Millisecond, "the grandchild of the dead node's repair is gone", func() (bool, string) {
-		return !isSleep(gc), fmt.Sprintf("pid %d still runs sleep", gc)
+		return !nlIsSleep(gc), fmt.Sprintf("pid %d still runs sleep", gc)
 	})
 }
 
-// isSleep reports whether pid runs `sleep` (not a zombie, not a reused
+// nlIsSleep reports whether pid runs `sleep` (not a zombie, not a reused
 // pid running something else).
-func isSleep(pid int) bool {
+func nlIsSleep(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return false
@@ -433,11 +433,11 @@ func isSleep(pid int) bool {
 	return strings.Contains(s, "(sleep)") && i > 0 && i+2 < len(s) && s[i+2] != 'Z'
 }
 
-// killSleeps kills the grandchildren a failed run of the test left.
-func killSleeps(file string) {
+// nlKillSleeps kills the grandchildren a failed run of the test left.
+func nlKillSleeps(file string) {
 	b, _ := os.ReadFile(file)
 	for _, l := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(l); err == nil && isSleep(pid) {
+		if pid, err := strconv.Atoi(l); err == nil && nlIsSleep(pid) {
 			_ = procsig.Process(pid, syscall.SIGKILL)
 		}
 	}
@@ -446,13 +446,13 @@ func killSleeps(file string) {
 // The job deadline: a bridge with --bridge.job-deadline=2s (and the node
 // check off, so that it queues for a node that never runs) reclaims the
 // job nobody consumes: recorded expired, paged, the stream left empty.
-func nlJobDeadline(t *testing.T, e *noLoss) {
+func nlJobDeadline(t *testing.T, e *nlRouting) {
 	late := harness.StartBridge(t, harness.BridgeOptions{
 		Name: "nl-bridge-deadline", Medic: bins.Medic, ConfigPath: e.dir, RedisURL: e.redis.URL(), TokenFile: e.tokenF,
 		Extra: []string{"--bridge.job-deadline=2s", "--bridge.node-silence=0"},
 	})
 	at := e.startsAt()
-	e.post(t, late, map[string]string{"alertname": q("NLLate"), "agent": q("nl-a1"), "node": q("nl-offline")}, at)
+	e.post(t, late, map[string]string{"alertname": nlq("NLLate"), "agent": nlq("nl-a1"), "node": nlq("nl-offline")}, at)
 	ctx := context.Background()
 	if n := e.rdb.XLen(ctx, bridge.Keys{}.Jobs("nl-offline")).Val(); n != 1 {
 		t.Fatalf("%d jobs queued for nl-offline, want 1", n)
@@ -463,7 +463,7 @@ func nlJobDeadline(t *testing.T, e *noLoss) {
 	if !strings.Contains(r.Reason, "past its deadline") || r.Node != "nl-offline" {
 		t.Errorf("record: node %q reason %q", r.Node, r.Reason)
 	}
-	if pages := e.pager.pagesFor("/page", r.ID); len(pages) != 1 || pages[0].Run.Outcome != runbooks.OutcomeExpired {
+	if pages := e.nlPager.pagesFor("/page", r.ID); len(pages) != 1 || pages[0].Run.Outcome != runbooks.OutcomeExpired {
 		t.Errorf("pages for %s: %+v, want one", r.ID, pages)
 	}
 	if n := e.rdb.XLen(ctx, bridge.Keys{}.Jobs("nl-offline")).Val(); n != 0 {
@@ -473,20 +473,20 @@ func nlJobDeadline(t *testing.T, e *noLoss) {
 
 // An escalation webhook that answers 500 twice and then 200: retried with
 // backoff, delivered, and counted by medic_escalations_total.
-func nlEscalationRetry(t *testing.T, e *noLoss) {
+func nlEscalationRetry(t *testing.T, e *nlRouting) {
 	at := e.startsAt()
-	e.post(t, e.bridge, map[string]string{"alertname": q("NLFlaky"), "agent": q("nl-a1"), "node": q("ghost")}, at)
+	e.post(t, e.bridge, map[string]string{"alertname": nlq("NLFlaky"), "agent": nlq("nl-a1"), "node": nlq("ghost")}, at)
 	r := e.run(t, e.bridge, url.Values{"runbook": {"nl-flaky"}}, at, 60*time.Second, func(r runbooks.RunRecord) bool {
 		return r.Escalation == runbooks.EscalationDelivered || r.Escalation == runbooks.EscalationFailed
 	})
 	if r.Escalation != runbooks.EscalationDelivered || len(r.Steps) != 1 || !strings.Contains(r.Steps[0].Detail, "attempt 3") {
 		t.Errorf("record: escalation %q steps %+v", r.Escalation, r.Steps)
 	}
-	e.pager.mu.Lock()
-	hits := e.pager.hits["/flaky"]
-	e.pager.mu.Unlock()
-	if hits != 3 || len(e.pager.pagesFor("/flaky", r.ID)) != 1 {
-		t.Errorf("/flaky hit %d times (want 3), delivered %d (want 1)", hits, len(e.pager.pagesFor("/flaky", r.ID)))
+	e.nlPager.mu.Lock()
+	hits := e.nlPager.hits["/flaky"]
+	e.nlPager.mu.Unlock()
+	if hits != 3 || len(e.nlPager.pagesFor("/flaky", r.ID)) != 1 {
+		t.Errorf("/flaky hit %d times (want 3), delivered %d (want 1)", hits, len(e.nlPager.pagesFor("/flaky", r.ID)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
