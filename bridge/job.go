@@ -86,6 +86,11 @@ func validNode(n string) bool {
 // Sixty missed snapshots (one every 5s) is not a hiccup.
 const DefaultNodeSilence = 5 * time.Minute
 
+// MinNodeSilence is the shortest node silence `medic bridge` accepts: three
+// snapshot intervals, so that one slow or lost snapshot never makes a live
+// node unroutable.
+const MinNodeSilence = 15 * time.Second
+
 // deadNode records the alert of job, for a node the enqueue script found
 // unknown or long silent (seen: its last-seen time in Unix ms, "" for
 // never), as unroutable, and escalates it: the job was not queued, and its

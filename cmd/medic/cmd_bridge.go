@@ -99,8 +99,8 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 				return app.Options{}, fmt.Errorf("%s must be a positive duration, not %s", d.flag, d.v)
 			}
 		}
-		if *silence < 0 {
-			return app.Options{}, fmt.Errorf("--bridge.node-silence must be 0 (off) or a positive duration, not %s", *silence)
+		if *silence < 0 || (*silence > 0 && *silence < bridge.MinNodeSilence) {
+			return app.Options{}, fmt.Errorf("--bridge.node-silence must be 0 (off) or at least %s (three state snapshots), not %s", bridge.MinNodeSilence, *silence)
 		}
 		if *maxRuns < 1 {
 			return app.Options{}, fmt.Errorf("--runs.max must be at least 1, not %d", *maxRuns)
