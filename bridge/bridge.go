@@ -82,6 +82,9 @@ type Bridge struct {
 	enq     *enqueuer
 
 	bg sync.WaitGroup // escalations in flight
+	// bgCtx ends the escalations' retries when the bridge is closed.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 
 	reclaim reclaimState
 }
@@ -118,7 +121,29 @@ func New(o Options) *Bridge {
 	}
 	enq := newEnqueuer(o.Client)
 	enq.batches = o.Metrics.enqueueBatch
-	return &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq}
+	b := &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq}
+	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
+	return b
+}
+
+// closeGrace is how long Close lets escalations in flight deliver before it
+// cuts their retries short.
+var closeGrace = 10 * time.Second
+
+// Close waits up to 10s for background escalations, then ends their
+// retries (an expired job's escalation cut short stays in its node's
+// outbox, for another bridge or the next start to send) and waits for
+// them.
+func (b *Bridge) Close() {
+	done := make(chan struct{})
+	go func() { b.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+		b.log.Warn("stopping escalations still retrying")
+	}
+	b.bgCancel()
+	<-done
 }
 
 // Store is the bridge's run store.

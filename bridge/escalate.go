@@ -24,14 +24,17 @@ func jsonMarshal(v any) ([]byte, error) {
 // exactly as the engine escalates its runs, retries included, and stores
 // the record again with the escalation steps and status (while a target is
 // retried, with status "retrying").
-func (b *Bridge) escalate(rb *hcl.Runbook, rec *runbooks.RunRecord, a hcl.Alert) {
+//
+// It returns the escalation status ("" when the runbook has no target).
+// Close cuts its retries short (status failed).
+func (b *Bridge) escalate(rb *hcl.Runbook, rec *runbooks.RunRecord, a hcl.Alert) string {
 	esc := rb.Escalate
 	if esc == nil || (esc.Webhook == "" && len(esc.Command) == 0) {
-		return
+		return ""
 	}
 	body, err := json.Marshal(runbooks.Escalation{Reason: rec.Reason, Run: rec, Alert: a})
 	if err != nil {
-		return
+		return runbooks.EscalationFailed
 	}
 	env := execx.LabelEnv(a.Labels)
 	env["MEDIC_AGENT"] = rec.Agent
@@ -56,13 +59,14 @@ func (b *Bridge) escalate(rb *hcl.Runbook, rec *runbooks.RunRecord, a hcl.Alert)
 			b.log.Warn("escalation not delivered; retrying", "run", rec.ID, "detail", failed.Detail, "err", failed.Error)
 		},
 	}
-	steps, status := x.Send(context.Background(), esc, rec.ID, body, env)
+	steps, status := x.Send(b.bgCtx, esc, rec.ID, body, env)
 	rec.Steps = append(rec.Steps, steps...)
 	rec.Escalation = status
 	rec.Finished = b.opts.Now()
 	rec.Duration = rec.Finished.Sub(rec.Started).Seconds()
 	if status != runbooks.EscalationDelivered {
-		b.log.Error("escalation failed: its retries ran out", "run", rec.ID, "runbook", rb.Name)
+		b.log.Error("escalation failed: its retries ran out or the bridge stopped", "run", rec.ID, "runbook", rb.Name)
 	}
 	save(rec)
+	return status
 }

@@ -296,7 +296,11 @@ func (b *Bridge) expire(node, raw, entry string, started bool) {
 		b.metrics.observe(rec)
 		b.log.Warn("job expired: reclaimed from its stream", "run", job.ID, "runbook", job.Runbook, "agent", job.Agent, "node", node, "entry", entry)
 		if rb := findRunbook(b.opts.Config(), job.Runbook); rb != nil {
-			b.escalate(rb, rec, a)
+			if st := b.escalate(rb, rec, a); st != runbooks.EscalationDelivered && st != "" && b.bgCtx.Err() != nil {
+				// Cut short by Close: left in the outbox, its lease runs
+				// out and a bridge escalates it again.
+				return
+			}
 		} else {
 			b.log.Error("reclaim: runbook no longer configured; the expired record is the escalation", "run", job.ID, "runbook", job.Runbook)
 		}

@@ -153,7 +153,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline, NodeSilence: o.NodeSilence,
 		Logger: log.With("component", "bridge"), Metrics: metrics,
 	})
-	cleanups.add(b.Wait)
+	cleanups.add(b.Close)
 
 	mux := http.NewServeMux()
 	b.Register(mux)
