@@ -46,3 +46,29 @@ func TestEnvValue(t *testing.T) {
 		}
 	}
 }
+
+type countTracker struct{ started, ended int }
+
+func (c *countTracker) Started(int) { c.started++ }
+func (c *countTracker) Ended(int)   { c.ended++ }
+
+// The tracker set last and not yet removed hears Run's groups; removing
+// one in any order leaves the others right.
+func TestGroupTrackers(t *testing.T) {
+	a, b := &countTracker{}, &countTracker{}
+	removeA := SetGroupTracker(a)
+	removeB := SetGroupTracker(b)
+	run := func() {
+		if r := Run(context.Background(), Cmd{Argv: []string{"true"}, Timeout: 5 * time.Second}); !r.OK() {
+			t.Fatal(r.Err)
+		}
+	}
+	run()
+	removeA() // out of order
+	run()
+	removeB()
+	run()
+	if a.started != 0 || b.started != 2 || b.ended != 2 {
+		t.Errorf("a %+v, b %+v; want b to hear both runs while set", a, b)
+	}
+}

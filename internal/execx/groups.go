@@ -1,6 +1,10 @@
 package execx
 
-import "sync/atomic"
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
 
 // GroupTracker hears of every process group Run starts (its leader's pid,
 // which is the group's id) and of its end, once Run has killed what was
@@ -16,23 +20,37 @@ type GroupTracker interface {
 
 type trackerBox struct{ t GroupTracker }
 
-var tracker atomic.Pointer[trackerBox]
+var (
+	tracker  atomic.Pointer[trackerBox] // the last of active, read by Run
+	trackMu  sync.Mutex
+	trackers []*trackerBox // active, in the order set
+)
 
 // SetGroupTracker makes t hear of the groups of every later Run in this
-// process (nil: none) and returns a function that puts back the tracker
-// it replaced.
-func SetGroupTracker(t GroupTracker) (restore func()) {
-	var box *trackerBox
-	if t != nil {
-		box = &trackerBox{t}
+// process and returns the function that removes it again. With several
+// set (tests, or nodes sharing a process), the one set last and not yet
+// removed hears them.
+func SetGroupTracker(t GroupTracker) (remove func()) {
+	box := &trackerBox{t}
+	trackMu.Lock()
+	trackers = append(trackers, box)
+	tracker.Store(box)
+	trackMu.Unlock()
+	return func() {
+		trackMu.Lock()
+		defer trackMu.Unlock()
+		trackers = slices.DeleteFunc(trackers, func(b *trackerBox) bool { return b == box })
+		if len(trackers) == 0 {
+			tracker.Store(nil)
+		} else {
+			tracker.Store(trackers[len(trackers)-1])
+		}
 	}
-	old := tracker.Swap(box)
-	return func() { tracker.CompareAndSwap(box, old) }
 }
 
 func trackStarted(pgid int) GroupTracker {
 	b := tracker.Load()
-	if b == nil {
+	if b == nil || b.t == nil {
 		return nil
 	}
 	b.t.Started(pgid)
