@@ -85,12 +85,13 @@ type RunRecord struct {
 	Outcome     string            `json:"outcome"`
 	// Reason says in a sentence why the run ended with its outcome
 	// ("restart budget exhausted: 3 in 1h", "another run holds the lease …").
-	Reason string `json:"reason,omitempty"`
-	Error  string `json:"error,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Duration float64   `json:"duration_seconds"`
+
 	// Escalation is the delivery of the run's escalation, when it was
 	// escalated to a target: delivered, retrying or failed (escalate.go).
-	Escalation string    `json:"escalation,omitempty"`
-	Started    time.Time `json:"started"`
-	Finished   time.Time `json:"finished"`
-	Duration   float64   `json:"duration_seconds"`
+	Escalation string `json:"escalation,omitempty"`
 }
