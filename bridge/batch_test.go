@@ -37,7 +37,7 @@ func TestEnqueuerUnderCancellation(t *testing.T) {
 			for i := range each {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(3000))*time.Microsecond)
 				fp := fmt.Sprintf("%08x%08x", w, i)
-				res, err := e.enqueue(ctx, time.Now().Add(5*time.Second), []string{k.Dedup("n1", fp, t0), k.Jobs("n1")}, "id-"+fp, 60000, `{"id":"x"}`)
+				res, err := e.enqueue(ctx, time.Now().Add(5*time.Second), []string{k.Dedup("n1", fp, t0), k.Jobs("n1"), k.Seen("n1")}, "id-"+fp, 60000, `{"id":"x"}`, 0)
 				cancel()
 				if err == nil {
 					if n, _ := res[0].(int64); n != 1 {
@@ -147,7 +147,7 @@ func TestEnqueueScriptPerAlertErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	call := func(node, fp string) scriptCall {
-		return scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node)}, args: []any{"id-" + fp, 60000, `{"id":"` + fp + `"}`}}
+		return scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node), k.Seen(node)}, args: []any{"id-" + fp, 60000, `{"id":"` + fp + `"}`, 0}}
 	}
 	e := newEnqueuer(c)
 	res, err := e.enqueueAll(ctx, time.Now().Add(5*time.Second), []scriptCall{call("n1", "a"), call("n3", "b"), call("n1", "c"), call("n1", "a")})
@@ -184,7 +184,7 @@ func TestEnqueueScriptPerAlertErrors(t *testing.T) {
 func TestEnqueuerGroupsBySlotOnCluster(t *testing.T) {
 	k := Keys{}
 	call := func(node, fp string) scriptCall {
-		return scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node)}, args: []any{fp, 1, "{}"}}
+		return scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node), k.Seen(node)}, args: []any{fp, 1, "{}", 0}}
 	}
 	live := []*enqueueReq{
 		{calls: []scriptCall{call("n1", "a"), call("n2", "b")}},
@@ -194,7 +194,7 @@ func TestEnqueuerGroupsBySlotOnCluster(t *testing.T) {
 		var out [][]any
 		for _, g := range gs {
 			var args []any
-			for i := 0; i < len(g.args); i += 3 {
+			for i := 0; i < len(g.args); i += 4 {
 				args = append(args, g.args[i])
 			}
 			out = append(out, args)
@@ -235,7 +235,7 @@ func TestEnqueueBatchMetric(t *testing.T) {
 	var calls []scriptCall
 	for i := range 3 {
 		fp := fmt.Sprintf("%016x", i)
-		calls = append(calls, scriptCall{keys: []string{k.Dedup("n1", fp, t0), k.Jobs("n1")}, args: []any{fp, 60000, "{}"}})
+		calls = append(calls, scriptCall{keys: []string{k.Dedup("n1", fp, t0), k.Jobs("n1"), k.Seen("n1")}, args: []any{fp, 60000, "{}", 0}})
 	}
 	if _, err := e.enqueueAll(context.Background(), time.Now().Add(5*time.Second), calls); err != nil {
 		t.Fatal(err)

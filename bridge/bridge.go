@@ -47,6 +47,12 @@ type Options struct {
 	// JobDeadline is how long a job may wait for its node; 0 means
 	// DefaultJobDeadline.
 	JobDeadline time.Duration
+	// NodeSilence is how long a node may go without writing its state
+	// snapshot (its last-seen key) and still be given jobs: an alert for
+	// a node unknown or silent for longer is recorded unroutable and
+	// escalated at once instead of queued. 0 turns the check off (every
+	// node is routed); `medic bridge` defaults it to DefaultNodeSilence.
+	NodeSilence time.Duration
 	// RequestTimeout bounds the Redis work of one webhook request, so that
 	// Alertmanager gets its 503 (and retries) instead of waiting on an
 	// unreachable Redis; 0 means 5s.
@@ -58,9 +64,13 @@ type Options struct {
 
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: unregistered metrics
-	// HTTPClient posts escalations of unroutable alerts.
+	// HTTPClient posts escalations of unroutable alerts and expired jobs.
 	HTTPClient *http.Client
-	Now        func() time.Time
+	// EscalationRetryFor and EscalationBackoff tune the retries of those
+	// escalations (runbooks.Escalator's RetryFor and Backoff).
+	EscalationRetryFor time.Duration
+	EscalationBackoff  time.Duration
+	Now                func() time.Time
 }
 
 // DefaultMaxBody is the webhook body limit of docs/design.md §5.
@@ -79,6 +89,11 @@ type Bridge struct {
 	bg sync.WaitGroup // escalations in flight
 
 	loginFails loginLimiter // see auth.go
+	// bgCtx ends the escalations' retries when the bridge is closed.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+
+	reclaim reclaimState
 }
 
 // New returns a bridge.
@@ -116,7 +131,29 @@ func New(o Options) *Bridge {
 	}
 	enq := newEnqueuer(o.Client)
 	enq.batches = o.Metrics.enqueueBatch
-	return &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq, fleet: o.Fleet}
+	b := &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq, fleet: o.Fleet}
+	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
+	return b
+}
+
+// closeGrace is how long Close lets escalations in flight deliver before it
+// cuts their retries short.
+var closeGrace = 10 * time.Second
+
+// Close waits up to 10s for background escalations, then ends their
+// retries (an expired job's escalation cut short stays in its node's
+// outbox, for another bridge or the next start to send) and waits for
+// them.
+func (b *Bridge) Close() {
+	done := make(chan struct{})
+	go func() { b.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+		b.log.Warn("stopping escalations still retrying")
+	}
+	b.bgCancel()
+	<-done
 }
 
 // Store is the bridge's run store.
@@ -159,13 +196,14 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 	var (
 		calls []scriptCall
 		jobs  []Job
+		rbs   []*hcl.Runbook // jobs' runbooks
 	)
 	flush := func() error {
 		if len(calls) == 0 {
 			return nil
 		}
 		results, err := b.enq.enqueueAll(ctx, deadline, calls)
-		defer func() { calls, jobs = calls[:0], jobs[:0] }()
+		defer func() { calls, jobs, rbs = calls[:0], jobs[:0], rbs[:0] }()
 		if err != nil {
 			return fmt.Errorf("enqueue job for node %s: %w", jobs[0].Node, err)
 		}
@@ -178,12 +216,25 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 				}
 				continue
 			}
-			if n, _ := res.vals[0].(int64); n == 0 {
+			switch n, _ := res.vals[0].(int64); n {
+			case 0:
 				c.Duplicates++
 				b.metrics.deduplicated.Inc()
 				continue
+			case 2:
+				seen, _ := res.vals[1].(string)
+				if err := b.deadNode(ctx, deadline, job, rbs[i], seen); err != nil {
+					if first == nil {
+						first = err
+					}
+					continue
+				}
 			}
 			c.Accepted++
+			if n, _ := res.vals[0].(int64); n != 1 {
+				continue
+			}
+			b.reclaim.add(job.Node)
 			if b.log.Enabled(ctx, slog.LevelDebug) {
 				b.log.Debug("job queued", "run", job.ID, "runbook", job.Runbook, "agent", job.Agent, "node", job.Node, "fingerprint", job.Alert.Fingerprint)
 			}
@@ -204,6 +255,7 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 		if r.Node != "" && a.Status != "resolved" {
 			job, call := b.prepareJob(a, r)
 			jobs = append(jobs, job)
+			rbs = append(rbs, r.Runbook)
 			calls = append(calls, call)
 			continue
 		}
@@ -235,8 +287,12 @@ func (b *Bridge) prepareJob(a hcl.Alert, r Route) (Job, scriptCall) {
 		Alert: a, Enqueued: now, Deadline: now.Add(b.opts.JobDeadline),
 	}
 	data := appendJob(make([]byte, 0, 512), &job)
-	keys := []string{k.Dedup(r.Node, a.Fingerprint, a.StartsAt), k.Jobs(r.Node)}
-	return job, scriptCall{keys: keys, args: []any{job.ID, b.opts.DedupTTL.Milliseconds(), data}}
+	keys := []string{k.Dedup(r.Node, a.Fingerprint, a.StartsAt), k.Jobs(r.Node), k.Seen(r.Node)}
+	var minSeen int64
+	if b.opts.NodeSilence > 0 {
+		minSeen = now.Add(-b.opts.NodeSilence).UnixMilli()
+	}
+	return job, scriptCall{keys: keys, args: []any{job.ID, b.opts.DedupTTL.Milliseconds(), data, minSeen}}
 }
 
 // ingestOne handles a resolved alert or one with no usable node. These

@@ -79,7 +79,7 @@ func TestEnqueueBatchOnCluster(t *testing.T) {
 	var calls []scriptCall
 	for i := range 12 {
 		node, fp := fmt.Sprintf("n%d", i%6), fmt.Sprintf("%016x", i)
-		calls = append(calls, scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node)}, args: []any{"id-" + fp, 60000, `{}`}})
+		calls = append(calls, scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node), k.Seen(node)}, args: []any{"id-" + fp, 60000, `{}`, 0}})
 	}
 	res, err := newEnqueuer(c).enqueueAll(context.Background(), time.Now().Add(5*time.Second), calls)
 	if err != nil {

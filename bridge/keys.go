@@ -42,6 +42,12 @@ func (k Keys) nodeTag(node string) string { return k.prefix() + "{node:" + node 
 // Jobs is a node's job stream.
 func (k Keys) Jobs(node string) string { return k.nodeTag(node) + "jobs" }
 
+// Seen is a node's last-seen time (Unix ms), written by the node with each
+// state snapshot (exporter.SeenKey) and kept without a TTL, so that the
+// bridge can tell a live node from an unknown or long-silent one at
+// routing time, in the same script and slot as the job's enqueue.
+func (k Keys) Seen(node string) string { return k.nodeTag(node) + "seen" }
+
 // Dedup is the idempotency key of one alert episode routed to node.
 func (k Keys) Dedup(node, fingerprint string, startsAt time.Time) string {
 	return k.nodeTag(node) + "dedup:" + fingerprint + ":" + episode(startsAt)

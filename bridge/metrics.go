@@ -25,6 +25,8 @@ type Metrics struct {
 	jobWait         prometheus.Histogram
 	// enqueueBatch is how many alerts each group-commit batch carried.
 	enqueueBatch prometheus.Histogram
+	// escalations is medic_escalations_total, shared with the engine.
+	escalations *prometheus.CounterVec
 
 	// The webhook's counters, looked up once instead of per request:
 	// WithLabelValues hashes its labels and takes a lock every time.
@@ -113,6 +115,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, s := range []string{"firing", "resolved"} {
 		m.alertsReceived.WithLabelValues(s)
 	}
+	m.escalations = runbooks.NewEscalationsCounter(reg)
 	if reg != nil {
 		m.registerShared(reg)
 		m.webhookRequests = promx.Register(reg, m.webhookRequests)

@@ -22,17 +22,41 @@ import "github.com/redis/go-redis/v9"
 // no dedup key is left behind to turn Alertmanager's retry into a false
 // duplicate. An XADD that fails is that alert's error; the others go on.
 //
-// KEYS: dedup, stream, for each alert. ARGV: run id, dedup TTL (ms), job
-// JSON, for each alert. Returns, for each alert, 1 and the entry id when
-// queued, 0 and the current value for a duplicate, -1 and the error.
+// A node must be live to be given a job: with a minimum last-seen time
+// (ARGV min-seen > 0), a node whose last-seen key (written with its state
+// snapshot) is older, or that has neither a last-seen key nor a job stream
+// (it never started), gets no job: the episode is taken as done ("d:ID")
+// and the script answers 2, so that the bridge records the alert
+// unroutable and escalates it. A node that has started its consumer (the
+// stream exists) but not yet written its first snapshot is routed.
+//
+// KEYS: dedup, stream, last-seen, for each alert. ARGV: run id, dedup TTL
+// (ms), job JSON, min-seen (Unix ms; 0: no check), for each alert.
+// Returns, for each alert, 1 and the entry id when queued, 0 and the
+// current value for a duplicate, 2 and the node's last-seen time (Unix ms,
+// "" for never) when the node is not live, -1 and the error.
 var enqueueScript = redis.NewScript(`
 local out = {}
-for i = 1, #KEYS, 2 do
-  local a = (i - 1) / 2 * 3
+for i = 1, #KEYS, 3 do
+  local a = (i - 1) / 3 * 4
   local v = redis.call('GET', KEYS[i])
+  local live, seen = true, false
+  local min = tonumber(ARGV[a + 4])
+  if not v and min and min > 0 then
+    seen = redis.call('GET', KEYS[i + 2])
+    if seen then
+      live = (tonumber(seen) or 0) >= min
+    else
+      live = redis.call('EXISTS', KEYS[i + 1]) == 1
+    end
+  end
   if v then
     out[#out + 1] = 0
     out[#out + 1] = v
+  elseif not live then
+    redis.call('SET', KEYS[i], 'd:' .. ARGV[a + 1], 'PX', ARGV[a + 2])
+    out[#out + 1] = 2
+    out[#out + 1] = seen or ''
   else
     local id = redis.pcall('XADD', KEYS[i + 1], '*', 'job', ARGV[a + 3])
     if type(id) == 'table' and id.err then
@@ -92,7 +116,7 @@ return 1
 `)
 
 // EnqueueScript is the script that takes alerts' episodes and queues
-// their jobs (for one alert, KEYS: dedup, stream; ARGV: run id, dedup TTL
-// in ms, job JSON), for benchmarks that send it to Redis directly as the
+// their jobs (for one alert, KEYS: dedup, stream, last-seen; ARGV: run id,
+// dedup TTL in ms, job JSON, min-seen in Unix ms or 0), for benchmarks that send it to Redis directly as the
 // raw baseline.
 func EnqueueScript() *redis.Script { return enqueueScript }

@@ -168,6 +168,8 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool, conns int) in
 	token, tokenFile := harness.Token(b)
 	br := harness.StartBridge(b, harness.BridgeOptions{
 		Medic: bins.Medic, ConfigPath: cfg, RedisURL: rs.URL(), TokenFile: tokenFile, LogLevel: "info", LogDir: dir,
+		// No node runs here: the jobs pile up for the count, unchecked.
+		Extra: []string{"--bridge.node-silence=0"},
 	})
 	url := br.WebhookURL()
 	runWrk := func(run int, d time.Duration, max int) wrkResult {
@@ -246,7 +248,7 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool, conns int) in
 	redis0 = cpuTime(b, rs.PID())
 	out, err := runBounded(ctx, rb, "-h", "127.0.0.1", "-p", strconv.Itoa(rs.Port), "-c", strconv.Itoa(conns),
 		"-n", strconv.Itoa(ingestBaselineOps), "-r", "1000000000", "--csv",
-		"EVALSHA", sha, "2", k.Dedup("node-00", "__rand_int__", time.UnixMilli(1)), k.Jobs("node-00"), "id", "86400000", job)
+		"EVALSHA", sha, "3", k.Dedup("node-00", "__rand_int__", time.UnixMilli(1)), k.Jobs("node-00"), k.Seen("node-00"), "id", "86400000", job, "0")
 	if err != nil {
 		b.Fatalf("redis-benchmark: %v\n%s", err, out)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/execx"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -279,6 +280,17 @@ func (n *Node) Run(ctx context.Context) error {
 	agents := n.list()
 	n.runMu.Unlock()
 
+	if n.opts.Redis != nil {
+		// Before any script of this incarnation runs: kill what the last
+		// one's scripts left running, then record this one's (groups.go).
+		g := newScriptGroups(n.opts.Redis, n.opts.RedisPrefix, n.opts.NodeName, n.log)
+		kctx, kcancel := context.WithTimeout(runCtx, 5*time.Second)
+		if _, err := g.killLeftovers(kctx); err != nil {
+			n.log.Warn("scripts of the node's last incarnation not checked", "err", err)
+		}
+		kcancel()
+		defer execx.SetGroupTracker(g)()
+	}
 	for _, a := range agents {
 		n.startAgent(runCtx, a)
 	}

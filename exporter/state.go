@@ -95,6 +95,7 @@ func (n *Node) publishState(ctx context.Context) error {
 	pipe := n.opts.Redis.Pipeline()
 	pipe.SAdd(ctx, NodesKey(p), n.opts.NodeName)
 	pipe.Set(ctx, StateKey(p, n.opts.NodeName), b, DefaultStateTTL)
+	pipe.Set(ctx, SeenKey(p, n.opts.NodeName), unixMilli(n), 0)
 	_, err = pipe.Exec(ctx)
 	return err
 }

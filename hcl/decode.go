@@ -60,7 +60,7 @@ var (
 	}
 	causeSchema      = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "when", Required: true}, {Name: "repair"}, {Name: "timeout"}}}
 	verifySchema     = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "attempts"}, {Name: "interval"}}}
-	escalateSchema   = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "webhook"}, {Name: "command"}, {Name: "timeout"}}}
+	escalateSchema   = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "webhook"}, {Name: "command"}, {Name: "timeout"}, {Name: "retry_for"}}}
 	budgetSchema     = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "restarts"}, {Name: "window"}}}
 	switchoverSchema = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "pool"}}}
 
@@ -483,11 +483,12 @@ func decodeVerify(block *hcl2.Block, v *Verify) hcl2.Diagnostics {
 
 func decodeEscalate(block *hcl2.Block) (*Escalate, hcl2.Diagnostics) {
 	content, diags := block.Body.Content(escalateSchema)
-	e := &Escalate{Timeout: DefaultEscalateTimeout}
+	e := &Escalate{Timeout: DefaultEscalateTimeout, RetryFor: DefaultEscalateRetryFor}
 	attrs := content.Attributes
 	hasWebhook := decodeAttr(&diags, attrs, "webhook", &e.Webhook, decodeURL)
 	hasCommand := decodeAttr(&diags, attrs, "command", &e.Command, decodeArgv)
 	decodeAttr(&diags, attrs, "timeout", &e.Timeout, decodeDuration)
+	decodeAttr(&diags, attrs, "retry_for", &e.RetryFor, decodeRetryFor)
 	if !hasWebhook && !hasCommand {
 		diags = append(diags, &hcl2.Diagnostic{
 			Severity: hcl2.DiagError,

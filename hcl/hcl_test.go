@@ -181,7 +181,7 @@ func TestDecode(t *testing.T) {
 							{Name: "noisy", When: `contains(keys(alert.annotations), "noisy") || can(regex("^db", agent.name))`, Timeout: 30 * time.Second},
 						},
 						Verify:   Verify{Attempts: 5, Interval: 3 * time.Second},
-						Escalate: &Escalate{Webhook: "https://oncall.example/hooks/medic", Command: []string{"/opt/medic/page.sh"}, Timeout: 20 * time.Second},
+						Escalate: &Escalate{Webhook: "https://oncall.example/hooks/medic", Command: []string{"/opt/medic/page.sh"}, Timeout: 20 * time.Second, RetryFor: 2 * time.Minute},
 						Budget:   Budget{Restarts: 1, Window: 30 * time.Minute},
 					},
 					{

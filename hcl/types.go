@@ -30,6 +30,7 @@ const (
 	DefaultBudgetRestarts   = 3
 	DefaultBudgetWindow     = time.Hour
 	DefaultEscalateTimeout  = 10 * time.Second
+	DefaultEscalateRetryFor = 5 * time.Minute
 	DefaultCheckInterval    = 2 * time.Second
 	DefaultMaxAttempts      = 10
 	DefaultHeartbeatTimeout = 15 * time.Second
@@ -214,6 +215,10 @@ type Escalate struct {
 	Webhook string
 	Command []string
 	Timeout time.Duration
+	// RetryFor bounds how long a target that fails to deliver is tried
+	// again, with backoff (retry_for; default DefaultEscalateRetryFor; 0:
+	// one attempt).
+	RetryFor time.Duration
 }
 
 // Budget is the `budget {}` block: at most Restarts restarts within Window.

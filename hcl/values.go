@@ -262,6 +262,20 @@ func decodeDuration(attr *hcl2.Attribute) (time.Duration, hcl2.Diagnostics) {
 	return d, diags
 }
 
+// decodeRetryFor is a duration from "0s" (one attempt, no retries) to 24h.
+func decodeRetryFor(attr *hcl2.Attribute) (time.Duration, hcl2.Diagnostics) {
+	s, diags := decodeString(attr)
+	if diags.HasErrors() {
+		return 0, diags
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > 24*time.Hour {
+		return 0, append(diags, attrDiag(attr, "Invalid duration",
+			fmt.Sprintf("%q: retry_for wants a duration from \"0s\" (no retries) to \"24h\", e.g. \"5m\".", s)))
+	}
+	return d, diags
+}
+
 // decodeRatio decodes a number in [0,1].
 func decodeRatio(attr *hcl2.Attribute) (float64, hcl2.Diagnostics) {
 	val, diags := staticValue(attr, cty.Number)

@@ -715,8 +715,9 @@ runbook "r" {
     interval = "1s"
   }
   escalate {
-    webhook = "%[3]s"
-    command = ["%[2]s"]
+    webhook   = "%[3]s"
+    command   = ["%[2]s"]
+    retry_for = "0s"
   }
 }
 `, dir, esc, sink.srv.URL))
@@ -768,7 +769,10 @@ agent "ops" {
 }
 runbook "r" {
   match { alertname = "MedicAgentDown" }
-  escalate { webhook = "%s" }
+  escalate {
+    webhook   = "%s"
+    retry_for = "0s"
+  }
 }
 `, srv.URL))
 	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: &fakeAgents{restartErr: errors.New("boom")}})

@@ -12,8 +12,9 @@ import (
 // metrics are the engine's. Labels are bounded: runbook names come from the
 // config and outcomes are the closed set in record.go.
 type metrics struct {
-	runs     *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	runs        *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	escalations *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, cfg func() *hcl.Config, node string) *metrics {
@@ -28,6 +29,7 @@ func newMetrics(reg prometheus.Registerer, cfg func() *hcl.Config, node string) 
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120, 300},
 		}, []string{"runbook"}),
 	}
+	m.escalations = NewEscalationsCounter(reg)
 	if reg != nil {
 		m.runs = promx.Register(reg, m.runs)
 		m.duration = promx.Register(reg, m.duration)

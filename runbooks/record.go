@@ -104,4 +104,8 @@ type RunRecord struct {
 	Started     time.Time `json:"started"`
 	Finished    time.Time `json:"finished"`
 	Duration    float64   `json:"duration_seconds"`
+
+	// Escalation is the delivery of the run's escalation, when it was
+	// escalated to a target: delivered, retrying or failed (escalate.go).
+	Escalation string `json:"escalation,omitempty"`
 }

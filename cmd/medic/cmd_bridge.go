@@ -82,6 +82,7 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 	maxBody := cmd.Flag("bridge.max-body", "Largest webhook body accepted; larger ones get 413.").Default("1MiB").Bytes()
 	dedupTTL := cmd.Flag("bridge.dedup-ttl", "How long an alert episode (fingerprint + startsAt) is remembered.").Default(bridge.DefaultDedupTTL.String()).Duration()
 	deadline := cmd.Flag("bridge.job-deadline", "How long a job may wait for its node before it is recorded as expired instead of run late.").Default(bridge.DefaultJobDeadline.String()).Duration()
+	silence := cmd.Flag("bridge.node-silence", "How long a node may go without writing its state snapshot and still be given jobs; an alert for a node unknown or silent longer is recorded unroutable and escalated at once. 0 turns the check off.").Default(bridge.DefaultNodeSilence.String()).Duration()
 	retention := cmd.Flag("runs.retention", "How long run records are kept.").Default(bridge.DefaultRunRetention.String()).Duration()
 	maxRuns := cmd.Flag("runs.max", "How many run records are kept.").Default("10000").Int()
 	pprof := cmd.Flag("web.enable-pprof", "Serve Go's net/http/pprof profiles under /debug/pprof/ (off by default).").Default("false").Bool()
@@ -98,6 +99,9 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 				return app.Options{}, fmt.Errorf("%s must be a positive duration, not %s", d.flag, d.v)
 			}
 		}
+		if *silence < 0 || (*silence > 0 && *silence < bridge.MinNodeSilence) {
+			return app.Options{}, fmt.Errorf("--bridge.node-silence must be 0 (off) or at least %s (three state snapshots), not %s", bridge.MinNodeSilence, *silence)
+		}
 		if *maxRuns < 1 {
 			return app.Options{}, fmt.Errorf("--runs.max must be at least 1, not %d", *maxRuns)
 		}
@@ -107,7 +111,7 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 		return app.Options{
 			ConfigFile: *configFile, RedisURL: *redisURL, Prefix: *prefix,
 			ListenAddresses: *web.WebListenAddresses, WebConfigFile: *web.WebConfigFile, TokenFile: *tokenFile,
-			MaxBody: int64(*maxBody), DedupTTL: *dedupTTL, JobDeadline: *deadline,
+			MaxBody: int64(*maxBody), DedupTTL: *dedupTTL, JobDeadline: *deadline, NodeSilence: *silence,
 			RunRetention: *retention, MaxRuns: *maxRuns, EnablePprof: *pprof,
 		}, nil
 	}

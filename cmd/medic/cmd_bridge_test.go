@@ -68,6 +68,8 @@ func TestBridgeFlagValues(t *testing.T) {
 	tests := []struct{ flag, want string }{
 		{"--bridge.dedup-ttl=-5s", "--bridge.dedup-ttl must be a positive duration, not -5s"},
 		{"--bridge.job-deadline=0s", "--bridge.job-deadline must be a positive duration, not 0s"},
+		{"--bridge.node-silence=5s", "--bridge.node-silence must be 0 (off) or at least 15s (three state snapshots), not 5s"},
+		{"--bridge.node-silence=-1m", "--bridge.node-silence must be 0 (off) or at least 15s (three state snapshots), not -1m0s"},
 		{"--runs.retention=0s", "--runs.retention must be a positive duration, not 0s"},
 		{"--runs.max=0", "--runs.max must be at least 1, not 0"},
 		{"--bridge.max-body=0B", "--bridge.max-body must be positive, not 0"},

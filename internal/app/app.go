@@ -47,9 +47,11 @@ type Options struct {
 	// /debug/pprof/.
 	EnablePprof bool
 
-	MaxBody      int64
-	DedupTTL     time.Duration
-	JobDeadline  time.Duration
+	MaxBody     int64
+	DedupTTL    time.Duration
+	JobDeadline time.Duration
+	// NodeSilence is --bridge.node-silence (bridge.Options.NodeSilence).
+	NodeSilence  time.Duration
 	RunRetention time.Duration
 	MaxRuns      int
 
@@ -162,10 +164,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	}})
 	b := bridge.New(bridge.Options{
 		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Controls: ctl, Token: token, WebUsers: webUsers, Fleet: fleet,
-		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline,
+		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline, NodeSilence: o.NodeSilence,
 		Logger: log.With("component", "bridge"), Metrics: metrics,
 	})
-	cleanups.add(b.Wait)
+	cleanups.add(b.Close)
 
 	mux := http.NewServeMux()
 	b.Register(mux)
@@ -234,6 +236,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer stopNode()
 	start("coordinator", runCtx, coord.Run)
+	// The job deadline: jobs no node took in time are recorded expired
+	// and escalated (bridge/reclaim.go).
+	wg.Go(func() { b.RunReclaim(runCtx) })
 	wg.Go(func() { rl.run(runCtx) })
 
 	log.Info("medic is up", "listen", strings.Join(addrs, ","), "node", o.Node, "auth", authMode(token, o.WebConfigFile))

@@ -84,7 +84,9 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 // Environ builds the environment of a child: a minimal base (or the
-// parent's with inherit) plus extra, sorted for reproducibility.
+// parent's with inherit) plus extra, sorted for reproducibility. Values
+// of extra go through EnvValue: a NUL byte or invalid UTF-8 in a label
+// value is escaped, never a reason for the command not to start.
 func Environ(extra map[string]string, inherit bool) []string {
 	var env []string
 	if inherit {
@@ -105,7 +107,7 @@ func Environ(extra map[string]string, inherit bool) []string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		env = append(env, k+"="+extra[k])
+		env = append(env, k+"="+EnvValue(extra[k]))
 	}
 	return env
 }
@@ -151,6 +153,9 @@ func Run(ctx context.Context, c Cmd) Result {
 		return res
 	}
 	pgid := cmd.Process.Pid
+	if t := trackStarted(pgid); t != nil {
+		defer t.Ended(pgid) // after the group kill below
+	}
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -225,13 +230,14 @@ func SanitizeEnvName(name string) string {
 }
 
 // LabelEnv maps alert labels to MEDIC_LABEL_<NAME> variables. Values are
-// passed verbatim: they are data in the environment, never interpreted.
-// Names that collide once sanitised are all kept (LabelEnvNames).
+// passed verbatim (data in the environment, never interpreted), except
+// that NUL bytes and invalid UTF-8 are escaped as \xNN (EnvValue). Names
+// that collide once sanitised are all kept (LabelEnvNames).
 func LabelEnv(labels map[string]string) map[string]string {
 	env := make(map[string]string, len(labels))
 	names := LabelEnvNames(labels)
 	for k, v := range labels {
-		env[names[k]] = v
+		env[names[k]] = EnvValue(v)
 	}
 	return env
 }

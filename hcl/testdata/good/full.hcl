@@ -68,9 +68,10 @@ runbook "web-recovery" {
   }
 
   escalate {
-    webhook = "https://oncall.example/hooks/medic"
-    command = ["/opt/medic/page.sh"]
-    timeout = "20s"
+    webhook   = "https://oncall.example/hooks/medic"
+    command   = ["/opt/medic/page.sh"]
+    timeout   = "20s"
+    retry_for = "2m"
   }
 
   budget {
