@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -286,7 +287,10 @@ func (b *Bridge) prepareJob(a hcl.Alert, r Route) (Job, scriptCall) {
 		ID: runbooks.NewRunID(now), Runbook: r.Runbook.Name, Agent: r.Agent, Node: r.Node,
 		Alert: a, Enqueued: now, Deadline: now.Add(b.opts.JobDeadline),
 	}
-	data := appendJob(make([]byte, 0, 512), &job)
+	data, err := json.Marshal(&job)
+	if err != nil { // a Job has only strings, maps of strings and times
+		panic(err)
+	}
 	keys := []string{k.Dedup(r.Node, a.Fingerprint, a.StartsAt), k.Jobs(r.Node), k.Seen(r.Node)}
 	var minSeen int64
 	if b.opts.NodeSilence > 0 {

@@ -1,13 +1,8 @@
 package bridge
 
 import (
-	"encoding/json"
-	"strings"
+	"errors"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/medicops/medic/hcl"
 )
 
 // fullPayload is a webhook as Alertmanager sends it (json.Encoder: HTML
@@ -47,92 +42,32 @@ var decodeSeeds = []string{
 	"  {\n  \"alerts\" : [ { \"status\" : \"firing\" , \"labels\" : { \"a\" : \"b\" } , \"startsAt\" : \"2026-01-01T00:00:00Z\" } ]\n}\n",
 }
 
-// checkDecodeFast fails when decodeFast answers and its answer is not
-// encoding/json's.
-func checkDecodeFast(t *testing.T, data string) {
-	t.Helper()
-	got, ok := decodeFast([]byte(data))
-	if !ok {
-		return
-	}
-	var msg struct {
-		Alerts *[]wireAlert `json:"alerts"`
-	}
-	if err := json.Unmarshal([]byte(data), &msg); err != nil {
-		t.Fatalf("decodeFast accepted what encoding/json refuses (%v): %q", err, data)
-	}
-	if msg.Alerts == nil {
-		t.Fatalf("decodeFast found alerts where encoding/json found none: %q", data)
-	}
-	if diff := cmp.Diff(*msg.Alerts, got); diff != "" {
-		t.Fatalf("decodeFast differs from encoding/json (-json +fast):\n%s\ninput %q", diff, data)
-	}
-}
-
-func TestDecodeFastAgreesWithEncodingJSON(t *testing.T) {
-	fast := 0
-	for _, s := range decodeSeeds {
-		checkDecodeFast(t, s)
-		if _, ok := decodeFast([]byte(s)); ok {
-			fast++
-		}
-	}
-	// The fast path must actually serve what Alertmanager sends.
-	if _, ok := decodeFast([]byte(fullPayload)); !ok {
-		t.Error("the fast path refused Alertmanager's own payload")
-	}
-	if fast < 5 {
-		t.Errorf("only %d seeds took the fast path", fast)
-	}
-	// And the answers of the whole decoder, errors included, are the same
-	// with or without it, for every seed.
-	for _, s := range decodeSeeds {
-		a1, err1 := decodeWebhook([]byte(s))
-		a2, err2 := slowDecodeForTest([]byte(s))
-		if diff := cmp.Diff(a2, a1); diff != "" || errString(err1) != errString(err2) {
-			t.Errorf("input %q: decodeWebhook = %v, %v; encoding/json alone = %v, %v", s, a1, err1, a2, err2)
-		}
-	}
-}
-
-func FuzzDecodeFast(f *testing.F) {
+// FuzzDecodeWebhook: whatever the body, decoding answers a list of alerts
+// or an input error (a 400), never a panic or another kind of error.
+func FuzzDecodeWebhook(f *testing.F) {
 	for _, s := range decodeSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if !strings.Contains(s, "alerts") {
-			return
+		alerts, err := decodeWebhook([]byte(s))
+		var ie *inputError
+		if err != nil && !errors.As(err, &ie) {
+			t.Fatalf("input %q: error %v is not an input error", s, err)
 		}
-		checkDecodeFast(t, s)
+		if err == nil && alerts == nil {
+			t.Fatalf("input %q: no error and no alert list", s)
+		}
 	})
 }
 
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
-// slowDecodeForTest is decodeWebhook without the fast path.
-func slowDecodeForTest(data []byte) ([]hcl.Alert, error) {
-	return decodeWith(data, false)
-}
-
+// BenchmarkDecodeWebhook is encoding/json on Alertmanager's own payload
+// (BENCHMARKS.md, "Hand-written code against the library").
 func BenchmarkDecodeWebhook(b *testing.B) {
 	data := []byte(fullPayload)
-	for _, fast := range []bool{false, true} {
-		name := "encoding-json"
-		if fast {
-			name = "fast"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeWebhook(data); err != nil {
+			b.Fatal(err)
 		}
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			for range b.N {
-				if _, err := decodeWith(data, fast); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
 }

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -92,7 +93,7 @@ func TestReclaimOutboxAfterBridgeDied(t *testing.T) {
 	job := Job{ID: runbooks.NewRunID(now), Runbook: "recover", Agent: "a1", Node: "gone",
 		Alert:    hcl.Alert{Status: "firing", Labels: map[string]string{"alertname": "AgentDown", "node": "gone"}, Fingerprint: "0c", StartsAt: t0},
 		Enqueued: now.Add(-time.Hour), Deadline: now.Add(-50 * time.Minute)}
-	raw := string(appendJob(nil, &job))
+	raw := mustJSON(t, &job)
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("gone"), redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: raw})
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("held"), redis.Z{Score: float64(now.Add(time.Hour).UnixMilli()), Member: raw})
 	tb.c.SAdd(ctx, DefaultPrefix+"nodes", "gone", "held")
@@ -173,7 +174,7 @@ func TestCloseLeavesUndeliveredInOutbox(t *testing.T) {
 	job := Job{ID: runbooks.NewRunID(now), Runbook: "recover", Agent: "a1", Node: "gone",
 		Alert:    hcl.Alert{Status: "firing", Labels: map[string]string{"alertname": "AgentDown", "node": "gone"}, Fingerprint: "0f", StartsAt: t0},
 		Enqueued: now.Add(-time.Hour), Deadline: now.Add(-50 * time.Minute)}
-	raw := string(appendJob(nil, &job))
+	raw := mustJSON(t, &job)
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("gone"), redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: raw})
 	tb.c.SAdd(ctx, DefaultPrefix+"nodes", "gone")
 	tb.ReclaimOnce(ctx)
@@ -191,4 +192,13 @@ func TestCloseLeavesUndeliveredInOutbox(t *testing.T) {
 	if rec, err := tb.Store().Get(ctx, job.ID); err != nil || rec.Outcome != runbooks.OutcomeExpired {
 		t.Errorf("record %+v, %v", rec, err)
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

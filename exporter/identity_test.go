@@ -12,27 +12,60 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/procsig"
 )
 
 func TestParseStat(t *testing.T) {
 	// A command name with spaces and parentheses must not shift the fields.
+	root := t.TempDir()
+	stat := func(pid, line string) procfs.Proc {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(root, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, pid, "stat"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fs, err := procfs.NewFS(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := fs.Proc(mustAtoi(t, pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
 	line := "4242 (evil) (name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 987654 1000000 300 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
-	s, err := parseStat(4242, []byte(line))
+	s, err := statOf(stat("4242", line))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := procStat{PID: 4242, State: 'S', PPID: 1, PGRP: 4242, UTime: 250, STime: 50, StartTime: 987654, RSS: 300 * pageSize}
 	if s != want {
-		t.Fatalf("parseStat = %+v, want %+v", s, want)
+		t.Fatalf("statOf = %+v, want %+v", s, want)
 	}
 	if got := s.CPUSeconds(); got != 3 {
 		t.Errorf("CPUSeconds = %v, want 3", got)
 	}
-	if _, err := parseStat(1, []byte("1 (x) S 1")); err == nil {
+	if _, err := statOf(stat("1", "1 (x) S 1")); err == nil {
 		t.Error("short stat parsed")
 	}
+	if _, err := readStat(1 << 30); !errors.Is(err, errNoProcess) {
+		t.Errorf("readStat of a missing pid = %v, want errNoProcess", err)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func startSleep(t *testing.T) *exec.Cmd {

@@ -1,13 +1,12 @@
 package exporter
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // userHZ is the unit of the time fields of /proc/PID/stat. Linux fixes
@@ -16,9 +15,11 @@ const userHZ = 100
 
 var pageSize = uint64(os.Getpagesize())
 
-// procRoot is /proc; tests never change it, but keeping it in one place
-// documents every file medic reads.
+// procRoot is /proc; every file medic reads under it goes through procFS,
+// node_exporter's own /proc library.
 const procRoot = "/proc"
+
+var procFS, procFSErr = procfs.NewFS(procRoot)
 
 // procStat is the part of /proc/PID/stat medic uses.
 type procStat struct {
@@ -42,45 +43,43 @@ func readStat(pid int) (procStat, error) {
 	if pid <= 0 {
 		return procStat{}, errNoProcess
 	}
-	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH) {
-			return procStat{}, errNoProcess
-		}
-		return procStat{}, err
+	if procFSErr != nil {
+		return procStat{}, procFSErr
 	}
-	return parseStat(pid, b)
+	p, err := procFS.Proc(pid)
+	if err != nil {
+		return procStat{}, noProcess(err)
+	}
+	return statOf(p)
 }
 
-// parseStat parses a stat line. The command name is in parentheses and may
-// itself contain spaces and parentheses, so fields are counted from the last
-// ')'.
-func parseStat(pid int, b []byte) (procStat, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return procStat{}, fmt.Errorf("pid %d: malformed stat", pid)
-	}
-	f := strings.Fields(string(b[i+2:]))
-	// f[0] is field 3 (state); field N is f[N-3].
-	if len(f) < 22 {
-		return procStat{}, fmt.Errorf("pid %d: short stat (%d fields)", pid, len(f))
-	}
-	num := func(n int) uint64 {
-		v, _ := strconv.ParseUint(f[n-3], 10, 64)
-		return v
+// statOf reads one process's stat through procfs.
+func statOf(p procfs.Proc) (procStat, error) {
+	st, err := p.Stat()
+	if err != nil {
+		return procStat{}, noProcess(err)
 	}
 	s := procStat{
-		PID:       pid,
-		State:     f[0][0],
-		UTime:     num(14),
-		STime:     num(15),
-		StartTime: num(22),
-		RSS:       num(24) * pageSize,
+		PID:       p.PID,
+		PPID:      st.PPID,
+		PGRP:      st.PGRP,
+		UTime:     uint64(st.UTime),
+		STime:     uint64(st.STime),
+		StartTime: st.Starttime,
+		RSS:       uint64(max(st.RSS, 0)) * pageSize,
 	}
-	ppid, _ := strconv.Atoi(f[1])
-	pgrp, _ := strconv.Atoi(f[2])
-	s.PPID, s.PGRP = ppid, pgrp
+	if st.State != "" {
+		s.State = st.State[0]
+	}
 	return s, nil
+}
+
+// noProcess maps the errors of a process that has gone to errNoProcess.
+func noProcess(err error) error {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH) {
+		return errNoProcess
+	}
+	return err
 }
 
 // Identity names one process instance: a PID alone is not enough, because
@@ -130,20 +129,17 @@ func aliveIdentityWith(stat statFunc, id Identity) (bool, string) {
 // seconds (truncated, so a start time computed from it is never later than
 // the real one).
 func bootTime() (time.Time, error) {
-	b, err := os.ReadFile(procRoot + "/stat")
+	if procFSErr != nil {
+		return time.Time{}, procFSErr
+	}
+	st, err := procFS.Stat()
 	if err != nil {
 		return time.Time{}, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "btime "); ok {
-			sec, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				return time.Time{}, err
-			}
-			return time.Unix(sec, 0), nil
-		}
+	if st.BootTime == 0 {
+		return time.Time{}, errors.New("/proc/stat: no btime")
 	}
-	return time.Time{}, errors.New("/proc/stat: no btime")
+	return time.Unix(int64(st.BootTime), 0), nil
 }
 
 // startWallTime converts a start time in ticks to wall clock time.
@@ -161,33 +157,27 @@ type procTable struct {
 }
 
 func scanProcs(now time.Time) (*procTable, error) {
-	d, err := os.Open(procRoot)
-	if err != nil {
-		return nil, err
+	if procFSErr != nil {
+		return nil, procFSErr
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
+	procs, err := procFS.AllProcs()
 	if err != nil {
 		return nil, err
 	}
 	t := &procTable{
 		at:       now,
-		byPID:    make(map[int]procStat, len(names)),
-		children: make(map[int][]int, len(names)),
+		byPID:    make(map[int]procStat, len(procs)),
+		children: make(map[int][]int, len(procs)),
 		byPGRP:   make(map[int][]int),
 	}
-	for _, n := range names {
-		pid, err := strconv.Atoi(n)
-		if err != nil {
-			continue
-		}
-		s, err := readStat(pid)
+	for _, p := range procs {
+		s, err := statOf(p)
 		if err != nil || s.State == 'Z' || s.State == 'X' {
 			continue
 		}
-		t.byPID[pid] = s
-		t.children[s.PPID] = append(t.children[s.PPID], pid)
-		t.byPGRP[s.PGRP] = append(t.byPGRP[s.PGRP], pid)
+		t.byPID[p.PID] = s
+		t.children[s.PPID] = append(t.children[s.PPID], p.PID)
+		t.byPGRP[s.PGRP] = append(t.byPGRP[s.PGRP], p.PID)
 	}
 	return t, nil
 }

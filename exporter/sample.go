@@ -156,7 +156,7 @@ func (a *agent) sampleUsage(ctx context.Context, window time.Duration) (hcl.Usag
 	busy1, tot1, _ := hostCPUTimes()
 	elapsed := time.Since(start).Seconds()
 	if tot1 > tot0 {
-		u.HostCPU = float64(busy1-busy0) / float64(tot1-tot0)
+		u.HostCPU = (busy1 - busy0) / (tot1 - tot0)
 	}
 	if !alive {
 		return u, nil
@@ -190,7 +190,7 @@ type cpuBaseline struct {
 	at                  time.Time
 	pid                 int
 	cpu                 float64
-	hostBusy, hostTotal uint64
+	hostBusy, hostTotal float64
 }
 
 func takeBaseline(pid int, alive bool) cpuBaseline {

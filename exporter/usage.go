@@ -17,56 +17,36 @@ const cgroupRoot = "/sys/fs/cgroup"
 
 // memInfo returns MemTotal and MemAvailable in bytes.
 func memInfo() (total, available uint64, err error) {
-	b, err := os.ReadFile(procRoot + "/meminfo")
+	if procFSErr != nil {
+		return 0, 0, procFSErr
+	}
+	m, err := procFS.Meminfo()
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, err := strconv.ParseUint(f[1], 10, 64)
-		if err != nil {
-			continue
-		}
-		switch f[0] {
-		case "MemTotal:":
-			total = v * 1024
-		case "MemAvailable:":
-			available = v * 1024
-		}
-	}
-	if total == 0 {
+	if m.MemTotalBytes == nil || *m.MemTotalBytes == 0 {
 		return 0, 0, errors.New("/proc/meminfo: no MemTotal")
+	}
+	total = *m.MemTotalBytes
+	if m.MemAvailableBytes != nil {
+		available = *m.MemAvailableBytes
 	}
 	return total, available, nil
 }
 
-// hostCPUTimes returns busy and total jiffies from the cpu line of /proc/stat.
-func hostCPUTimes() (busy, total uint64, err error) {
-	b, err := os.ReadFile(procRoot + "/stat")
+// hostCPUTimes returns busy and total CPU seconds of the host from the cpu
+// line of /proc/stat. Guest time is already counted in user and nice.
+func hostCPUTimes() (busy, total float64, err error) {
+	if procFSErr != nil {
+		return 0, 0, procFSErr
+	}
+	st, err := procFS.Stat()
 	if err != nil {
 		return 0, 0, err
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0, errors.New("/proc/stat: no cpu line")
-	}
-	for i, s := range f[1:] {
-		// user nice system idle iowait irq softirq steal guest guest_nice;
-		// guest time is already counted in user and nice.
-		if i >= 8 {
-			break
-		}
-		v, _ := strconv.ParseUint(s, 10, 64)
-		total += v
-		if i != 3 && i != 4 { // idle, iowait
-			busy += v
-		}
-	}
-	return busy, total, nil
+	c := st.CPUTotal
+	busy = c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal
+	return busy, busy + c.Idle + c.Iowait, nil
 }
 
 // diskUsedRatio is the used ratio of the filesystem holding dir, as df
@@ -94,22 +74,25 @@ type cgroupLimits struct {
 // cgroupPaths reads /proc/PID/cgroup: the v2 path ("0::/x") and the v1
 // paths by controller.
 func cgroupPaths(pid int) (v2 string, v1 map[string]string, err error) {
-	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/cgroup")
+	if procFSErr != nil {
+		return "", nil, procFSErr
+	}
+	p, err := procFS.Proc(pid)
+	if err != nil {
+		return "", nil, err
+	}
+	groups, err := p.Cgroups()
 	if err != nil {
 		return "", nil, err
 	}
 	v1 = map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
+	for _, g := range groups {
+		if g.HierarchyID == 0 && len(g.Controllers) == 0 {
+			v2 = g.Path
 			continue
 		}
-		if parts[0] == "0" && parts[1] == "" {
-			v2 = parts[2]
-			continue
-		}
-		for _, c := range strings.Split(parts[1], ",") {
-			v1[c] = parts[2]
+		for _, c := range g.Controllers {
+			v1[c] = g.Path
 		}
 	}
 	return v2, v1, nil
