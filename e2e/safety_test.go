@@ -638,6 +638,9 @@ func (s *safety) dumpAgentLogs(t testing.TB) {
 		}
 		t.Logf("---- %s ----\n%s", f, b)
 	}
+	for name, n := range s.nodes {
+		t.Logf("---- node %s ----\n%s", name, n.Tail(40))
+	}
 }
 
 // ---- 8. authentication of reads

@@ -336,7 +336,7 @@ func summarizeRuns(runs []runbooks.RunRecord) string {
 	}
 	var b strings.Builder
 	for _, r := range runs {
-		fmt.Fprintf(&b, "[%s %s %s %s trigger=%s steps=%s err=%q] ", r.ID, r.Runbook, r.Agent, r.Outcome, r.Trigger, stepNames(r), r.Error)
+		fmt.Fprintf(&b, "[%s %s %s %s node=%s trigger=%s steps=%s reason=%q err=%q] ", r.ID, r.Runbook, r.Agent, r.Outcome, r.Node, r.Trigger, stepNames(r), r.Reason, r.Error)
 	}
 	return b.String()
 }

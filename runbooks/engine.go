@@ -327,9 +327,16 @@ func (r *run) finish(outcome, reason string) {
 	r.rec.Reason = r.redact(reason)
 }
 
+// fail ends the run "failed": medic itself could not do its work, so
+// nothing was fixed and humans are told through the runbook's escalate
+// block, unless the run was stopped by its node's shutdown (its job is
+// delivered again at the next start).
 func (r *run) fail(err error) {
 	r.rec.Error = r.redact(err.Error())
 	r.finish(OutcomeFailed, err.Error())
+	if r.rb != nil && r.ctx.Err() == nil {
+		r.escalate(err.Error())
+	}
 }
 
 func (r *run) execute() {

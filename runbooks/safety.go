@@ -177,6 +177,10 @@ func (r *run) circuit(peek bool) bool {
 	return false
 }
 
+// controlsRetryFor bounds how long a run retries a request to the shared
+// controls that failed (Redis restarting) before it gives up.
+const controlsRetryFor = 30 * time.Second
+
 // approve stores the pending record, waits for a decision and, when
 // approved, checks the agent again: it may have recovered meanwhile.
 func (r *run) approve(alive bool, causes []*hcl.Cause) (ok, stillAlive bool, stillCauses []*hcl.Cause) {
@@ -191,9 +195,23 @@ func (r *run) approve(alive bool, causes []*hcl.Cause) (ok, stillAlive bool, sti
 	}
 	s := r.step("approval")
 	now := r.e.opts.Now()
-	ctx, cancel := context.WithTimeout(r.ctx, r.e.opts.ProbeTimeout)
-	deadline, again, err := c.Ask(ctx, r.rec.ID, now.Add(ttl), now)
-	cancel()
+	// Redis restarting is the usual reason a request fails: try again for
+	// a while before giving up (and escalating, see fail).
+	var deadline time.Time
+	var again bool
+	var err error
+	for wait, giveUp := 250*time.Millisecond, now.Add(controlsRetryFor); ; wait = min(2*wait, 5*time.Second) {
+		ctx, cancel := context.WithTimeout(r.ctx, r.e.opts.ProbeTimeout)
+		deadline, again, err = c.Ask(ctx, r.rec.ID, now.Add(ttl), now)
+		cancel()
+		if err == nil || r.ctx.Err() != nil || r.e.opts.Now().Add(wait).After(giveUp) {
+			break
+		}
+		r.log.Warn("register for approval failed; retrying", "err", err, "in", wait)
+		if r.e.opts.Sleep(r.ctx, wait) != nil {
+			break
+		}
+	}
 	if err != nil {
 		r.done(s, false, "could not register the run for approval", err)
 		r.fail(fmt.Errorf("register for approval: %w", err))

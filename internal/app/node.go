@@ -225,6 +225,16 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 		if err := rl.Publish(ctx); err != nil {
 			p.Log.Warn("could not publish the node's incarnation yet; it is published with the first lease", "err", err)
 		}
+		// The node is live from now on: the bridge routes its alerts
+		// (an alert that comes before the first state snapshot would
+		// otherwise find the node unknown, and unroutable).
+		prefix := p.Prefix
+		if prefix == "" {
+			prefix = exporter.DefaultRedisPrefix
+		}
+		if err := p.Client.Set(ctx, exporter.SeenKey(prefix, p.Name), time.Now().UnixMilli(), 0).Err(); err != nil {
+			p.Log.Warn("could not mark the node live yet; it is marked with its first state snapshot", "err", err)
+		}
 		cancel()
 		onRecord = saveRecords(p.Store, p.Log)
 		if ctl == nil {
