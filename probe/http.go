@@ -26,7 +26,7 @@ var httpKind = Kind{
 		}
 		return target
 	},
-	Prober: HTTPProber{Client: httpClient},
+	Prober: HTTPProber{},
 }
 
 var _ Prober = HTTPProber{}
@@ -46,16 +46,21 @@ var httpClient = &http.Client{
 	},
 }
 
-// HTTPProber runs http probes with Client.
+// HTTPProber runs http probes with Client; nil means medic's own client,
+// which follows no redirect and keeps no idle connection.
 type HTTPProber struct{ Client *http.Client }
 
 func (h HTTPProber) Probe(ctx context.Context, c *Config, _ map[string]string) (bool, string) {
+	client := h.Client
+	if client == nil {
+		client = httpClient
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL, nil)
 	if err != nil {
 		return false, fmt.Sprintf("http %s: %v", c.URL, err)
 	}
 	req.Header.Set("User-Agent", "medic-probe")
-	resp, err := h.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return false, fmt.Sprintf("http %s: %v", c.URL, err)
 	}

@@ -13,7 +13,7 @@ import (
 // Config is an agent's `probe "KIND" {}` block, decoded by package hcl
 // (where it is hcl.Probe).
 type Config struct {
-	Kind     string // a key of kinds: HTTP, TCP or Exec
+	Kind     string // a registered kind (Names)
 	URL      string // http
 	Address  string // tcp, host:port
 	Command  []string
