@@ -20,6 +20,7 @@ import (
 
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/procsig"
+	"github.com/medicops/medic/probe"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -65,7 +66,7 @@ func BenchmarkScrape1000Agents(b *testing.B) {
 		}
 		cfg.Agents = append(cfg.Agents, &hcl.Agent{
 			Name: fmt.Sprintf("agent-%04d", i), Pidfile: pidfile, Workdir: dir,
-			Probe: &hcl.Probe{Kind: hcl.ProbeTCP, Address: "127.0.0.1:1"},
+			Probe: &hcl.Probe{Kind: probe.TCP, Address: "127.0.0.1:1"},
 		})
 	}
 	reg := prometheus.NewRegistry()

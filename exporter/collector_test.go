@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/probe"
 )
 
 func TestCollectorsLintClean(t *testing.T) {
@@ -72,8 +73,8 @@ func gaugeValue(t *testing.T, mfs []*dto.MetricFamily, name, agent string) float
 
 func TestCollectorsGatherAndCompare(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	pass := &hcl.Probe{Kind: hcl.ProbeExec, Command: []string{"true"}}
-	fail := &hcl.Probe{Kind: hcl.ProbeExec, Command: []string{"false"}}
+	pass := &hcl.Probe{Kind: probe.Exec, Command: []string{"true"}}
+	fail := &hcl.Probe{Kind: probe.Exec, Command: []string{"false"}}
 	cfg := configOf(
 		&hcl.Agent{Name: "alpha", Pidfile: "/nonexistent/alpha.pid", Probe: pass},
 		&hcl.Agent{Name: "beta", Pidfile: "/nonexistent/beta.pid", Probe: fail},

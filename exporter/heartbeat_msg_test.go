@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/probe"
 )
 
 // TestHeartbeatAPIErrorMessages: a heartbeat client with a wrong timeout is
 // told what a right one looks like, in the API's terms rather than Go's.
 func TestHeartbeatAPIErrorMessages(t *testing.T) {
-	pass := &hcl.Probe{Kind: hcl.ProbeExec, Command: []string{"true"}, Timeout: time.Second}
+	pass := &hcl.Probe{Kind: probe.Exec, Command: []string{"true"}, Timeout: time.Second}
 	ext := &hcl.Agent{Name: "ext", Pidfile: "/nonexistent/ext.pid", Probe: pass}
 	n := startNode(t, Options{Config: configOf(ext), CheckInterval: time.Hour}, nil)
 	tests := []struct {

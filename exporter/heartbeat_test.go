@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/probe"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -50,7 +51,7 @@ func (c *fakeClock) Add(d time.Duration) {
 
 func TestHeartbeatAPI(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	pass := &hcl.Probe{Kind: hcl.ProbeExec, Command: []string{"true"}, Timeout: time.Second}
+	pass := &hcl.Probe{Kind: probe.Exec, Command: []string{"true"}, Timeout: time.Second}
 	ext := &hcl.Agent{Name: "ext", Pidfile: "/nonexistent/ext.pid", Probe: pass}
 	cfgd := &hcl.Agent{Name: "cfgd", Pidfile: "/nonexistent/cfgd.pid", Probe: pass, Heartbeat: &hcl.Heartbeat{Timeout: 7 * time.Second}}
 	n := startNode(t, Options{Config: configOf(ext, cfgd), Now: clock.Now, CheckInterval: time.Hour}, nil)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/testport"
+	"github.com/medicops/medic/probe"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -62,7 +63,7 @@ func testAgent(t testing.TB, name string, extra ...string) (*hcl.Agent, string) 
 		Workdir:  filepath.Join(t.TempDir(), name),
 		Watchdog: true,
 		Probe: &hcl.Probe{
-			Kind:     hcl.ProbeHTTP,
+			Kind:     probe.HTTP,
 			URL:      "http://" + addr + "/healthz",
 			Timeout:  time.Second,
 			Interval: time.Hour,

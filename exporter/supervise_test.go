@@ -16,6 +16,7 @@ import (
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/testport"
+	"github.com/medicops/medic/probe"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -207,7 +208,7 @@ func TestPidfileAgentRestartByArgv(t *testing.T) {
 		// as a daemon started by systemctl would.
 		Start: []string{"setsid", "-f", testagentBin, "--listen", addr, "--pidfile", pidfile},
 		Stop:  []string{"sh", "-c", `kill "$(cat "$0")"; while kill -0 "$(cat "$0")" 2>/dev/null; do sleep 0.01; done`, pidfile},
-		Probe: &hcl.Probe{Kind: hcl.ProbeHTTP, URL: "http://" + addr + "/healthz", Timeout: time.Second},
+		Probe: &hcl.Probe{Kind: probe.HTTP, URL: "http://" + addr + "/healthz", Timeout: time.Second},
 	}
 	n := startNode(t, Options{Config: configOf(def)}, nil)
 	ctx := context.Background()

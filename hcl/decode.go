@@ -2,7 +2,6 @@ package hcl
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"path"
 	"regexp"
@@ -36,12 +35,7 @@ var (
 			{Type: "thresholds"},
 		},
 	}
-	heartbeatSchema = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "timeout"}}}
-	probeSchemas    = map[string]*hcl2.BodySchema{
-		ProbeHTTP: {Attributes: []hcl2.AttributeSchema{{Name: "url", Required: true}, {Name: "timeout"}, {Name: "interval"}, {Name: "expect_status"}, {Name: "expect_body"}}},
-		ProbeTCP:  {Attributes: []hcl2.AttributeSchema{{Name: "address", Required: true}, {Name: "timeout"}, {Name: "interval"}}},
-		ProbeExec: {Attributes: []hcl2.AttributeSchema{{Name: "command", Required: true}, {Name: "timeout"}, {Name: "interval"}}},
-	}
+	heartbeatSchema  = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "timeout"}}}
 	thresholdsSchema = &hcl2.BodySchema{Attributes: []hcl2.AttributeSchema{{Name: "memory"}, {Name: "cpu"}, {Name: "disk"}}}
 
 	runbookSchema = &hcl2.BodySchema{
@@ -224,54 +218,6 @@ func decodeHeartbeat(block *hcl2.Block) (*Heartbeat, hcl2.Diagnostics) {
 	return hb, diags
 }
 
-func decodeProbe(block *hcl2.Block) (*Probe, hcl2.Diagnostics) {
-	kind := block.Labels[0]
-	schema, ok := probeSchemas[kind]
-	if !ok {
-		kinds := []string{ProbeExec, ProbeHTTP, ProbeTCP}
-		detail := fmt.Sprintf("%q is not a probe kind; use one of %s.", kind, englishList(kinds))
-		if s := suggest(kind, kinds); s != "" {
-			detail = fmt.Sprintf("%q is not a probe kind. Did you mean %q?", kind, s)
-		}
-		return nil, hcl2.Diagnostics{{
-			Severity: hcl2.DiagError,
-			Summary:  "Unsupported probe kind",
-			Detail:   detail,
-			Subject:  block.LabelRanges[0].Ptr(),
-			Context:  block.DefRange.Ptr(),
-		}}
-	}
-	content, diags := block.Body.Content(schema)
-	p := &Probe{Kind: kind, Timeout: DefaultProbeTimeout, Interval: DefaultProbeInterval}
-	attrs := content.Attributes
-	decodeAttr(&diags, attrs, "url", &p.URL, decodeURL)
-	decodeAttr(&diags, attrs, "address", &p.Address, decodeAddress)
-	decodeAttr(&diags, attrs, "command", &p.Command, decodeArgv)
-	decodeAttr(&diags, attrs, "timeout", &p.Timeout, decodeDuration)
-	decodeAttr(&diags, attrs, "interval", &p.Interval, decodeDuration)
-	decodeAttr(&diags, attrs, "expect_status", &p.ExpectStatus, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
-		return decodeInt(attr, 100, 599)
-	})
-	if attr, ok := attrs["expect_body"]; ok {
-		if s, d := decodeString(attr); d.HasErrors() {
-			diags = append(diags, d...)
-		} else if re, err := regexp.Compile(s); err != nil {
-			diags = append(diags, attrDiag(attr, "Invalid regular expression", fmt.Sprintf("expect_body: %v.", err)))
-		} else {
-			p.ExpectBody = re
-		}
-	}
-	if attr, ok := attrs["timeout"]; ok && p.Timeout > p.Interval {
-		diags = append(diags, &hcl2.Diagnostic{
-			Severity: hcl2.DiagWarning,
-			Summary:  "Probe timeout exceeds its interval",
-			Detail:   fmt.Sprintf("The probe may run for %s but starts every %s; probes will overlap.", p.Timeout, p.Interval),
-			Subject:  attr.Expr.Range().Ptr(),
-		})
-	}
-	return p, diags
-}
-
 // decodeURL decodes an absolute http(s) URL.
 func decodeURL(attr *hcl2.Attribute) (string, hcl2.Diagnostics) {
 	s, diags := decodeString(attr)
@@ -280,18 +226,6 @@ func decodeURL(attr *hcl2.Attribute) (string, hcl2.Diagnostics) {
 	}
 	if err := checkHTTPURL(s); err != nil {
 		return "", append(diags, attrDiag(attr, "Invalid URL", err.Error()))
-	}
-	return s, diags
-}
-
-// decodeAddress decodes a host:port.
-func decodeAddress(attr *hcl2.Attribute) (string, hcl2.Diagnostics) {
-	s, diags := decodeString(attr)
-	if diags.HasErrors() {
-		return "", diags
-	}
-	if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
-		return "", append(diags, attrDiag(attr, "Invalid address", fmt.Sprintf("%q is not host:port, e.g. \"127.0.0.1:8081\".", s)))
 	}
 	return s, diags
 }

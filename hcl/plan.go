@@ -280,25 +280,6 @@ func (c *Config) planRecovery(p *AlertPlan, rb *Runbook, a *Agent) {
 	p.Budget = fmt.Sprintf("at most %d restarts of %s per %s; beyond that escalate without restarting", rb.Budget.Restarts, a.Name, dur(rb.Budget.Window))
 }
 
-func probeText(p *Probe) string {
-	var target string
-	switch p.Kind {
-	case ProbeHTTP:
-		target = "GET " + p.URL
-		if p.ExpectStatus != 0 {
-			target += fmt.Sprintf(" expecting %d", p.ExpectStatus)
-		}
-		if p.ExpectBody != nil {
-			target += fmt.Sprintf(" and a body matching %q", p.ExpectBody.String())
-		}
-	case ProbeTCP:
-		target = "connect " + p.Address
-	case ProbeExec:
-		target = "run " + ArgvText(p.Command)
-	}
-	return fmt.Sprintf("%s %s (timeout %s)", p.Kind, target, dur(p.Timeout))
-}
-
 func escalateText(e *Escalate) string {
 	if e == nil {
 		return "no escalation target configured"

@@ -14,6 +14,8 @@ import (
 	hcl2 "github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/medicops/medic/probe"
 )
 
 // Default thresholds of docs/design.md §1.1.
@@ -127,26 +129,9 @@ type Heartbeat struct {
 	Timeout time.Duration
 }
 
-// Probe kinds.
-const (
-	ProbeHTTP = "http"
-	ProbeTCP  = "tcp"
-	ProbeExec = "exec"
-)
-
-// Probe is the `probe "KIND" {}` block of an agent.
-type Probe struct {
-	Kind     string // ProbeHTTP, ProbeTCP or ProbeExec
-	URL      string // http
-	Address  string // tcp, host:port
-	Command  []string
-	Timeout  time.Duration
-	Interval time.Duration
-	// ExpectStatus is the exact status an http probe wants; 0 means any 2xx.
-	ExpectStatus int
-	// ExpectBody, when set, must match the http response body.
-	ExpectBody *regexp.Regexp
-}
+// Probe is the `probe "KIND" {}` block of an agent; its kinds are package
+// probe's registry (hcl/probe.go decodes it).
+type Probe = probe.Config
 
 // Thresholds are the usage ratios above which a cause is suspected.
 type Thresholds struct {
