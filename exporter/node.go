@@ -382,7 +382,7 @@ func (n *Node) checkLoop(ctx context.Context) {
 // ApplyConfig swaps in cfg: new agents start, removed ones stop, changed
 // ones take their new definition (a changed command applies from the next
 // restart). Reading and validating the configuration is the caller's job
-// (medic node and medic serve reload through internal/app).
+// (medic node and medic serve reload through package app).
 func (n *Node) ApplyConfig(_ context.Context, cfg *hcl.Config) error {
 	if cfg == nil {
 		return errors.New("reload: nil config")

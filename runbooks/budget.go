@@ -5,8 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/internal/controls"
 )
 
 // budgets is the restart budget and backoff state of every agent of one

@@ -13,7 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 )
 
 // MemoryLocker is a Locker for one process (`medic run`, tests): leases

@@ -26,7 +26,7 @@
 // expired. Nobody frees a slot by hand.
 //
 // The API the bridge uses (Pause, Resume, Pauses, Paused, Decide, Pending,
-// ResetAgent) is a contract with bridge/ and internal/app: extend it, do not
+// ResetAgent) is a contract with bridge/ and app/: extend it, do not
 // change those signatures without a note here.
 package controls
 
