@@ -32,159 +32,219 @@ type done struct {
 // config. It reports whether the device got blocked (max_attempts
 // permanent rejections of its head config).
 func (r *epochRun) deliver(q *deviceQueue, window []entry) (blocked bool) {
-	c := r.c
-	var e entry
-	// Built on first use: the happy path logs nothing and allocates no logger.
-	var logger *slog.Logger
-	log := func() *slog.Logger {
-		if logger == nil {
-			logger = c.o.Logger.With("device", e.device, "seq", e.seq, "epoch", r.epoch)
-		}
-		return logger
-	}
-	backoff := c.o.RetryMin
-	wait := func() bool {
-		d := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, c.o.RetryMax)
-		return sleep(r.ctx, d)
-	}
-	// What the device confirmed and Redis has not heard yet: pending, and
-	// sent (one acknowledgement in flight, answered on inflight). The
-	// acknowledgement goes out halfway through the fence's freshness, so
-	// its answer — the next fence — usually arrives before the pushes need
-	// it.
-	pending := q.pending[:0]
-	var sent []done
-	var inflight chan stepRes
-	settle := func(block bool) {
-		if inflight == nil {
-			return
-		}
-		var res stepRes
-		if block {
-			res = <-inflight // the stepper answers every request it took
-		} else {
-			select {
-			case res = <-inflight:
-			default:
-				return
-			}
-		}
-		inflight = nil
-		if res.err != nil {
-			r.ackAll(q, sent) // retries until Redis answers
-		} else {
-			r.acked(q, sent, res)
-		}
-		clear(sent)
-		sent = sent[:0]
-	}
-	send := func() {
-		if inflight != nil || len(pending) == 0 {
-			return
-		}
-		if inflight = r.stepAsync(ackItems(pending)); inflight == nil {
-			r.ackAll(q, pending) // the epoch ended: one synchronous try
-			clear(pending)
-			pending = pending[:0]
-			return
-		}
-		sent, pending = pending, sent[:0]
-	}
-	// flush acknowledges everything the device confirmed so far; its
-	// answer is also the next fence.
-	flush := func() {
-		settle(true)
-		send()
-		settle(true)
-	}
+	d := delivery{r: r, q: q, backoff: r.c.o.RetryMin, pending: q.pending[:0]}
 	defer func() {
-		flush()
-		q.pending = pending
+		d.flush()
+		q.pending = d.pending
 	}()
-	gapSeen := false
 	for i := 0; i < len(window) && r.ctx.Err() == nil; {
-		if e.id != window[i].id {
-			e, logger = window[i], nil
+		if d.e.id != window[i].id {
+			d.e, d.logger = window[i], nil
 		}
-		settle(false)
-		// Fence: am I still on duty in my epoch, and where is the device?
-		if q.checked.IsZero() || time.Since(q.checked) > freshFor || !q.checkDuty {
-			if inflight != nil || len(pending) > 0 {
-				flush()
-				continue
-			}
-			duty, ack, _, err := r.step(r.ctx, e.device, 0, "")
-			if err != nil {
-				if r.ctx.Err() == nil {
-					log().Warn("fence check", "err", err)
-				}
-				wait()
-				continue
-			}
-			q.checked, q.checkDuty, q.ack = time.Now(), duty, ack
-		}
-		if !q.checkDuty {
-			r.cancel()
-			return false
-		}
-		switch {
-		case e.seq <= q.ack:
-			// Delivered before (by this agent before a crash, or by the
-			// agent before a switchover): done, acknowledge only.
-			pending = append(pending, done{e: e})
+		d.settle(false)
+		switch d.next() {
+		case deliverNext:
 			i++
-			continue
-		case e.seq > q.ack+1:
-			if !gapSeen {
-				gapSeen = true
-				c.o.Metrics.incGap(c.o.Pool)
-				log().Error("sequence gap: holding device", "ack", q.ack)
-			}
-			flush()
-			wait()
-			q.checked = time.Time{} // read where the device is again
-			continue
+		case deliverStop:
+			return false
+		case deliverBlocked:
+			return true
 		}
-		if gapSeen {
-			log().Info("sequence gap closed", "ack", q.ack)
-			gapSeen = false
-		}
-		if time.Since(q.checked) > freshFor/2 {
-			send()
-		}
-		if h := c.hooks.beforePush; h != nil {
-			h(e.device, e.seq)
-		}
-		code, err := c.push(r.ctx, e, r.epoch)
-		if err != nil || code < 200 || code > 299 {
-			if r.ctx.Err() != nil {
-				return false
-			}
-			c.o.Metrics.incFailure(c.o.Pool)
-			// Redis's ack must be e.seq-1 for the failure to count.
-			flush()
-			state, attempts := r.recordFailure(e, code, err)
-			if state == StateBlocked {
-				log().Error("device blocked: it rejected its next config; not pushing to it until an operator retries or skips it",
-					"status", code, "attempts", attempts, "max_attempts", c.o.MaxAttempts)
-				return true
-			}
-			log().Warn("delivery failed, retrying", "status", code, "err", err, "attempts", attempts)
-			wait()
-			q.checked = time.Time{}
-			continue
-		}
-		if h := c.hooks.afterReply; h != nil {
-			h(e.device, e.seq)
-		}
-		// The device holds e.seq now; Redis hears it with the next
-		// acknowledgement.
-		q.ack = e.seq
-		pending = append(pending, done{e: e, pushed: true})
-		i++
 	}
 	return false
+}
+
+// delivery is the state of one deliver call: the config at hand, the
+// retry backoff, and what the device confirmed that Redis has not heard
+// yet: pending, and sent (one acknowledgement in flight, answered on
+// inflight). The acknowledgement goes out halfway through the fence's
+// freshness, so its answer — the next fence — usually arrives before the
+// pushes need it.
+type delivery struct {
+	r *epochRun
+	q *deviceQueue
+	e entry
+	// Built on first use: the happy path logs nothing and allocates no logger.
+	logger   *slog.Logger
+	backoff  time.Duration
+	pending  []done
+	sent     []done
+	inflight chan stepRes
+	gapSeen  bool
+}
+
+// What one step of a delivery asks deliver to do next.
+type deliverStep int
+
+const (
+	deliverAgain   deliverStep = iota // the same config again
+	deliverNext                       // the config is done: the next one
+	deliverStop                       // the epoch ended: stop, not blocked
+	deliverBlocked                    // the device got blocked: stop
+)
+
+func (d *delivery) log() *slog.Logger {
+	if d.logger == nil {
+		d.logger = d.r.c.o.Logger.With("device", d.e.device, "seq", d.e.seq, "epoch", d.r.epoch)
+	}
+	return d.logger
+}
+
+func (d *delivery) wait() bool {
+	w := d.backoff/2 + rand.N(d.backoff/2+1)
+	d.backoff = min(2*d.backoff, d.r.c.o.RetryMax)
+	return sleep(d.r.ctx, w)
+}
+
+// settle takes the answer to the acknowledgement in flight, if any:
+// waiting for it when block, else only if it has arrived.
+func (d *delivery) settle(block bool) {
+	if d.inflight == nil {
+		return
+	}
+	var res stepRes
+	if block {
+		res = <-d.inflight // the stepper answers every request it took
+	} else {
+		select {
+		case res = <-d.inflight:
+		default:
+			return
+		}
+	}
+	d.inflight = nil
+	if res.err != nil {
+		d.r.ackAll(d.q, d.sent) // retries until Redis answers
+	} else {
+		d.r.acked(d.q, d.sent, res)
+	}
+	clear(d.sent)
+	d.sent = d.sent[:0]
+}
+
+// send starts acknowledging the pending confirmations unless an
+// acknowledgement is already in flight.
+func (d *delivery) send() {
+	if d.inflight != nil || len(d.pending) == 0 {
+		return
+	}
+	if d.inflight = d.r.stepAsync(ackItems(d.pending)); d.inflight == nil {
+		d.r.ackAll(d.q, d.pending) // the epoch ended: one synchronous try
+		clear(d.pending)
+		d.pending = d.pending[:0]
+		return
+	}
+	d.sent, d.pending = d.pending, d.sent[:0]
+}
+
+// flush acknowledges everything the device confirmed so far; its
+// answer is also the next fence.
+func (d *delivery) flush() {
+	d.settle(true)
+	d.send()
+	d.settle(true)
+}
+
+// next takes one step with the config at hand: a fence check when the
+// last answer is stale, then an acknowledgement alone (delivered before),
+// a hold (a gap before it), or a push.
+func (d *delivery) next() deliverStep {
+	q, e := d.q, d.e
+	if q.checked.IsZero() || time.Since(q.checked) > freshFor || !q.checkDuty {
+		if !d.fence() {
+			return deliverAgain
+		}
+	}
+	if !q.checkDuty {
+		d.r.cancel()
+		return deliverStop
+	}
+	switch {
+	case e.seq <= q.ack:
+		// Delivered before (by this agent before a crash, or by the
+		// agent before a switchover): done, acknowledge only.
+		d.pending = append(d.pending, done{e: e})
+		return deliverNext
+	case e.seq > q.ack+1:
+		if !d.gapSeen {
+			d.gapSeen = true
+			d.r.c.o.Metrics.incGap(d.r.c.o.Pool)
+			d.log().Error("sequence gap: holding device", "ack", q.ack)
+		}
+		d.flush()
+		d.wait()
+		q.checked = time.Time{} // read where the device is again
+		return deliverAgain
+	}
+	if d.gapSeen {
+		d.log().Info("sequence gap closed", "ack", q.ack)
+		d.gapSeen = false
+	}
+	return d.push()
+}
+
+// fence asks whether the agent is still on duty in its epoch and where
+// the device is. false means ask again: the confirmations pending were
+// flushed instead (their answer is the fence), or Redis failed.
+func (d *delivery) fence() bool {
+	if d.inflight != nil || len(d.pending) > 0 {
+		d.flush()
+		return false
+	}
+	duty, ack, _, err := d.r.step(d.r.ctx, d.e.device, 0, "")
+	if err != nil {
+		if d.r.ctx.Err() == nil {
+			d.log().Warn("fence check", "err", err)
+		}
+		d.wait()
+		return false
+	}
+	d.q.checked, d.q.checkDuty, d.q.ack = time.Now(), duty, ack
+	return true
+}
+
+// push pushes the config at hand to the device.
+func (d *delivery) push() deliverStep {
+	r, c, q, e := d.r, d.r.c, d.q, d.e
+	if time.Since(q.checked) > freshFor/2 {
+		d.send()
+	}
+	if h := c.hooks.beforePush; h != nil {
+		h(e.device, e.seq)
+	}
+	code, err := c.push(r.ctx, e, r.epoch)
+	if err != nil || code < 200 || code > 299 {
+		return d.failed(code, err)
+	}
+	if h := c.hooks.afterReply; h != nil {
+		h(e.device, e.seq)
+	}
+	// The device holds e.seq now; Redis hears it with the next
+	// acknowledgement.
+	q.ack = e.seq
+	d.pending = append(d.pending, done{e: e, pushed: true})
+	return deliverNext
+}
+
+// failed records a failed push and blocks the device or backs off.
+func (d *delivery) failed(code int, err error) deliverStep {
+	r, c := d.r, d.r.c
+	if r.ctx.Err() != nil {
+		return deliverStop
+	}
+	c.o.Metrics.incFailure(c.o.Pool)
+	// Redis's ack must be e.seq-1 for the failure to count.
+	d.flush()
+	state, attempts := r.recordFailure(d.e, code, err)
+	if state == StateBlocked {
+		d.log().Error("device blocked: it rejected its next config; not pushing to it until an operator retries or skips it",
+			"status", code, "attempts", attempts, "max_attempts", c.o.MaxAttempts)
+		return deliverBlocked
+	}
+	d.log().Warn("delivery failed, retrying", "status", code, "err", err, "attempts", attempts)
+	d.wait()
+	d.q.checked = time.Time{}
+	return deliverAgain
 }
 
 // recordFailure records a failed push of a device's head config in the
