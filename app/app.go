@@ -81,62 +81,153 @@ const ShutdownTimeout = 10 * time.Second
 // taking requests, let jobs in flight finish (or hand them back), stop
 // the node's agents and the coordinator, close Redis.
 func Run(ctx context.Context, o Options) (err error) {
+	var cleanups cleanupList
+	defer func() { cleanups.run() }()
+	s, err := build(ctx, o, &cleanups)
+	if err != nil {
+		return err
+	}
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-s.serveErr:
+	}
+	s.stop()
+	return err
+}
+
+// server is medic's bridge (and, in serve, its node) in three phases:
+// build wires every component and starts nothing; start serves HTTP and
+// runs the background components; stop undoes start in reverse order.
+// What build acquired (Redis, the bridge's workers) is released by the
+// cleanups, which run last.
+type server struct {
+	o        Options
+	log      *slog.Logger
+	cleanups *cleanupList
+
+	token               string
+	webUsers, webAuthed bool
+	cfg                 *hcl.Config
+	load                func() (*hcl.Config, error)
+
+	client  redis.UniversalClient
+	reg     *prometheus.Registry
+	keys    bridge.Keys
+	metrics *bridge.Metrics
+	store   *bridge.RunStore
+	rl      *reloader
+	ctl     *controls.Store
+	coord   *queue.Coordinator
+	pub     *queue.Publisher
+	fleet   *bridge.Fleet
+	b       *bridge.Bridge
+	mux     *http.ServeMux
+
+	// The node, for medic serve.
+	node     *exporter.Node
+	consumer *bridge.Consumer
+
+	// Set by start.
+	hs       *httpServer
+	serveErr firstError
+	stopAll  context.CancelFunc
+	stopNode func()
+	wg       sync.WaitGroup
+}
+
+// build checks the flags, connects to Redis and wires every component,
+// starting none. What it acquires is added to cleanups.
+func build(ctx context.Context, o Options, cleanups *cleanupList) (*server, error) {
 	if o.Prefix == "" {
 		o.Prefix = bridge.DefaultPrefix
 	}
 	if len(o.ListenAddresses) == 0 {
 		o.ListenAddresses = []string{":9095"}
 	}
-	var cleanups cleanupList
-	defer func() { cleanups.run() }()
-	// The flags first: a bad --web.config.file or an unauthenticated
-	// webhook beyond loopback is refused before anything starts.
-	token, err := readToken(o.TokenFile)
-	if err != nil {
-		return err
+	s := &server{o: o, cleanups: cleanups}
+	if err := s.checkFlags(); err != nil {
+		return nil, err
 	}
-	webUsers, webAuthed, err := checkExposure(o.ListenAddresses, token != "", o.WebConfigFile)
-	if err != nil {
-		return err
+	if err := s.connect(ctx); err != nil {
+		return nil, err
 	}
-	log, cfg, load, err := begin(o.Logger, o.ConfigFile)
-	if err != nil {
-		return err
+	if err := s.wire(); err != nil {
+		return nil, err
 	}
-	warnTokenFileMode(log, o.TokenFile)
+	s.routes()
+	if err := s.addNode(); err != nil {
+		return nil, err
+	}
+	// Last, because SetPools takes effect at once: every other component
+	// has accepted the new configuration by then.
+	s.rl.apply = append(s.rl.apply, func(_ context.Context, c *hcl.Config) error { return s.coord.SetPools(PoolSpecs(c)) })
+	return s, nil
+}
 
-	var client redis.UniversalClient
+// checkFlags comes first: a bad --web.config.file or an unauthenticated
+// webhook beyond loopback is refused before anything starts. Then the
+// configuration is loaded.
+func (s *server) checkFlags() (err error) {
+	o := s.o
+	if s.token, err = readToken(o.TokenFile); err != nil {
+		return err
+	}
+	if s.webUsers, s.webAuthed, err = checkExposure(o.ListenAddresses, s.token != "", o.WebConfigFile); err != nil {
+		return err
+	}
+	if s.log, s.cfg, s.load, err = begin(o.Logger, o.ConfigFile); err != nil {
+		return err
+	}
+	warnTokenFileMode(s.log, o.TokenFile)
+	return nil
+}
+
+// connect opens the estate's Redis, or (serve without --redis.url) an
+// embedded store.
+func (s *server) connect(ctx context.Context) error {
+	o, log := s.o, s.log
 	switch {
 	case o.RedisURL != "":
-		client, err = redisx.New(o.RedisURL)
+		client, err := redisx.New(o.RedisURL)
 		if err != nil {
 			return err
 		}
-		cleanups.add(func() { client.Close() })
+		s.client = client
+		s.cleanups.add(func() { client.Close() })
 		pingRedis(ctx, client, o.RedisURL, log)
 	case o.Node != "":
 		c, _, closeStore, err := redisx.Embedded()
 		if err != nil {
 			return err
 		}
-		client = c
-		cleanups.add(closeStore)
+		s.client = c
+		s.cleanups.add(closeStore)
 		log.Warn("no --redis.url: using an embedded in-memory store; jobs, run records and pool state are NOT durable and are lost when medic exits")
 	default:
 		return errors.New("--redis.url is required")
 	}
+	return nil
+}
 
-	reg := processRegistry(o.Registry)
-	keys := bridge.Keys{Prefix: o.Prefix}
-	metrics := bridge.NewMetrics(reg)
-	store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
-	rl := newReloader(cfg, load, log)
-	rl.register(reg)
+// wire builds the bridge's components on the client: run store, reloader,
+// controls, the pools' coordinator and publisher, the fleet view and the
+// bridge itself.
+func (s *server) wire() (err error) {
+	o, log, client, cfg := s.o, s.log, s.client, s.cfg
+	s.reg = processRegistry(o.Registry)
+	reg := s.reg
+	s.keys = bridge.Keys{Prefix: o.Prefix}
+	s.metrics = bridge.NewMetrics(reg)
+	s.store = bridge.NewRunStore(client, bridge.StoreOptions{Keys: s.keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
+	s.rl = newReloader(cfg, s.load, log)
+	s.rl.register(reg)
 	// Pauses, approvals, budgets, circuits and concurrency slots: one
 	// state in Redis for the bridge's API and every engine.
-	ctl := controls.New(client, o.Prefix)
-	configured := func() []string { return runbookNames(rl.Config()) }
-	reg.MustRegister(controls.NewPausedCollector(ctl, configured, log.With("component", "controls")))
+	s.ctl = controls.New(client, o.Prefix)
+	reg.MustRegister(controls.NewPausedCollector(s.ctl, s.runbooks, log.With("component", "controls")))
 
 	// Pools: publisher, API and the leased coordinator.
 	qm := queue.NewMetrics(reg)
@@ -144,118 +235,136 @@ func Run(ctx context.Context, o Options) (err error) {
 	for _, p := range cfg.Pools {
 		agents[p.Name] = p.Agents
 	}
-	coord, err := queue.NewCoordinator(queue.CoordinatorOptions{
+	s.coord, err = queue.NewCoordinator(queue.CoordinatorOptions{
 		Client: client, Prefix: o.Prefix, Pools: PoolSpecs(cfg), Logger: log.With("component", "coordinator"), Metrics: qm, Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
-	pub := queue.NewPublisher(queue.PublisherOptions{Client: client, Prefix: o.Prefix, Agents: agents, Metrics: qm})
+	s.pub = queue.NewPublisher(queue.PublisherOptions{Client: client, Prefix: o.Prefix, Agents: agents, Metrics: qm})
 
 	// The fleet view (GET /api/v1/agents and the status page's agents):
 	// one reading of the node snapshots serves both. In serve, the
 	// in-process node is shown live rather than from its last snapshot.
-	var node *exporter.Node
-	fleet := bridge.NewFleet(bridge.FleetOptions{Redis: client, Keys: keys, Live: func() (exporter.NodeState, bool) {
-		if node == nil {
+	s.fleet = bridge.NewFleet(bridge.FleetOptions{Redis: client, Keys: s.keys, Live: func() (exporter.NodeState, bool) {
+		if s.node == nil {
 			return exporter.NodeState{}, false
 		}
-		return node.State(), true
+		return s.node.State(), true
 	}})
-	b := bridge.New(bridge.Options{
-		Client: client, Keys: keys, Config: rl.Config, Reload: rl.Reload, Store: store, Controls: ctl, Token: token, WebUsers: webUsers, Fleet: fleet,
+	s.b = bridge.New(bridge.Options{
+		Client: client, Keys: s.keys, Config: s.rl.Config, Reload: s.rl.Reload, Store: s.store, Controls: s.ctl, Token: s.token, WebUsers: s.webUsers, Fleet: s.fleet,
 		MaxBody: o.MaxBody, DedupTTL: o.DedupTTL, JobDeadline: o.JobDeadline, NodeSilence: o.NodeSilence,
-		Logger: log.With("component", "bridge"), Metrics: metrics,
+		Logger: log.With("component", "bridge"), Metrics: s.metrics,
 	})
-	cleanups.add(b.Close)
+	s.cleanups.add(s.b.Close)
+	return nil
+}
 
+// runbooks are the names of the configured runbooks, as of now.
+func (s *server) runbooks() []string { return runbookNames(s.rl.Config()) }
+
+// routes mounts the bridge, /metrics, the pools' API and the status page.
+func (s *server) routes() {
+	o, log, client, reg, b := s.o, s.log, s.client, s.reg, s.b
 	mux := http.NewServeMux()
+	s.mux = mux
 	b.Register(mux)
 	if o.EnablePprof {
 		MountPprof(mux)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
-	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: pub, Coordinator: coord, Logger: log, Who: operatorName, CheckDevice: checkDevice(rl.Config)})))
+	mux.Handle("/api/v1/pools/", bridgeAuth(b, queue.NewAPI(queue.APIOptions{Publisher: s.pub, Coordinator: s.coord, Logger: log, Who: operatorName, CheckDevice: checkDevice(s.rl.Config)})))
 	mux.Handle(bridge.StatusPagePattern, b.Page(bridge.NewStatusPage(bridge.StatusOptions{
-		Runs: store, Redis: client, Keys: keys, Fleet: fleet, Controls: ctl, Runbooks: configured, Logger: log,
-		Plan:  func(rec *runbooks.RunRecord) []string { return bridge.PlannedSteps(rl.Config(), rec) },
-		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, coord) },
+		Runs: s.store, Redis: client, Keys: s.keys, Fleet: s.fleet, Controls: s.ctl, Runbooks: s.runbooks, Logger: log,
+		Plan:  func(rec *runbooks.RunRecord) []string { return bridge.PlannedSteps(s.rl.Config(), rec) },
+		Pools: func(ctx context.Context) ([]bridge.PoolStatus, error) { return poolStatus(ctx, client, s.coord) },
 	})))
 
 	if o.Mount != nil {
 		o.Mount(mux)
 	}
+}
 
-	// The node, for medic serve.
-	var consumer *bridge.Consumer
-	if o.Node != "" {
-		node, consumer, err = newNode(nodeParts{
-			Name: o.Node, Config: cfg, Client: client, Prefix: o.Prefix, Controls: ctl, Store: store, Switcher: coord,
-			Registry: reg, Metrics: metrics, Concurrency: o.Concurrency, Log: log,
-		})
-		if err != nil {
-			return err
-		}
-		rl.apply = append(rl.apply, node.ApplyConfig)
-		warnOpenHeartbeats(o.ListenAddresses, token != "", webAuthed, log)
-		// GET /api/v1/agents is the bridge's fleet view, which shows
-		// this node live (above).
-		mux.Handle("/api/v1/heartbeats/", node.Handler())
+// addNode builds the in-process node of medic serve (none without
+// Options.Node) and serves its heartbeat API on the bridge's mux.
+func (s *server) addNode() (err error) {
+	o, log := s.o, s.log
+	if o.Node == "" {
+		return nil
 	}
-
-	// Last, because SetPools takes effect at once: every other component
-	// has accepted the new configuration by then.
-	rl.apply = append(rl.apply, func(_ context.Context, c *hcl.Config) error { return coord.SetPools(PoolSpecs(c)) })
-
-	hs, err := listen(o.ListenAddresses, mux, o.Timeouts)
+	s.node, s.consumer, err = newNode(nodeParts{
+		Name: o.Node, Config: s.cfg, Client: s.client, Prefix: o.Prefix, Controls: s.ctl, Store: s.store, Switcher: s.coord,
+		Registry: s.reg, Metrics: s.metrics, Concurrency: o.Concurrency, Log: log,
+	})
 	if err != nil {
 		return err
 	}
-	serveErr := newFirstError()
-	fail := serveErr.report
+	s.rl.apply = append(s.rl.apply, s.node.ApplyConfig)
+	warnOpenHeartbeats(o.ListenAddresses, s.token != "", s.webAuthed, log)
+	// GET /api/v1/agents is the bridge's fleet view, which shows
+	// this node live (above).
+	s.mux.Handle("/api/v1/heartbeats/", s.node.Handler())
+	return nil
+}
+
+// start listens and serves, then runs the background components: the
+// node and its job consumer, the coordinator, the job deadline's reclaim
+// loop and the reloader. An error that ends one of them early arrives on
+// serveErr. The stops are also cleanups, in case Run leaves without stop.
+func (s *server) start(ctx context.Context) error {
+	o, log := s.o, s.log
+	hs, err := listen(o.ListenAddresses, s.mux, o.Timeouts)
+	if err != nil {
+		return err
+	}
+	s.hs = hs
+	s.serveErr = newFirstError()
+	fail := s.serveErr.report
 	hs.serve(o.ListenAddresses, o.WebConfigFile, log, fail)
 	addrs := hs.Addrs
 
-	// Background components, each stopped in order below.
+	// Background components, each stopped in order by stop.
 	runCtx, stopAll := context.WithCancel(ctx)
-	defer stopAll()
-	var wg sync.WaitGroup
-	start := func(name string, ctx context.Context, f func(context.Context) error) {
-		wg.Go(func() {
+	s.stopAll = stopAll
+	s.cleanups.add(stopAll)
+	run := func(name string, ctx context.Context, f func(context.Context) error) {
+		s.wg.Go(func() {
 			if err := f(ctx); err != nil && ctx.Err() == nil {
 				log.Error(name+" stopped", "err", err)
 				fail(fmt.Errorf("%s: %w", name, err))
 			}
 		})
 	}
-	stopNode := func() {}
-	if node != nil {
-		stopNode = startNode(runCtx, node, consumer,
+	s.stopNode = func() {}
+	if s.node != nil {
+		s.stopNode = startNode(runCtx, s.node, s.consumer,
 			func(err error) { fail(fmt.Errorf("node: %w", err)) },
 			func(err error) { fail(fmt.Errorf("job consumer: %w", err)) })
 	}
-	defer stopNode()
-	start("coordinator", runCtx, coord.Run)
+	s.cleanups.add(s.stopNode)
+	run("coordinator", runCtx, s.coord.Run)
 	// The job deadline: jobs no node took in time are recorded expired
 	// and escalated (bridge/reclaim.go).
-	wg.Go(func() { b.RunReclaim(runCtx) })
-	wg.Go(func() { rl.run(runCtx) })
+	s.wg.Go(func() { s.b.RunReclaim(runCtx) })
+	s.wg.Go(func() { s.rl.run(runCtx) })
 
-	log.Info("medic is up", "listen", strings.Join(addrs, ","), "node", o.Node, "auth", authMode(token, o.WebConfigFile))
+	log.Info("medic is up", "listen", strings.Join(addrs, ","), "node", o.Node, "auth", authMode(s.token, o.WebConfigFile))
 	if o.OnListening != nil {
 		o.OnListening(addrs)
 	}
-	select {
-	case <-ctx.Done():
-	case err = <-serveErr:
-	}
+	return nil
+}
 
-	log.Info("shutting down")
-	hs.shutdown() // stop taking webhooks
-	stopAll()
-	stopNode() // jobs in flight finish or are handed back, then the node stops its agents
-	wg.Wait()
-	return err
+// stop undoes start in reverse order: stop taking webhooks, end the
+// background components, let jobs in flight finish or be handed back,
+// then stop the node's agents.
+func (s *server) stop() {
+	s.log.Info("shutting down")
+	s.hs.shutdown() // stop taking webhooks
+	s.stopAll()
+	s.stopNode() // jobs in flight finish or are handed back, then the node stops its agents
+	s.wg.Wait()
 }
 
 func runbookNames(cfg *hcl.Config) []string {
