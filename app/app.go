@@ -1,9 +1,3 @@
-// Package app assembles medic's long-running commands from the library
-// packages: `medic bridge` (webhook, run records, pool API and
-// coordinator), `medic serve` (the bridge plus a node: supervisor, engine
-// and job consumer, in one process) and `medic demo` (serve on a bundled
-// estate). cmd/medic only parses flags and calls Run or RunDemo, so tests
-// start and stop the whole thing in-process on 127.0.0.1:0.
 package app
 
 import (
