@@ -13,8 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/runbooks"
 )
 

@@ -15,13 +15,13 @@ import (
 
 	"github.com/prometheus/common/model"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/runbooks"
 )
 
 // The operator's endpoints: pause and resume remediation, approve or
 // reject a run waiting for approval, reset an agent's circuit breaker.
-// Their state is internal/controls' (Redis, shared by every bridge and
+// Their state is package controls' (Redis, shared by every bridge and
 // node); these handlers authenticate, validate, record who acted and log
 // it. Each takes JSON, or a form from the status page (answered with a
 // redirect back to the page), bounded by maxFormBody.

@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -24,7 +24,7 @@ func newServer(t *testing.T, h http.Handler) string {
 }
 
 // operatorBridge is a test bridge with a controls store on its Redis and
-// medic_paused registered, as internal/app wires it.
+// medic_paused registered, as app wires it.
 func operatorBridge(t *testing.T, mod func(*Options)) (*testBridge, *controls.Store) {
 	t.Helper()
 	var ctl *controls.Store

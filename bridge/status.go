@@ -18,7 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/runbooks"
 )
 

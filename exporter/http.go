@@ -18,7 +18,7 @@ const maxHeartbeatBody = 4 << 10
 // /api/v1/heartbeats/{agent}, GET /api/v1/agents and GET /-/healthy; its
 // writes behind CrossOriginGuard.
 // POST /-/reload is not here: the command that embeds the node owns the
-// configuration and serves it (internal/app's reloader, which calls
+// configuration and serves it (package app's reloader, which calls
 // ApplyConfig).
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()

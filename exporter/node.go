@@ -1,12 +1,3 @@
-// Package exporter is the node side of medic: it knows the agents of one
-// node by process identity (PID plus start time, so a reused PID never
-// counts as alive), supervises `command` agents as children in their own
-// process groups, probes them, samples their usage, keeps their heartbeats
-// (HTTP and systemd's sd_notify), exports all of it to Prometheus, and
-// starts the remediation engine itself when a supervised child exits or a
-// heartbeat goes overdue (the watchdog).
-//
-// Node implements runbooks.Agents for the engine.
 package exporter
 
 import (
@@ -382,7 +373,7 @@ func (n *Node) checkLoop(ctx context.Context) {
 // ApplyConfig swaps in cfg: new agents start, removed ones stop, changed
 // ones take their new definition (a changed command applies from the next
 // restart). Reading and validating the configuration is the caller's job
-// (medic node and medic serve reload through internal/app).
+// (medic node and medic serve reload through package app).
 func (n *Node) ApplyConfig(_ context.Context, cfg *hcl.Config) error {
 	if cfg == nil {
 		return errors.New("reload: nil config")

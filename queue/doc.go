@@ -12,5 +12,9 @@
 // The pieces: Publisher (producers), Consumer (the reference agent behind
 // `medic agent`), Coordinator (health checks and the switchover state
 // machine, run by the bridge), NewAPI (the bridge's pool endpoints) and
-// package devicetest (a strict device for tests).
+// package devicetest (a strict device for tests). The Consumer's files
+// follow its work: consumer.go (heartbeat, duty), epoch.go (one epoch on
+// duty: reading the stream, blocked devices, one worker per device),
+// deliver.go (a window of configs pushed to one device) and step.go (the
+// fence checks and acknowledgements, group-committed).
 package queue

@@ -1,12 +1,13 @@
 package runbooks
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/internal/controls"
 )
 
 // budgets is the restart budget and backoff state of every agent of one
@@ -105,4 +106,25 @@ func (b *budgets) record(agent string, t time.Time) {
 	if len(a.restarts) > 1024 {
 		a.restarts = a.restarts[len(a.restarts)-1024:]
 	}
+}
+
+// takeRestart asks the restart budget for one restart: from the shared
+// controls when there are some (one agent has one budget whichever engine
+// restarts it), else, or while Redis is unreachable, from this process.
+func (r *run) takeRestart() (wait time.Duration, exhausted string) {
+	limit, window := effectiveBudget(r.rb.Budget)
+	now := r.e.opts.Now()
+	if c := r.e.opts.Controls; c != nil {
+		ctx, cancel := context.WithTimeout(r.ctx, r.e.opts.ProbeTimeout)
+		defer cancel()
+		bo := controls.Backoff{Base: r.e.opts.BackoffBase, Max: r.e.opts.BackoffMax, Reset: r.e.opts.BackoffReset}
+		wait, exhausted, err := c.TakeRestart(ctx, r.e.opts.Node, r.rec.Agent, limit, window, bo, now, r.rec.ID)
+		if err == nil {
+			return wait, exhausted
+		}
+		s := r.step("budget")
+		r.done(s, false, "shared restart budget unavailable; counting in this process only", err)
+		r.log.Warn("shared restart budget unavailable; counting in this process only", "err", err)
+	}
+	return r.e.budgets.take(r.rec.Agent, hcl.Budget{Restarts: limit, Window: window}, now)
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 )
 
 // MemoryLocker is a Locker for one process (`medic run`, tests): leases
@@ -350,4 +350,96 @@ func (l *RedisLocker) renew(key, token string, ttl time.Duration, stop <-chan st
 	}, func() {
 		l.log.Warn("lease lost: it expired or was taken over", "key", key)
 	})
+}
+
+// LeaseKey is the lease of one agent on one node, without the Redis prefix
+// (the Redis locker adds it: medic:lease:NODE:AGENT).
+func LeaseKey(node, agent string) string { return "lease:" + node + ":" + agent }
+
+// lease takes the agent's lease: first in this process (the watchdog and
+// the job consumer share the engine), then in Options.Locker (other
+// processes). false means the run is over. When the shared locker fails
+// (Redis down) the run goes on under the in-process lease: a node must
+// still be able to restart its own crashed agents without Redis.
+//
+// A shared lease whose holder is provably gone — this run's own earlier
+// attempt, a run of an earlier incarnation of the node, a run of this
+// process that has ended — is taken over (RunLocker). One held by a live
+// run ends this run skipped, naming the holder (RunRecord.HeldBy), so the
+// job consumer can try the episode again once the holder is done.
+func (r *run) lease() bool {
+	e := r.e
+	key := LeaseKey(e.opts.Node, r.rec.Agent)
+	held := fmt.Sprintf("another run holds the lease of agent %s on node %s", r.rec.Agent, e.opts.Node)
+	// The in-process lease: the holder's run id under one lock, so a run
+	// refused always learns who holds the agent.
+	e.liveMu.Lock()
+	holder, busy := e.holders[key]
+	if !busy {
+		e.holders[key] = r.rec.ID
+	}
+	e.liveMu.Unlock()
+	if busy {
+		r.rec.HeldBy = holder
+		r.finish(OutcomeSkipped, fmt.Sprintf("run %s holds the lease of agent %s on node %s and is still running", holder, r.rec.Agent, e.opts.Node))
+		return false
+	}
+	var once sync.Once
+	r.releases = append(r.releases, func() {
+		once.Do(func() {
+			e.liveMu.Lock()
+			delete(e.holders, key)
+			e.liveMu.Unlock()
+		})
+	})
+	if e.opts.Locker == nil {
+		return true
+	}
+	s := r.step("lease")
+	var lease Lease
+	var err error
+	if rl, isRL := e.opts.Locker.(RunLocker); isRL {
+		me := LeaseHolder{Run: r.rec.ID, Incarnation: e.opts.Incarnation}
+		lease, err = rl.Acquire(r.ctx, key, me, e.opts.LeaseTTL, e.Live)
+	} else {
+		var ok bool
+		lease.Release, ok, err = e.opts.Locker.TryLock(r.ctx, key, e.opts.LeaseTTL)
+		if !ok {
+			lease.Release = nil
+		}
+	}
+	switch {
+	case err != nil:
+		r.done(s, false, "shared lease unavailable; going on under this process's lease only", err)
+		r.log.Warn("shared lease unavailable; going on under this process's lease only", "key", key, "err", err)
+	case lease.Release == nil:
+		r.releaseLease()
+		if lease.Holder.Run != "" {
+			r.rec.HeldBy = lease.Holder.Run
+			held = fmt.Sprintf("run %s holds the lease of agent %s on node %s and is still running", lease.Holder.Run, r.rec.Agent, e.opts.Node)
+		}
+		r.done(s, false, held, nil)
+		r.finish(OutcomeSkipped, held)
+		return false
+	default:
+		r.releases = append(r.releases, lease.Release)
+		switch lease.How {
+		case LeaseOwn:
+			r.done(s, true, "lease already ours (a retried request whose answer was lost)", nil)
+		case LeasePredecessor:
+			r.done(s, true, fmt.Sprintf("took over the lease from this run's previous attempt (incarnation %s): its node stopped", lease.Holder.Incarnation), nil)
+		case LeaseRestarted:
+			r.done(s, true, fmt.Sprintf("took over the lease from run %s of an earlier incarnation of node %s: that process is gone", lease.Holder.Run, e.opts.Node), nil)
+		case LeaseOrphaned:
+			r.done(s, true, fmt.Sprintf("took over the lease run %s left behind (it ended while Redis was unreachable)", lease.Holder.Run), nil)
+		}
+	}
+	return true
+}
+
+func (r *run) releaseLease() {
+	for i := len(r.releases) - 1; i >= 0; i-- {
+		r.releases[i]()
+	}
+	r.releases = nil
 }

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 )
 
 // memCircuits is the circuit breaker of one process, used without

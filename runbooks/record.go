@@ -1,7 +1,3 @@
-// Package runbooks owns the remediation engine: the recovery lifecycle of
-// docs/design.md §1.1 (liveness → probe → diagnosis → repair → restart → verify →
-// escalate), the run records it produces, the per-agent lease, the restart
-// budget, and the ready-made runbooks under library/.
 package runbooks
 
 import (

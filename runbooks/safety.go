@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/internal/controls"
 )
 
 // The "safe at 3 a.m." gates of a run: pause, shadow and approve modes,

@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/redistest"
 )
 

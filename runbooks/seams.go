@@ -36,7 +36,7 @@ type Switcher interface {
 }
 
 // Request asks the engine to run one runbook for one agent on this node.
-// The engine (engine.go) serves it with
+// The engine (run.go) serves it with
 //
 //	func (e *Engine) Run(ctx context.Context, req Request) *RunRecord
 //

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/internal/execx"
 )
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/internal/execx"
 )
 

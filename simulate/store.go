@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/runbooks"
 )
 

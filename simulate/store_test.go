@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/internal/redistest"
 )
 

@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/app"
 	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/internal/app"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
 )

@@ -11,8 +11,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/medicops/medic/app"
 	"github.com/medicops/medic/bridge"
-	"github.com/medicops/medic/internal/app"
 )
 
 func init() {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medicops/medic/internal/app"
+	"github.com/medicops/medic/app"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/queue"
 )

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medicops/medic/internal/app"
-	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/app"
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/internal/redistest"
 )
 

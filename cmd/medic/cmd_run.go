@@ -13,9 +13,9 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/medicops/medic/app"
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/internal/app"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"

@@ -13,9 +13,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"
