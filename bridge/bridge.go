@@ -13,8 +13,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/route"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -186,7 +188,7 @@ const (
 // batch of the enqueuer (one round trip and, with appendfsync always, one
 // fsync for the lot); a resolved or unroutable alert first waits for the
 // jobs before it, so each episode sees its alerts in order.
-func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error) {
+func (b *Bridge) Ingest(ctx context.Context, alerts []alert.Alert) (Counts, error) {
 	var c Counts
 	cfg := b.opts.Config()
 	if cfg == nil {
@@ -244,14 +246,10 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 	}
 	for _, a := range alerts {
 		b.metrics.alertReceived(a.Status)
-		r := RouteAlert(cfg, a)
+		r := route.Decide(cfg, a)
 		if r.Runbook == nil {
 			c.Ignored++
 			continue
-		}
-		if r.Node != "" && !validNode(r.Node) {
-			r.Reason = fmt.Sprintf("node name %q is not usable", r.Node)
-			r.Node = ""
 		}
 		if r.Node != "" && a.Status != "resolved" {
 			job, call := b.prepareJob(a, r)
@@ -280,7 +278,7 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 
 // prepareJob is the job of a firing alert routed to r.Node and the
 // enqueue script call that takes its episode and queues it.
-func (b *Bridge) prepareJob(a hcl.Alert, r Route) (Job, scriptCall) {
+func (b *Bridge) prepareJob(a alert.Alert, r route.Decision) (Job, scriptCall) {
 	k := b.opts.Keys
 	now := b.opts.Now()
 	job := Job{
@@ -302,7 +300,7 @@ func (b *Bridge) prepareJob(a hcl.Alert, r Route) (Job, scriptCall) {
 // ingestOne handles a resolved alert or one with no usable node. These
 // rarer paths bound their Redis work with a context (the enqueue of a
 // firing alert is bounded by its batch's deadline, which costs no timer).
-func (b *Bridge) ingestOne(ctx context.Context, deadline time.Time, a hcl.Alert, r Route) (verdict, error) {
+func (b *Bridge) ingestOne(ctx context.Context, deadline time.Time, a alert.Alert, r route.Decision) (verdict, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if r.Node == "" {
@@ -314,7 +312,7 @@ func (b *Bridge) ingestOne(ctx context.Context, deadline time.Time, a hcl.Alert,
 
 // resolve cancels the episode's job if it has not started; either way the
 // resolution is recorded (a cancelled run record, or the log).
-func (b *Bridge) resolve(ctx context.Context, a hcl.Alert, r Route, dedup string, ttl int64) (verdict, error) {
+func (b *Bridge) resolve(ctx context.Context, a alert.Alert, r route.Decision, dedup string, ttl int64) (verdict, error) {
 	before, err := resolveScript.Run(ctx, b.opts.Client, []string{dedup}, ttl).Text()
 	if err != nil {
 		return 0, fmt.Errorf("resolve job for node %s: %w", r.Node, err)
@@ -353,7 +351,7 @@ func (b *Bridge) resolve(ctx context.Context, a hcl.Alert, r Route, dedup string
 
 // unroutable records an alert no node can be found for, counts it and
 // escalates it, once per episode.
-func (b *Bridge) unroutable(ctx context.Context, a hcl.Alert, r Route) (verdict, error) {
+func (b *Bridge) unroutable(ctx context.Context, a alert.Alert, r route.Decision) (verdict, error) {
 	if a.Status == "resolved" {
 		return accepted, nil
 	}

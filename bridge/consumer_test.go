@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/runbooks"
@@ -151,9 +151,9 @@ func TestConsumerOutcomes(t *testing.T) {
 	}
 }
 
-func decodeOne(t *testing.T, a alertJSON) []hcl.Alert {
+func decodeOne(t *testing.T, a alertJSON) []alert.Alert {
 	t.Helper()
-	alerts, err := DecodeWebhook(strings.NewReader(payload(a.Status, a)))
+	alerts, err := alert.Decode([]byte(payload(a.Status, a)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -91,7 +91,7 @@ func TestReclaimOutboxAfterBridgeDied(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	job := Job{ID: runbooks.NewRunID(now), Runbook: "recover", Agent: "a1", Node: "gone",
-		Alert:    hcl.Alert{Status: "firing", Labels: map[string]string{"alertname": "AgentDown", "node": "gone"}, Fingerprint: "0c", StartsAt: t0},
+		Alert:    alert.Alert{Status: "firing", Labels: map[string]string{"alertname": "AgentDown", "node": "gone"}, Fingerprint: "0c", StartsAt: t0},
 		Enqueued: now.Add(-time.Hour), Deadline: now.Add(-50 * time.Minute)}
 	raw := mustJSON(t, &job)
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("gone"), redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: raw})
@@ -172,7 +172,7 @@ func TestCloseLeavesUndeliveredInOutbox(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	job := Job{ID: runbooks.NewRunID(now), Runbook: "recover", Agent: "a1", Node: "gone",
-		Alert:    hcl.Alert{Status: "firing", Labels: map[string]string{"alertname": "AgentDown", "node": "gone"}, Fingerprint: "0f", StartsAt: t0},
+		Alert:    alert.Alert{Status: "firing", Labels: map[string]string{"alertname": "AgentDown", "node": "gone"}, Fingerprint: "0f", StartsAt: t0},
 		Enqueued: now.Add(-time.Hour), Deadline: now.Add(-50 * time.Minute)}
 	raw := mustJSON(t, &job)
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("gone"), redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: raw})

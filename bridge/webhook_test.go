@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/runbooks"
@@ -297,7 +298,7 @@ medic_remediations_total{outcome="cancelled",runbook="recover"} 1
 	}
 }
 
-func fingerprintOf(l map[string]string) string { return toLabelSet(l).Fingerprint().String() }
+func fingerprintOf(l map[string]string) string { return alert.Fingerprint(l) }
 
 func TestWebhookUnroutableEscalates(t *testing.T) {
 	var mu sync.Mutex

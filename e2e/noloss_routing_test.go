@@ -96,17 +96,17 @@ func (p *nlPager) pagesFor(path, id string) []runbooks.Escalation {
 }
 
 type nlRouting struct {
-	base   string
-	dir    string
-	redis  *redistest.Server
-	rdb    *redis.Client
-	bridge *harness.Bridge
-	node   *harness.Node
-	nlPager  *nlPager
-	token  string
-	tokenF string
-	last   time.Time
-	mu     sync.Mutex
+	base    string
+	dir     string
+	redis   *redistest.Server
+	rdb     *redis.Client
+	bridge  *harness.Bridge
+	node    *harness.Node
+	nlPager *nlPager
+	token   string
+	tokenF  string
+	last    time.Time
+	mu      sync.Mutex
 }
 
 func startNLRouting(t *testing.T) *nlRouting {

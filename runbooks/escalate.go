@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/execx"
 	"github.com/medicops/medic/internal/promx"
@@ -43,9 +44,9 @@ const maxEscalationBackoff = 30 * time.Second
 // Escalation is the JSON an escalation webhook receives and an escalation
 // command reads on stdin.
 type Escalation struct {
-	Reason string     `json:"reason"`
-	Run    *RunRecord `json:"run"`
-	Alert  hcl.Alert  `json:"alert"`
+	Reason string      `json:"reason"`
+	Run    *RunRecord  `json:"run"`
+	Alert  alert.Alert `json:"alert"`
 }
 
 // escalate tells humans: the outcome is "escalated" whether or not an

@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/bridge"
-	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/runbooks"
@@ -235,7 +235,7 @@ pool "p" {
 		now := time.Now()
 		job, _ := json.Marshal(bridge.Job{
 			ID: id, Runbook: "sw", Agent: "a1", Node: "n1", Enqueued: now, Deadline: now.Add(time.Minute),
-			Alert: hcl.Alert{Status: "firing", StartsAt: now, Labels: map[string]string{
+			Alert: alert.Alert{Status: "firing", StartsAt: now, Labels: map[string]string{
 				"alertname": "MedicPoolAgentDown", "pool": "p", "agent": "a1", "node": "n1"}},
 		})
 		ctx := context.Background()
