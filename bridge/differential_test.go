@@ -14,6 +14,7 @@ import (
 
 	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/route"
 	"github.com/medicops/medic/runbooks"
 )
@@ -155,7 +156,7 @@ func TestDifferentialBridgeAndPlan(t *testing.T) {
 	// and the cancelled episodes of resolved alerts.
 	fromBridge := map[string]where{}
 	var streams []string
-	iter := tb.c.Scan(ctx, 0, DefaultPrefix+"{node:*}:jobs", 1000).Iterator()
+	iter := tb.c.Scan(ctx, 0, jobs.DefaultPrefix+"{node:*}:jobs", 1000).Iterator()
 	for iter.Next(ctx) {
 		streams = append(streams, iter.Val())
 	}
@@ -165,7 +166,7 @@ func TestDifferentialBridgeAndPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range entries {
-			var job Job
+			var job jobs.Job
 			if err := json.Unmarshal([]byte(e.Values["job"].(string)), &job); err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +176,7 @@ func TestDifferentialBridgeAndPlan(t *testing.T) {
 			fromBridge[job.Alert.Fingerprint] = where{Runbook: job.Runbook, Agent: job.Agent, Node: job.Node}
 		}
 	}
-	recs, err := tb.Store().List(ctx, RunFilter{Outcome: runbooks.OutcomeUnroutable, Limit: MaxListLimit})
+	recs, err := tb.Store().List(ctx, jobs.RunFilter{Outcome: runbooks.OutcomeUnroutable, Limit: jobs.MaxListLimit})
 	if err != nil {
 		t.Fatal(err)
 	}

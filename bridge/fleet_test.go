@@ -22,6 +22,7 @@ import (
 
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 )
 
 func TestClassifyAgent(t *testing.T) {
@@ -465,14 +466,14 @@ func TestFleetOnCluster(t *testing.T) {
 	now := time.Now()
 	fx := writeFleet(t, c, 300, 4, now)
 	f := NewFleet(FleetOptions{Redis: c, MaxAge: -1})
-	p, err := f.Query(context.Background(), FleetQuery{Limit: MaxListLimit})
+	p, err := f.Query(context.Background(), FleetQuery{Limit: jobs.MaxListLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.Counts != fx.counts || p.Nodes != fx.nodes || p.Total != len(fx.all) {
 		t.Errorf("counts %+v nodes %+v total %d, want %+v %+v %d", p.Counts, p.Nodes, p.Total, fx.counts, fx.nodes, len(fx.all))
 	}
-	if diff := cmp.Diff(keysOf(fx.all[:MaxListLimit]), keysOf(p.Agents)); diff != "" {
+	if diff := cmp.Diff(keysOf(fx.all[:jobs.MaxListLimit]), keysOf(p.Agents)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/medicops/medic/runbooks"
 )
 
-// Metrics are the bridge's and the consumer's (docs/design.md §6). The
+// Metrics are the bridge's (docs/design.md §6). The
 // remediation counter and histogram are the engine's too: they are declared
 // identically here and registered through promx.Register, so `medic serve`, which
 // has both in one registry, shares one collector.
@@ -21,8 +21,6 @@ type Metrics struct {
 	unroutable      prometheus.Counter
 	remediations    *prometheus.CounterVec
 	duration        *prometheus.HistogramVec
-	jobsConsumed    *prometheus.CounterVec
-	jobWait         prometheus.Histogram
 	// enqueueBatch is how many alerts each group-commit batch carried.
 	enqueueBatch prometheus.Histogram
 	// escalations is medic_escalations_total, shared with the engine.
@@ -97,15 +95,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "How long remediation runs took, from request to outcome.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120, 300},
 		}, []string{"runbook"}),
-		jobsConsumed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "medic_jobs_consumed_total",
-			Help: "Jobs a node took from its stream, by what became of them (run, expired, cancelled, done).",
-		}, []string{"result"}),
-		jobWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "medic_job_wait_seconds",
-			Help:    "Time from enqueue by the bridge until the node started the job.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 120, 600},
-		}),
 	}
 	m.enqueueBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "medic_bridge_enqueue_batch_alerts",
@@ -117,7 +106,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.escalations = runbooks.NewEscalationsCounter(reg)
 	if reg != nil {
-		m.registerShared(reg)
+		m.remediations = promx.Register(reg, m.remediations)
+		m.duration = promx.Register(reg, m.duration)
 		m.webhookRequests = promx.Register(reg, m.webhookRequests)
 		m.alertsReceived = promx.Register(reg, m.alertsReceived)
 		m.deduplicated = promx.Register(reg, m.deduplicated)
@@ -127,23 +117,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.firing = m.alertsReceived.WithLabelValues("firing")
 	m.resolved = m.alertsReceived.WithLabelValues("resolved")
 	return m
-}
-
-// NewConsumerMetrics registers only what a node's job consumer reports,
-// for `medic node`, which has no webhook.
-func NewConsumerMetrics(reg prometheus.Registerer) *Metrics {
-	m := NewMetrics(nil)
-	if reg != nil {
-		m.registerShared(reg)
-	}
-	return m
-}
-
-func (m *Metrics) registerShared(reg prometheus.Registerer) {
-	m.remediations = promx.Register(reg, m.remediations)
-	m.duration = promx.Register(reg, m.duration)
-	m.jobsConsumed = promx.Register(reg, m.jobsConsumed)
-	m.jobWait = promx.Register(reg, m.jobWait)
 }
 
 // observe counts a record the bridge or the consumer made itself (the

@@ -26,6 +26,7 @@ import (
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/redisx"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"
 )
@@ -82,7 +83,7 @@ const ShutdownTimeout = 10 * time.Second
 // the node's agents and the coordinator, close Redis.
 func Run(ctx context.Context, o Options) (err error) {
 	if o.Prefix == "" {
-		o.Prefix = bridge.DefaultPrefix
+		o.Prefix = jobs.DefaultPrefix
 	}
 	if len(o.ListenAddresses) == 0 {
 		o.ListenAddresses = []string{":9095"}
@@ -127,9 +128,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 
 	reg := processRegistry(o.Registry)
-	keys := bridge.Keys{Prefix: o.Prefix}
+	keys := jobs.Keys{Prefix: o.Prefix}
 	metrics := bridge.NewMetrics(reg)
-	store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
+	store := jobs.NewRunStore(client, jobs.StoreOptions{Keys: keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
 	rl := newReloader(cfg, load, log)
 	rl.register(reg)
 	// Pauses, approvals, budgets, circuits and concurrency slots: one
@@ -187,11 +188,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 
 	// The node, for medic serve.
-	var consumer *bridge.Consumer
+	var consumer *jobs.Consumer
 	if o.Node != "" {
 		node, consumer, err = newNode(nodeParts{
 			Name: o.Node, Config: cfg, Client: client, Prefix: o.Prefix, Controls: ctl, Store: store, Switcher: coord,
-			Registry: reg, Metrics: metrics, Concurrency: o.Concurrency, Log: log,
+			Registry: reg, Metrics: jobs.NewMetrics(reg), Concurrency: o.Concurrency, Log: log,
 		})
 		if err != nil {
 			return err
@@ -237,7 +238,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer stopNode()
 	start("coordinator", runCtx, coord.Run)
 	// The job deadline: jobs no node took in time are recorded expired
-	// and escalated (bridge/reclaim.go).
+	// and escalated (jobs/reclaim.go).
 	wg.Go(func() { b.RunReclaim(runCtx) })
 	wg.Go(func() { rl.run(runCtx) })
 

@@ -11,13 +11,12 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/medicops/medic/jobs"
+	"github.com/medicops/medic/runbooks"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
-
-	"github.com/medicops/medic/bridge"
-	"github.com/medicops/medic/runbooks"
 )
 
 // processRegistry returns reg (a new registry when nil) with what every
@@ -146,7 +145,7 @@ func (s *httpServer) close() {
 
 // saveRecords stores each watchdog run record, each save bounded in time
 // so that a slow Redis cannot hold the watchdog.
-func saveRecords(store *bridge.RunStore, log *slog.Logger) func(*runbooks.RunRecord) {
+func saveRecords(store *jobs.RunStore, log *slog.Logger) func(*runbooks.RunRecord) {
 	return func(rec *runbooks.RunRecord) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

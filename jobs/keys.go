@@ -1,11 +1,4 @@
-// Package bridge owns the path from Alertmanager to a node: the webhook
-// receiver (authentication, bounded and tolerant decoding, per-alert fan
-// out), episode deduplication, routing of jobs to per-node Redis streams,
-// the node-side job consumer, and the run record store with its HTTP API.
-//
-// Every write that must not be lost or repeated is one Lua script on keys
-// that share a hash tag, so the package works unchanged on Redis Cluster.
-package bridge
+package jobs
 
 import (
 	"strconv"
@@ -15,7 +8,8 @@ import (
 // DefaultPrefix is the key prefix of docs/design.md §7.
 const DefaultPrefix = "medic:"
 
-// Keys names every Redis key the bridge and the consumer use.
+// Keys names every Redis key of the job streams, their episodes and the
+// run records.
 //
 // The idempotency key of an alert episode is medic:dedup:FP:STARTS
 // (docs/design.md §7) only for an alert no node could be found for. For a
@@ -28,6 +22,9 @@ const DefaultPrefix = "medic:"
 type Keys struct {
 	Prefix string
 }
+
+// Root is the prefix in force: Prefix, or DefaultPrefix when unset.
+func (k Keys) Root() string { return k.prefix() }
 
 func (k Keys) prefix() string {
 	if k.Prefix == "" {

@@ -3,50 +3,19 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/jobs"
+	"github.com/medicops/medic/runbooks"
 	"strconv"
 	"time"
-
-	"github.com/medicops/medic/alert"
-	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/runbooks"
 )
-
-// DefaultJobDeadline is how long a queued job may wait for its node before
-// it is recorded as expired instead of run late.
-const DefaultJobDeadline = 10 * time.Minute
-
-// DefaultDedupTTL is how long an alert episode is remembered.
-const DefaultDedupTTL = 24 * time.Hour
-
-// Job is one remediation request on a node's stream (field "job", JSON).
-type Job struct {
-	// ID is the run id; the run record is stored under it, so a job run
-	// again after its node crashed keeps one record.
-	ID       string      `json:"id"`
-	Runbook  string      `json:"runbook"`
-	Agent    string      `json:"agent"`
-	Node     string      `json:"node"`
-	Alert    alert.Alert `json:"alert"`
-	Enqueued time.Time   `json:"enqueued"`
-	Deadline time.Time   `json:"deadline"`
-}
-
-// DefaultNodeSilence is how long a node may go without a state snapshot
-// before `medic bridge` stops routing jobs to it (--bridge.node-silence).
-// Sixty missed snapshots (one every 5s) is not a hiccup.
-const DefaultNodeSilence = 5 * time.Minute
-
-// MinNodeSilence is the shortest node silence `medic bridge` accepts: three
-// snapshot intervals, so that one slow or lost snapshot never makes a live
-// node unroutable.
-const MinNodeSilence = 15 * time.Second
 
 // deadNode records the alert of job, for a node the enqueue script found
 // unknown or long silent (seen: its last-seen time in Unix ms, "" for
 // never), as unroutable, and escalates it: the job was not queued, and its
 // episode is taken. If the record cannot be stored the episode is given
 // back, so that Alertmanager's retry records it.
-func (b *Bridge) deadNode(ctx context.Context, deadline time.Time, job *Job, rb *hcl.Runbook, seen string) error {
+func (b *Bridge) deadNode(ctx context.Context, deadline time.Time, job *jobs.Job, rb *hcl.Runbook, seen string) error {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	a := job.Alert
