@@ -3,11 +3,12 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"time"
+
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
-	"strconv"
-	"time"
 )
 
 // deadNode records the alert of job, for a node the enqueue script found

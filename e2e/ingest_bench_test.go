@@ -3,10 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"github.com/medicops/medic/e2e/harness"
-	"github.com/medicops/medic/internal/procsig"
-	"github.com/medicops/medic/internal/redistest"
-	"github.com/medicops/medic/jobs"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +19,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/medicops/medic/e2e/harness"
+	"github.com/medicops/medic/internal/procsig"
+	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 )
 
 // The ingest load: what a user measures with wrk against `medic bridge`.

@@ -20,12 +20,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/medicops/medic/e2e/harness"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
-	"github.com/redis/go-redis/v9"
 )
 
 // TestNoSilentLossRouting shows cases 5–7 of issue 14 (no silent loss) on

@@ -13,13 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
 	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
-	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 )
 
 // fakeRunner counts runs and answers "recovered" after delay.

@@ -9,9 +9,10 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
 	"github.com/medicops/medic/internal/app"
 	"github.com/medicops/medic/jobs"
-	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 )
 
 func init() {

@@ -7,10 +7,11 @@ import (
 	"os"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/internal/app"
 	"github.com/medicops/medic/jobs"
-	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 )
 
 func init() {

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/controls"
@@ -16,8 +19,6 @@ import (
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 )
 
 // NodeOptions are what `medic node` configures.

@@ -4,19 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/medicops/medic/hcl"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"time"
 
-	"github.com/medicops/medic/jobs"
-	"github.com/medicops/medic/runbooks"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/jobs"
+	"github.com/medicops/medic/runbooks"
 )
 
 // processRegistry returns reg (a new registry when nil) with what every
