@@ -14,6 +14,7 @@ import (
 
 	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/route"
 	"github.com/medicops/medic/runbooks"
@@ -156,7 +157,7 @@ func TestDifferentialBridgeAndPlan(t *testing.T) {
 	// and the cancelled episodes of resolved alerts.
 	fromBridge := map[string]where{}
 	var streams []string
-	iter := tb.c.Scan(ctx, 0, jobs.DefaultPrefix+"{node:*}:jobs", 1000).Iterator()
+	iter := tb.c.Scan(ctx, 0, keys.DefaultPrefix+"{node:*}:jobs", 1000).Iterator()
 	for iter.Next(ctx) {
 		streams = append(streams, iter.Val())
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/alert"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
@@ -33,7 +34,7 @@ func TestCloseLeavesUndeliveredInOutbox(t *testing.T) {
 		Enqueued: now.Add(-time.Hour), Deadline: now.Add(-50 * time.Minute)}
 	raw := mustJSON(t, &job)
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("gone"), redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: raw})
-	tb.c.SAdd(ctx, jobs.DefaultPrefix+"nodes", "gone")
+	tb.c.SAdd(ctx, keys.DefaultPrefix+"nodes", "gone")
 	tb.ReclaimOnce(ctx)
 	time.Sleep(200 * time.Millisecond) // a few failed attempts
 	closed := make(chan struct{})

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/jobs"
 )
 
@@ -273,7 +274,7 @@ func (f *Fleet) index(ctx context.Context) (*fleetIndex, error) {
 func (f *Fleet) read(ctx context.Context) (*fleetIndex, error) {
 	start := f.o.Now()
 	p := f.o.Keys.Root()
-	names, err := f.o.Redis.SMembers(ctx, exporter.NodesKey(p)).Result()
+	names, err := f.o.Redis.SMembers(ctx, keys.Nodes(p)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read nodes: %w", err)
 	}
@@ -285,7 +286,7 @@ func (f *Fleet) read(ctx context.Context) (*fleetIndex, error) {
 		cmds = cmds[:0]
 		_, err := f.o.Redis.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for _, n := range chunk {
-				cmds = append(cmds, pipe.Get(ctx, exporter.StateKey(p, n)))
+				cmds = append(cmds, pipe.Get(ctx, keys.NodeState(p, n)))
 			}
 			return nil
 		})

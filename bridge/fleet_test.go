@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/jobs"
 )
@@ -102,7 +103,7 @@ func writeFleet(t testing.TB, c redis.UniversalClient, n, perNode int, now time.
 		if err != nil {
 			t.Fatal(err)
 		}
-		pipe.Set(ctx, exporter.StateKey("medic:", node), b, time.Hour)
+		pipe.Set(ctx, keys.NodeState("medic:", node), b, time.Hour)
 		if pipe.Len() >= 1000 {
 			if _, err := pipe.Exec(ctx); err != nil {
 				t.Fatal(err)
@@ -112,10 +113,10 @@ func writeFleet(t testing.TB, c redis.UniversalClient, n, perNode int, now time.
 	// The problem nodes sort after every node-NNNNN.
 	old := exporter.NodeState{Node: "zz-old", Updated: now.Add(-40 * time.Second), Agents: []exporter.AgentState{{Name: "stuck", Up: true}}}
 	b, _ := json.Marshal(old)
-	pipe.Set(ctx, exporter.StateKey("medic:", "zz-old"), b, time.Hour)
-	pipe.Set(ctx, exporter.StateKey("medic:", "zz-unreadable"), `{"agents":{"older":"shape"}}`, time.Hour)
+	pipe.Set(ctx, keys.NodeState("medic:", "zz-old"), b, time.Hour)
+	pipe.Set(ctx, keys.NodeState("medic:", "zz-unreadable"), `{"agents":{"older":"shape"}}`, time.Hour)
 	names = append(names, "zz-old", "zz-silent", "zz-unreadable")
-	pipe.SAdd(ctx, exporter.NodesKey("medic:"), names...)
+	pipe.SAdd(ctx, keys.Nodes("medic:"), names...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)
 	}

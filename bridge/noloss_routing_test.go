@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
@@ -78,8 +78,8 @@ func TestRoutingDeadNodes(t *testing.T) {
 	ctx := context.Background()
 	k := tb.opts.Keys
 	now := time.Now()
-	tb.c.Set(ctx, exporter.SeenKey(jobs.DefaultPrefix, "stale"), strconv.FormatInt(now.Add(-time.Hour).UnixMilli(), 10), 0)
-	tb.c.Set(ctx, exporter.SeenKey(jobs.DefaultPrefix, "live"), strconv.FormatInt(now.UnixMilli(), 10), 0)
+	tb.c.Set(ctx, keys.Seen(keys.DefaultPrefix, "stale"), strconv.FormatInt(now.Add(-time.Hour).UnixMilli(), 10), 0)
+	tb.c.Set(ctx, keys.Seen(keys.DefaultPrefix, "live"), strconv.FormatInt(now.UnixMilli(), 10), 0)
 	tb.c.XGroupCreateMkStream(ctx, k.Jobs("starting"), "medic", "0")
 
 	alert := func(node, fp string) alertJSON {

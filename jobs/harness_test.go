@@ -20,6 +20,7 @@ import (
 	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
@@ -84,7 +85,7 @@ func startTestBridge(t *testing.T, src string, mod func(*bridge.Options)) *testB
 	}
 	tb := &testBridge{Bridge: bridge.New(o), opts: o, redis: rs, c: c}
 	if tb.opts.Keys == (jobs.Keys{}) {
-		tb.opts.Keys = jobs.Keys{Prefix: jobs.DefaultPrefix}
+		tb.opts.Keys = jobs.Keys{Prefix: keys.DefaultPrefix}
 	}
 	mux := http.NewServeMux()
 	tb.Register(mux)

@@ -1,15 +1,14 @@
 package jobs
 
 import (
-	"strconv"
 	"time"
+
+	"github.com/medicops/medic/internal/keys"
 )
 
-// DefaultPrefix is the key prefix of docs/design.md §7.
-const DefaultPrefix = "medic:"
-
-// Keys names every Redis key of the job streams, their episodes and the
-// run records.
+// Keys names the Redis keys of the job streams, their episodes and the run
+// records under one prefix; the names themselves are in internal/keys, the
+// one map of every key.
 //
 // The idempotency key of an alert episode is medic:dedup:FP:STARTS
 // (docs/design.md §7) only for an alert no node could be found for. For a
@@ -20,51 +19,39 @@ const DefaultPrefix = "medic:"
 // replica computes the same key for the same episode. Unroutable alerts,
 // which have no node, use the plain name.
 type Keys struct {
+	// Prefix is --redis.prefix; "" means keys.DefaultPrefix.
 	Prefix string
 }
 
-// Root is the prefix in force: Prefix, or DefaultPrefix when unset.
-func (k Keys) Root() string { return k.prefix() }
-
-func (k Keys) prefix() string {
-	if k.Prefix == "" {
-		return DefaultPrefix
-	}
-	return k.Prefix
-}
-
-// nodeTag is the hash tag that keeps one node's keys in one slot.
-func (k Keys) nodeTag(node string) string { return k.prefix() + "{node:" + node + "}:" }
+// Root is the prefix in force: Prefix, or keys.DefaultPrefix when unset.
+func (k Keys) Root() string { return keys.Prefix(k.Prefix) }
 
 // Jobs is a node's job stream.
-func (k Keys) Jobs(node string) string { return k.nodeTag(node) + "jobs" }
+func (k Keys) Jobs(node string) string { return keys.Jobs(k.Root(), node) }
 
 // Seen is a node's last-seen time (Unix ms), written by the node with each
-// state snapshot (exporter.SeenKey) and kept without a TTL, so that the
-// bridge can tell a live node from an unknown or long-silent one at
-// routing time, in the same script and slot as the job's enqueue.
-func (k Keys) Seen(node string) string { return k.nodeTag(node) + "seen" }
+// state snapshot and kept without a TTL, so that the bridge can tell a
+// live node from an unknown or long-silent one at routing time, in the
+// same script and slot as the job's enqueue.
+func (k Keys) Seen(node string) string { return keys.Seen(k.Root(), node) }
 
 // Dedup is the idempotency key of one alert episode routed to node.
 func (k Keys) Dedup(node, fingerprint string, startsAt time.Time) string {
-	return k.nodeTag(node) + "dedup:" + fingerprint + ":" + episode(startsAt)
+	return keys.Dedup(k.Root(), node, fingerprint, startsAt)
 }
 
 // DedupUnroutable is the idempotency key of an episode no node could be
 // found for.
 func (k Keys) DedupUnroutable(fingerprint string, startsAt time.Time) string {
-	return k.prefix() + "dedup:" + fingerprint + ":" + episode(startsAt)
+	return keys.DedupUnroutable(k.Root(), fingerprint, startsAt)
 }
 
+// Outbox is a node's jobs taken past their deadline and not yet recorded
+// and escalated (a sorted set, score: lease until, Unix ms).
+func (k Keys) Outbox(node string) string { return keys.Outbox(k.Root(), node) }
+
 // Run is where one run record is stored.
-func (k Keys) Run(id string) string { return k.prefix() + "run:" + id }
+func (k Keys) Run(id string) string { return keys.Run(k.Root(), id) }
 
 // RunIndex is the sorted set (score: start time in ms) of run ids.
-func (k Keys) RunIndex() string { return k.prefix() + "runs" }
-
-// SessionEpoch is the integer every status-page session cookie carries
-// from its login; signing out increments it, which ends every session
-// signed in before (auth.go). Its own hash tag: it is read alone.
-func (k Keys) SessionEpoch() string { return k.prefix() + "{auth}:session_epoch" }
-
-func episode(startsAt time.Time) string { return strconv.FormatInt(startsAt.UnixMilli(), 10) }
+func (k Keys) RunIndex() string { return keys.RunIndex(k.Root()) }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -76,10 +77,6 @@ if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 `)
-
-// Outbox is a node's jobs taken past their deadline and not yet recorded
-// and escalated (a sorted set, score: lease until, Unix ms).
-func (k Keys) Outbox(node string) string { return k.nodeTag(node) + "expired" }
 
 // ReclaimInterval is how often reclaim looks at the streams: a tenth of the
 // job deadline, between 1s and 30s.
@@ -177,7 +174,7 @@ func (r *Reclaimer) Run(ctx context.Context) {
 // Once runs one round over every known node's stream and outbox.
 func (r *Reclaimer) Once(ctx context.Context) {
 	nodes := map[string]struct{}{}
-	if names, err := r.o.Client.SMembers(ctx, r.o.Keys.prefix()+"nodes").Result(); err == nil {
+	if names, err := r.o.Client.SMembers(ctx, keys.Nodes(r.o.Keys.Root())).Result(); err == nil {
 		for _, n := range names {
 			nodes[n] = struct{}{}
 		}
@@ -205,16 +202,16 @@ func (r *Reclaimer) Once(ctx context.Context) {
 
 // scanStreams finds the job streams in Redis (every primary on Cluster).
 func (r *Reclaimer) scanStreams(ctx context.Context) (map[string]struct{}, error) {
-	pre := r.o.Keys.prefix() + "{node:"
+	pre := keys.NodeStreamPrefix(r.o.Keys.Root())
 	found := map[string]struct{}{}
 	var mu sync.Mutex
 	scan := func(ctx context.Context, c redis.Cmdable) error {
-		it := c.ScanType(ctx, 0, pre+"*}:jobs", 1000, "stream").Iterator()
+		it := c.ScanType(ctx, 0, keys.JobsPattern(r.o.Keys.Root()), 1000, "stream").Iterator()
 		for it.Next(ctx) {
 			k := it.Val()
-			if len(k) > len(pre)+len("}:jobs") {
+			if len(k) > len(pre)+len(keys.JobsSuffix) {
 				mu.Lock()
-				found[k[len(pre):len(k)-len("}:jobs")]] = struct{}{}
+				found[k[len(pre):len(k)-len(keys.JobsSuffix)]] = struct{}{}
 				mu.Unlock()
 			}
 		}
@@ -276,9 +273,9 @@ func (r *Reclaimer) reclaimNode(ctx context.Context, node string) error {
 				// are younger still.
 				return nil
 			}
-			keys := []string{k.Dedup(job.Node, job.Alert.Fingerprint, job.Alert.StartsAt), k.Jobs(node), k.Outbox(node), k.Seen(node)}
+			ks := []string{k.Dedup(job.Node, job.Alert.Fingerprint, job.Alert.StartsAt), k.Jobs(node), k.Outbox(node), k.Seen(node)}
 			lease := r.leaseUntil(now, job.Runbook)
-			got, err := reclaimScript.Run(ctx, r.o.Client, keys, job.ID, m.ID, DefaultGroup, raw, lease, minSeen).Int()
+			got, err := reclaimScript.Run(ctx, r.o.Client, ks, job.ID, m.ID, DefaultGroup, raw, lease, minSeen).Int()
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
@@ -98,7 +99,7 @@ func TestReclaimOutboxAfterBridgeDied(t *testing.T) {
 	raw := mustJSON(t, &job)
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("gone"), redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: raw})
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("held"), redis.Z{Score: float64(now.Add(time.Hour).UnixMilli()), Member: raw})
-	tb.c.SAdd(ctx, jobs.DefaultPrefix+"nodes", "gone", "held")
+	tb.c.SAdd(ctx, keys.DefaultPrefix+"nodes", "gone", "held")
 	tb.ReclaimOnce(ctx)
 	tb.Wait()
 	rec, err := tb.Store().Get(ctx, job.ID)

@@ -17,6 +17,7 @@ import (
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/controls"
 	"github.com/medicops/medic/internal/execx"
+	"github.com/medicops/medic/internal/keys"
 )
 
 // Defaults of Options.
@@ -234,7 +235,7 @@ func NewRunID(now time.Time) string {
 
 // LeaseKey is the lease of one agent on one node, without the Redis prefix
 // (the Redis locker adds it: medic:lease:NODE:AGENT).
-func LeaseKey(node, agent string) string { return "lease:" + node + ":" + agent }
+func LeaseKey(node, agent string) string { return keys.LeaseName(node, agent) }
 
 // DefaultWatchdogRunbook is the runbook a watchdog run falls back to:
 // restart alone, verify with the defaults, the default budget, no

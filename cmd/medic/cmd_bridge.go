@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/medicops/medic/internal/app"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/jobs"
 )
 
@@ -76,7 +77,7 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 		redisFlag = redisFlag.Required()
 	}
 	redisURL := redisFlag.String()
-	prefix := cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(jobs.DefaultPrefix).String()
+	prefix := cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(keys.DefaultPrefix).String()
 	web := kingpinflag.AddFlags(cmd, listen)
 	tokenFile := cmd.Flag("bridge.token-file", "File holding the bearer token the webhook and other writes require (Alertmanager: http_config.authorization).").String()
 	maxBody := cmd.Flag("bridge.max-body", "Largest webhook body accepted; larger ones get 413.").Default("1MiB").Bytes()

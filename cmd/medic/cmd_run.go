@@ -17,6 +17,7 @@ import (
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/app"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/route"
@@ -37,7 +38,7 @@ func setupRun(cmd *kingpin.CmdClause) action {
 	nodeName := cmd.Flag("node.name", "This node's name: only its agents are acted on.").Default(host).String()
 	timeout := cmd.Flag("run.timeout", "Upper bound for all runs together.").Default("10m").Duration()
 	redisURL := cmd.Flag("redis.url", "The estate's Redis. With it, runs take the same per-agent lease as medic node and the bridge, and switchover runbooks can switch pools (through the bridges' coordinator). Without it the lease is in-process.").String()
-	prefix := cmd.Flag("redis.prefix", "Key prefix in Redis.").Default("medic:").String()
+	prefix := cmd.Flag("redis.prefix", "Key prefix in Redis.").Default(keys.DefaultPrefix).String()
 	return func(ctx context.Context, logger *slog.Logger) error {
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()

@@ -25,6 +25,7 @@ import (
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/queue"
@@ -83,7 +84,7 @@ const ShutdownTimeout = 10 * time.Second
 // the node's agents and the coordinator, close Redis.
 func Run(ctx context.Context, o Options) (err error) {
 	if o.Prefix == "" {
-		o.Prefix = jobs.DefaultPrefix
+		o.Prefix = keys.DefaultPrefix
 	}
 	if len(o.ListenAddresses) == 0 {
 		o.ListenAddresses = []string{":9095"}

@@ -15,6 +15,7 @@ import (
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/controls"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/queue"
@@ -71,7 +72,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 		return fmt.Errorf("--node.jobs=%d: want at least 1", o.Jobs)
 	}
 	if o.Prefix == "" {
-		o.Prefix = jobs.DefaultPrefix
+		o.Prefix = keys.DefaultPrefix
 	}
 	if len(o.ListenAddresses) == 0 {
 		o.ListenAddresses = []string{":9105"}

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/alert"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/jobs"
@@ -228,7 +229,7 @@ pool "p" {
 	}()
 
 	client := rs.Client()
-	keys := jobs.Keys{Prefix: jobs.DefaultPrefix}
+	keys := jobs.Keys{Prefix: keys.DefaultPrefix}
 	store := jobs.NewRunStore(client, jobs.StoreOptions{Keys: keys})
 	runJob := func(id string) *runbooks.RunRecord {
 		t.Helper()

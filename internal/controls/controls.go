@@ -6,7 +6,7 @@
 // Every check-and-act is one Lua script, so two processes can never both
 // take the last slot or both decide one approval. Keys that a script touches
 // together share a hash tag, so the scripts run on Redis Cluster too. With
-// the default prefix "medic:" (P below):
+// the default prefix "medic:" (P below; the names are in internal/keys):
 //
 //	P{ctl}:pause                     hash: runbook ("*" = all) → Pause (JSON)
 //	P{ctl}:approvals                 zset: run id → approval deadline (unix ms)
@@ -35,10 +35,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// DefaultPrefix is the key prefix when New gets "".
-const DefaultPrefix = "medic:"
+	"github.com/medicops/medic/internal/keys"
+)
 
 // DecisionTTL is how long a decision is kept after it was made: long
 // enough for the waiting run to read it, and to answer a second decision
@@ -65,26 +64,13 @@ type Store struct {
 // New returns a store over client; prefix defaults to "medic:".
 func New(client redis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
-		prefix = DefaultPrefix
+		prefix = keys.DefaultPrefix
 	}
 	return &Store{client: client, prefix: prefix}
 }
 
 // Client is the Redis client the store uses.
 func (s *Store) Client() redis.UniversalClient { return s.client }
-
-func (s *Store) ctlKey(name string) string { return s.prefix + "{ctl}:" + name }
-
-// agentTag is the hash tag of one agent's keys. "/" cannot appear in a
-// node or agent name that comes from an HCL label, so NODE/AGENT is
-// unambiguous.
-func (s *Store) agentKey(node, agent, name string) string {
-	return s.prefix + "{agent:" + node + "/" + agent + "}:" + name
-}
-
-func (s *Store) rbKey(runbook, name, key string) string {
-	return s.prefix + "{rb:" + runbook + "}:" + name + ":" + key
-}
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
