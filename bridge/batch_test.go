@@ -63,7 +63,7 @@ func TestWebhookManyAlertsOneNotification(t *testing.T) {
 func TestEnqueueBatchMetric(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
+	m := NewMetrics(reg, nil)
 	e := jobs.NewEnqueuer(rs.Client(), m.enqueueBatch)
 	var calls []jobs.Call
 	for i := range 3 {

@@ -129,7 +129,7 @@ func New(o Options) *Bridge {
 		o.Store = jobs.NewRunStore(o.Client, jobs.StoreOptions{Keys: o.Keys})
 	}
 	if o.Metrics == nil {
-		o.Metrics = NewMetrics(nil)
+		o.Metrics = NewMetrics(nil, nil)
 	}
 	client := o.HTTPClient
 	if client == nil {

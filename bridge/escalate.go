@@ -51,7 +51,7 @@ func (b *Bridge) escalate(rb *hcl.Runbook, rec *runbooks.RunRecord, a alert.Aler
 	}
 	x := runbooks.Escalator{
 		Client: b.client, Now: b.opts.Now, RetryFor: b.opts.EscalationRetryFor, Backoff: b.opts.EscalationBackoff,
-		Runbook: rb.Name, Metrics: b.metrics.escalations,
+		Runbook: rb.Name, Metrics: b.metrics.runs.Escalations(),
 		Retrying: func(failed runbooks.Step) {
 			snap := *rec
 			snap.Steps = append(append([]runbooks.Step(nil), rec.Steps...), failed)

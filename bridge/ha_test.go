@@ -72,7 +72,7 @@ func TestHATwoAlertmanagersTwoBridges(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{AOF: true})
 	cfg := loadTestConfig(t, testHCL)
 	reg := prometheus.NewRegistry()
-	metrics := NewMetrics(reg)
+	metrics := NewMetrics(reg, runbooks.NewMetrics(reg))
 	var urls []string
 	for range 2 {
 		b := New(Options{Client: rs.Client(), Config: func() *hcl.Config { return cfg }, Token: testToken, Metrics: metrics})

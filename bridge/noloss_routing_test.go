@@ -181,12 +181,12 @@ func TestEscalationRetried(t *testing.T) {
 				t.Errorf("delivered %d escalations, want 1", len(sink.delivered()))
 			}
 			for result, want := range tc.counts {
-				if got := testutil.ToFloat64(tb.metrics.escalations.WithLabelValues("recover", result)); got != want && !(result == "retried" && tc.status == runbooks.EscalationFailed) {
+				if got := testutil.ToFloat64(tb.metrics.runs.Escalations().WithLabelValues("recover", result)); got != want && !(result == "retried" && tc.status == runbooks.EscalationFailed) {
 					t.Errorf("medic_escalations_total{result=%q} = %v, want %v", result, got, want)
 				}
 			}
 			if tc.status == runbooks.EscalationFailed {
-				if got := testutil.ToFloat64(tb.metrics.escalations.WithLabelValues("recover", "retried")); got < 1 {
+				if got := testutil.ToFloat64(tb.metrics.runs.Escalations().WithLabelValues("recover", "retried")); got < 1 {
 					t.Errorf("medic_escalations_total{result=\"retried\"} = %v, want at least 1", got)
 				}
 			}

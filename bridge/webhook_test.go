@@ -42,7 +42,7 @@ func startTestBridge(t *testing.T, src string, mod func(*Options)) *testBridge {
 	tb := &testBridge{redis: rs, c: c, reg: prometheus.NewRegistry(), cfg: loadTestConfig(t, src)}
 	o := Options{
 		Client: c, Config: func() *hcl.Config { return tb.cfg }, Token: testToken,
-		Metrics: NewMetrics(tb.reg), MaxBody: 64 << 10,
+		Metrics: NewMetrics(tb.reg, runbooks.NewMetrics(tb.reg)), MaxBody: 64 << 10,
 	}
 	if mod != nil {
 		mod(&o)

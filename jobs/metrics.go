@@ -3,21 +3,25 @@ package jobs
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/medicops/medic/internal/promx"
 	"github.com/medicops/medic/runbooks"
 )
 
-// Metrics are the node's job consumer's (docs/design.md §6).
+// Metrics are the node's job consumer's (docs/design.md §6). The runs the
+// consumer records itself (expired, cancelled) are counted on runs, the
+// process's remediation metrics, which runbooks owns.
 type Metrics struct {
 	jobsConsumed *prometheus.CounterVec
 	jobWait      prometheus.Histogram
-	remediations *prometheus.CounterVec
-	duration     *prometheus.HistogramVec
+	runs         *runbooks.Metrics
 }
 
-// NewMetrics registers the consumer's metrics with reg; nil registers
-// nothing.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics registers the consumer's metrics with reg (nil registers
+// nothing) and counts the runs it records on runs (nil: unregistered
+// ones).
+func NewMetrics(reg prometheus.Registerer, runs *runbooks.Metrics) *Metrics {
+	if runs == nil {
+		runs = runbooks.NewMetrics(nil)
+	}
 	m := &Metrics{
 		jobsConsumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "medic_jobs_consumed_total",
@@ -28,29 +32,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from enqueue by the bridge until the node started the job.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 120, 600},
 		}),
-		// Same options as the engine's (runbooks/metrics.go): one collector.
-		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "medic_remediations_total",
-			Help: "Remediation runs by runbook and outcome.",
-		}, []string{"runbook", "outcome"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "medic_remediation_duration_seconds",
-			Help:    "How long remediation runs took, from request to outcome.",
-			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120, 300},
-		}, []string{"runbook"}),
+		runs: runs,
 	}
 	if reg != nil {
-		m.remediations = promx.Register(reg, m.remediations)
-		m.duration = promx.Register(reg, m.duration)
-		m.jobsConsumed = promx.Register(reg, m.jobsConsumed)
-		m.jobWait = promx.Register(reg, m.jobWait)
+		reg.MustRegister(m.jobsConsumed, m.jobWait)
 	}
 	return m
 }
 
 // observe counts a record the consumer made itself (the engine counts its
 // own runs).
-func (m *Metrics) observe(rec *runbooks.RunRecord) {
-	m.remediations.WithLabelValues(rec.Runbook, rec.Outcome).Inc()
-	m.duration.WithLabelValues(rec.Runbook).Observe(rec.Duration)
-}
+func (m *Metrics) observe(rec *runbooks.RunRecord) { m.runs.Observe(rec) }

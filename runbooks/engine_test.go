@@ -904,9 +904,11 @@ pool "switches" {
 }
 `)
 	reg := prometheus.NewPedanticRegistry()
-	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg})
-	// A second engine on the same registry (medic serve) is no error.
-	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg})
+	// The remediation metrics are built once per process and shared; a
+	// second engine on the same registry (medic serve) is no error.
+	m := NewMetrics(reg)
+	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg, Metrics: m})
+	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg, Metrics: m})
 	want := `# HELP medic_agent_pool_info 1 for every config-dispatch pool an agent of this node belongs to (the join that gives MedicPoolAgentDown its pool label).
 # TYPE medic_agent_pool_info gauge
 medic_agent_pool_info{agent="cfg-1",node="n1",pool="switches"} 1

@@ -130,7 +130,10 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	reg := processRegistry(o.Registry)
 	keys := jobs.Keys{Prefix: o.Prefix}
-	metrics := bridge.NewMetrics(reg)
+	// The remediation metrics, once for the bridge, the node's consumer
+	// and its engine (medic serve): one owner, runbooks.
+	runs := runbooks.NewMetrics(reg)
+	metrics := bridge.NewMetrics(reg, runs)
 	store := jobs.NewRunStore(client, jobs.StoreOptions{Keys: keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
 	rl := newReloader(cfg, load, log)
 	rl.register(reg)
@@ -193,7 +196,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.Node != "" {
 		node, consumer, err = newNode(nodeParts{
 			Name: o.Node, Config: cfg, Client: client, Prefix: o.Prefix, Controls: ctl, Store: store, Switcher: coord,
-			Registry: reg, Metrics: jobs.NewMetrics(reg), Concurrency: o.Concurrency, Log: log,
+			Registry: reg, Runs: runs, Metrics: jobs.NewMetrics(reg, runs), Concurrency: o.Concurrency, Log: log,
 		})
 		if err != nil {
 			return err

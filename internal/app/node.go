@@ -103,6 +103,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	}
 
 	reg := processRegistry(o.Registry)
+	runs := runbooks.NewMetrics(reg)
 	rl.register(reg)
 	var store *jobs.RunStore
 	var switcher runbooks.Switcher
@@ -126,7 +127,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 
 	node, consumer, err := newNode(nodeParts{
 		Name: o.NodeName, Config: cfg, Client: client, Prefix: o.Prefix, Store: store, Switcher: switcher,
-		Registry: reg, Metrics: jobs.NewMetrics(reg),
+		Registry: reg, Runs: runs, Metrics: jobs.NewMetrics(reg, runs),
 		StopGrace: o.StopGrace, CPUWindow: o.CPUWindow, RuntimeDir: o.RuntimeDir, Log: log,
 		Concurrency: o.Jobs,
 	})
@@ -197,7 +198,9 @@ type nodeParts struct {
 	Store    *jobs.RunStore
 	Switcher runbooks.Switcher
 	Registry *prometheus.Registry
-	// Metrics are the job consumer's.
+	// Runs are the remediation metrics, shared by the engine and the
+	// consumer; Metrics are the job consumer's own.
+	Runs        *runbooks.Metrics
 	Metrics     *jobs.Metrics
 	Concurrency int
 	StopGrace   time.Duration
@@ -253,7 +256,7 @@ func newNode(p nodeParts) (*exporter.Node, *jobs.Consumer, error) {
 	// so a reload reaches them together.
 	engine := runbooks.New(runbooks.Options{
 		Config: node.Config, Node: p.Name, Agents: node, Locker: locker, Switcher: p.Switcher, Incarnation: incarnation,
-		Logger: p.Log.With("component", "engine"), Registerer: p.Registry,
+		Logger: p.Log.With("component", "engine"), Registerer: p.Registry, Metrics: p.Runs,
 		Controls: ctl, Progress: onProgress,
 	})
 	node.SetRunner(engine)
