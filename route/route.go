@@ -32,10 +32,6 @@ type Decision struct {
 	Reason   string
 }
 
-// Unroutable reports whether a matched alert has nowhere to go: the bridge
-// records it with outcome "unroutable" and escalates it.
-func (d Decision) Unroutable() bool { return d.Runbook != nil && d.Node == "" }
-
 // Decide picks the runbook, agent and node for an alert. The node is the
 // alert's `node` label, else the target agent's `node` attribute; a name
 // that cannot be part of a Redis key is refused. The alert's status plays no
