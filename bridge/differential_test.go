@@ -107,6 +107,11 @@ func differentialPayloads() [][]alertJSON {
 // hcl.WritePlan, parsed back), and asserts that they agree on every
 // alert's runbook, agent, node and unroutable reason: one decoder and one
 // router, whichever command asks (docs/design.md §8).
+//
+// The bridge runs without a node silence: whether a node is live is a fact
+// of the running estate, which `plan` (no Redis) cannot see; with one, an
+// alert for a silent node is recorded unroutable at enqueue
+// (TestRoutingDeadNodes).
 func TestDifferentialBridgeAndPlan(t *testing.T) {
 	tb := startTestBridge(t, differentialHCL, nil)
 	ctx := context.Background()
