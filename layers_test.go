@@ -26,11 +26,12 @@ var layers = []struct {
 }{
 	{"helpers", []string{
 		"internal/procsig", "internal/testport", "internal/execx", "internal/redisx",
-		"internal/redistest", "internal/promx", "heartbeat", "probe", "queue/devicetest",
+		"internal/redistest", "internal/keys", "heartbeat", "probe", "alert", "queue/devicetest",
 		"runbooks/library", "deploy/examples/demo",
 	}},
-	{"domain", []string{"hcl", "controls", "queue"}},
+	{"domain", []string{"hcl", "route", "controls", "queue"}},
 	{"engine", []string{"runbooks"}},
+	{"jobs", []string{"jobs"}},
 	{"node", []string{"exporter"}},
 	{"bridge", []string{"bridge"}},
 	{"simulation", []string{"simulate"}},

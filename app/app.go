@@ -19,7 +19,9 @@ import (
 	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redisx"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"
 )
@@ -109,9 +111,10 @@ type server struct {
 
 	client  redis.UniversalClient
 	reg     *prometheus.Registry
-	keys    bridge.Keys
+	keys    jobs.Keys
+	runs    *runbooks.Metrics
 	metrics *bridge.Metrics
-	store   *bridge.RunStore
+	store   *jobs.RunStore
 	rl      *reloader
 	ctl     *controls.Store
 	coord   *queue.Coordinator
@@ -122,7 +125,7 @@ type server struct {
 
 	// The node, for medic serve.
 	node     *exporter.Node
-	consumer *bridge.Consumer
+	consumer *jobs.Consumer
 
 	// Set by start.
 	hs       *httpServer
@@ -136,7 +139,7 @@ type server struct {
 // starting none. What it acquires is added to cleanups.
 func build(ctx context.Context, o Options, cleanups *cleanupList) (*server, error) {
 	if o.Prefix == "" {
-		o.Prefix = bridge.DefaultPrefix
+		o.Prefix = keys.DefaultPrefix
 	}
 	if len(o.ListenAddresses) == 0 {
 		o.ListenAddresses = []string{":9095"}
@@ -213,9 +216,12 @@ func (s *server) wire() (err error) {
 	o, log, client, cfg := s.o, s.log, s.client, s.cfg
 	s.reg = processRegistry(o.Registry)
 	reg := s.reg
-	s.keys = bridge.Keys{Prefix: o.Prefix}
-	s.metrics = bridge.NewMetrics(reg)
-	s.store = bridge.NewRunStore(client, bridge.StoreOptions{Keys: s.keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
+	s.keys = jobs.Keys{Prefix: o.Prefix}
+	// The remediation metrics, once for the bridge, the node's consumer
+	// and its engine (medic serve): one owner, runbooks.
+	s.runs = runbooks.NewMetrics(reg)
+	s.metrics = bridge.NewMetrics(reg, s.runs)
+	s.store = jobs.NewRunStore(client, jobs.StoreOptions{Keys: s.keys, Retention: o.RunRetention, MaxRuns: o.MaxRuns})
 	s.rl = newReloader(cfg, s.load, log)
 	s.rl.register(reg)
 	// Pauses, approvals, budgets, circuits and concurrency slots: one
@@ -289,7 +295,7 @@ func (s *server) addNode() (err error) {
 	}
 	s.node, s.consumer, err = newNode(nodeParts{
 		Name: o.Node, Config: s.cfg, Client: s.client, Prefix: o.Prefix, Controls: s.ctl, Store: s.store, Switcher: s.coord,
-		Registry: s.reg, Metrics: s.metrics, Concurrency: o.Concurrency, Log: log,
+		Registry: s.reg, Runs: s.runs, Metrics: jobs.NewMetrics(s.reg, s.runs), Concurrency: o.Concurrency, Log: log,
 	})
 	if err != nil {
 		return err
@@ -339,7 +345,7 @@ func (s *server) start(ctx context.Context) error {
 	s.cleanups.add(s.stopNode)
 	run("coordinator", runCtx, s.coord.Run)
 	// The job deadline: jobs no node took in time are recorded expired
-	// and escalated (bridge/reclaim.go).
+	// and escalated (jobs/reclaim.go).
 	s.wg.Go(func() { s.b.RunReclaim(runCtx) })
 	s.wg.Go(func() { s.rl.run(runCtx) })
 

@@ -12,11 +12,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redisx"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/queue"
 	"github.com/medicops/medic/runbooks"
 )
@@ -71,7 +72,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 		return fmt.Errorf("--node.jobs=%d: want at least 1", o.Jobs)
 	}
 	if o.Prefix == "" {
-		o.Prefix = bridge.DefaultPrefix
+		o.Prefix = keys.DefaultPrefix
 	}
 	if len(o.ListenAddresses) == 0 {
 		o.ListenAddresses = []string{":9105"}
@@ -102,8 +103,9 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	}
 
 	reg := processRegistry(o.Registry)
+	runs := runbooks.NewMetrics(reg)
 	rl.register(reg)
-	var store *bridge.RunStore
+	var store *jobs.RunStore
 	var switcher runbooks.Switcher
 	if client != nil {
 		// Not run: a switchover runbook only asks the bridges' leased
@@ -120,12 +122,12 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 		// the step that can refuse the configuration; refused here, nothing
 		// has changed.
 		rl.apply = append(rl.apply, func(_ context.Context, c *hcl.Config) error { return coord.SetPools(PoolSpecs(c)) })
-		store = bridge.NewRunStore(client, bridge.StoreOptions{Keys: bridge.Keys{Prefix: o.Prefix}})
+		store = jobs.NewRunStore(client, jobs.StoreOptions{Keys: jobs.Keys{Prefix: o.Prefix}})
 	}
 
 	node, consumer, err := newNode(nodeParts{
 		Name: o.NodeName, Config: cfg, Client: client, Prefix: o.Prefix, Store: store, Switcher: switcher,
-		Registry: reg, Metrics: bridge.NewConsumerMetrics(reg),
+		Registry: reg, Runs: runs, Metrics: jobs.NewMetrics(reg, runs),
 		StopGrace: o.StopGrace, CPUWindow: o.CPUWindow, RuntimeDir: o.RuntimeDir, Log: log,
 		Concurrency: o.Jobs,
 	})
@@ -193,11 +195,13 @@ type nodeParts struct {
 	// Controls is the shared pause, approval, budget, circuit and
 	// concurrency state; nil: a store on Client (none without Client).
 	Controls *controls.Store
-	Store    *bridge.RunStore
+	Store    *jobs.RunStore
 	Switcher runbooks.Switcher
 	Registry *prometheus.Registry
-	// Metrics are the job consumer's.
-	Metrics     *bridge.Metrics
+	// Runs are the remediation metrics, shared by the engine and the
+	// consumer; Metrics are the job consumer's own.
+	Runs        *runbooks.Metrics
+	Metrics     *jobs.Metrics
 	Concurrency int
 	StopGrace   time.Duration
 	CPUWindow   time.Duration
@@ -209,7 +213,7 @@ type nodeParts struct {
 // the engine that serves its watchdog and its jobs, and the job consumer
 // that reads the stream medic:{node:NAME}:jobs the bridge routes alerts
 // to. Nothing runs yet.
-func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
+func newNode(p nodeParts) (*exporter.Node, *jobs.Consumer, error) {
 	var locker runbooks.Locker = runbooks.NewMemoryLocker()
 	var onRecord, onProgress func(*runbooks.RunRecord)
 	ctl := p.Controls
@@ -228,11 +232,7 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 		// The node is live from now on: the bridge routes its alerts
 		// (an alert that comes before the first state snapshot would
 		// otherwise find the node unknown, and unroutable).
-		prefix := p.Prefix
-		if prefix == "" {
-			prefix = exporter.DefaultRedisPrefix
-		}
-		if err := p.Client.Set(ctx, exporter.SeenKey(prefix, p.Name), time.Now().UnixMilli(), 0).Err(); err != nil {
+		if err := p.Client.Set(ctx, keys.Seen(keys.Prefix(p.Prefix), p.Name), time.Now().UnixMilli(), 0).Err(); err != nil {
 			p.Log.Warn("could not mark the node live yet; it is marked with its first state snapshot", "err", err)
 		}
 		cancel()
@@ -262,15 +262,15 @@ func newNode(p nodeParts) (*exporter.Node, *bridge.Consumer, error) {
 	// so a reload reaches them together.
 	engine := runbooks.New(runbooks.Options{
 		Config: node.Config, Node: p.Name, Agents: node, Locker: locker, Switcher: p.Switcher, Incarnation: incarnation,
-		Logger: p.Log.With("component", "engine"), Registerer: p.Registry,
+		Logger: p.Log.With("component", "engine"), Registerer: p.Registry, Metrics: p.Runs,
 		Controls: ctl, Progress: onProgress,
 	})
 	node.SetRunner(engine)
 	if p.Client == nil {
 		return node, nil, nil
 	}
-	consumer := bridge.NewConsumer(bridge.ConsumerOptions{
-		Client: p.Client, Keys: bridge.Keys{Prefix: p.Prefix}, Node: p.Name, Runner: engine, Store: p.Store,
+	consumer := jobs.NewConsumer(jobs.ConsumerOptions{
+		Client: p.Client, Keys: jobs.Keys{Prefix: p.Prefix}, Node: p.Name, Runner: engine, Store: p.Store,
 		Concurrency: p.Concurrency, Logger: p.Log.With("component", "consumer"), Metrics: p.Metrics,
 	})
 	return node, consumer, nil
@@ -313,7 +313,7 @@ func waitAgentsStarted(ctx context.Context, node *exporter.Node, max time.Durati
 // only then the node, which stops its agents. nodeFailed and
 // consumerFailed hear an error that ends one of them early. stop is
 // idempotent.
-func startNode(ctx context.Context, node *exporter.Node, consumer *bridge.Consumer, nodeFailed, consumerFailed func(error)) (stop func()) {
+func startNode(ctx context.Context, node *exporter.Node, consumer *jobs.Consumer, nodeFailed, consumerFailed func(error)) (stop func()) {
 	consumerCtx, stopConsumer := context.WithCancel(ctx)
 	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
 	var consumerDone, nodeDone sync.WaitGroup

@@ -20,10 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/medicops/medic/bridge"
-	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/alert"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -228,14 +229,14 @@ pool "p" {
 	}()
 
 	client := rs.Client()
-	keys := bridge.Keys{Prefix: bridge.DefaultPrefix}
-	store := bridge.NewRunStore(client, bridge.StoreOptions{Keys: keys})
+	keys := jobs.Keys{Prefix: keys.DefaultPrefix}
+	store := jobs.NewRunStore(client, jobs.StoreOptions{Keys: keys})
 	runJob := func(id string) *runbooks.RunRecord {
 		t.Helper()
 		now := time.Now()
-		job, _ := json.Marshal(bridge.Job{
+		job, _ := json.Marshal(jobs.Job{
 			ID: id, Runbook: "sw", Agent: "a1", Node: "n1", Enqueued: now, Deadline: now.Add(time.Minute),
-			Alert: hcl.Alert{Status: "firing", StartsAt: now, Labels: map[string]string{
+			Alert: alert.Alert{Status: "firing", StartsAt: now, Labels: map[string]string{
 				"alertname": "MedicPoolAgentDown", "pool": "p", "agent": "a1", "node": "n1"}},
 		})
 		ctx := context.Background()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/medicops/medic/hcl"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,7 +15,8 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
-	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -146,7 +146,7 @@ func (s *httpServer) close() {
 
 // saveRecords stores each watchdog run record, each save bounded in time
 // so that a slow Redis cannot hold the watchdog.
-func saveRecords(store *bridge.RunStore, log *slog.Logger) func(*runbooks.RunRecord) {
+func saveRecords(store *jobs.RunStore, log *slog.Logger) func(*runbooks.RunRecord) {
 	return func(rec *runbooks.RunRecord) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

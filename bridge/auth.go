@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/internal/keys"
 )
 
 // Authentication of the bridge's own endpoints.
@@ -32,7 +34,7 @@ import (
 // token of its session epoch, its expiry and the name the visitor gave,
 // so every replica that has the token accepts it and rotating the token
 // ends every session. The cookie never holds the token. Signing out
-// increments the session epoch in Redis (Keys.SessionEpoch), which ends
+// increments the session epoch in Redis (keys.SessionEpoch), which ends
 // every session signed in before, on every replica: a copied cookie is
 // worthless after its owner signs out. Failed logins are limited for the
 // whole bridge, not per client (loginLimiter).
@@ -151,7 +153,7 @@ func (b *Bridge) sessionEpoch(ctx context.Context) (int64, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, epochTimeout)
 	defer cancel()
-	n, err := b.opts.Client.Get(ctx, b.opts.Keys.SessionEpoch()).Int64()
+	n, err := b.opts.Client.Get(ctx, keys.SessionEpoch(b.opts.Keys.Root())).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -396,7 +398,7 @@ func (b *Bridge) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if ck, err := r.Cookie(SessionCookie); err == nil && b.opts.Client != nil {
 		if _, ok := b.validSession(r.Context(), ck.Value); ok {
 			ctx, cancel := context.WithTimeout(r.Context(), epochTimeout)
-			err := b.opts.Client.Incr(ctx, b.opts.Keys.SessionEpoch()).Err()
+			err := b.opts.Client.Incr(ctx, keys.SessionEpoch(b.opts.Keys.Root())).Err()
 			cancel()
 			if err != nil {
 				writeLoginPage(w, http.StatusServiceUnavailable, "Signing out failed, the session is still valid: Redis: "+err.Error())

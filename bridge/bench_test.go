@@ -21,6 +21,7 @@ import (
 
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -126,7 +127,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.StopTimer()
 	rate := float64(total) / wall.Seconds()
 	p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
-	if n := client.XLen(context.Background(), Keys{}.Jobs("n1")).Val(); n != int64(total+2000) {
+	if n := client.XLen(context.Background(), jobs.Keys{}.Jobs("n1")).Val(); n != int64(total+2000) {
 		b.Fatalf("%d jobs in the stream, want %d", n, total+2000)
 	}
 
@@ -134,9 +135,9 @@ func BenchmarkIngest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	k := Keys{Prefix: "base:"}
+	k := jobs.Keys{Prefix: "base:"}
 	scriptWall, _, err := fanOut(clients, total, func(i int) error {
-		return enqueueScript.Run(context.Background(), client, []string{k.Dedup("n1", fmt.Sprintf("%016x", i), time.Unix(0, 0)), k.Jobs("n1")},
+		return jobs.EnqueueScript().Run(context.Background(), client, []string{k.Dedup("n1", fmt.Sprintf("%016x", i), time.Unix(0, 0)), k.Jobs("n1")},
 			"id", 86400000, `{"id":"id"}`).Err()
 	})
 	if err != nil {
@@ -192,7 +193,7 @@ func BenchmarkWebhookToFirstStep(b *testing.B) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		NewConsumer(ConsumerOptions{Client: client, Node: "n1", Runner: runner, Store: NewRunStore(client, StoreOptions{}), Block: 5 * time.Second}).Run(ctx)
+		jobs.NewConsumer(jobs.ConsumerOptions{Client: client, Node: "n1", Runner: runner, Store: jobs.NewRunStore(client, jobs.StoreOptions{}), Block: 5 * time.Second}).Run(ctx)
 	}()
 	defer func() { cancel(); <-done }()
 

@@ -1,3 +1,8 @@
+// Package bridge is medic's HTTP surface towards Alertmanager and
+// operators: the webhook receiver (authentication, bounded decoding through
+// package alert, routing through package route, per-alert fan out onto the
+// job streams of package jobs), the runs API, the operator endpoints, the
+// status page and the escalation of alerts no node can take.
 package bridge
 
 import (
@@ -13,22 +18,25 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/jobs"
+	"github.com/medicops/medic/route"
 	"github.com/medicops/medic/runbooks"
 )
 
 // Options are the dependencies of a Bridge. Client and Config are required.
 type Options struct {
 	Client redis.UniversalClient
-	Keys   Keys
+	Keys   jobs.Keys
 	// Config returns the current configuration (reloads swap it).
 	Config func() *hcl.Config
 	// Reload parses, validates and swaps in the configuration; POST
 	// /-/reload calls it and answers with its error. nil: reload refused.
 	Reload func(ctx context.Context) error
 	// Store keeps run records; nil means a store on Client with defaults.
-	Store *RunStore
+	Store *jobs.RunStore
 	// Controls holds pauses, approvals and agents' circuit breakers;
 	// nil: the operator endpoints (pause, approve, reject, reset) are not
 	// served.
@@ -43,16 +51,16 @@ type Options struct {
 	WebUsers bool
 	// MaxBody bounds a webhook body; 0 means DefaultMaxBody.
 	MaxBody int64
-	// DedupTTL is how long an episode is remembered; 0 means DefaultDedupTTL.
+	// DedupTTL is how long an episode is remembered; 0 means jobs.DefaultDedupTTL.
 	DedupTTL time.Duration
 	// JobDeadline is how long a job may wait for its node; 0 means
-	// DefaultJobDeadline.
+	// jobs.DefaultJobDeadline.
 	JobDeadline time.Duration
 	// NodeSilence is how long a node may go without writing its state
 	// snapshot (its last-seen key) and still be given jobs: an alert for
 	// a node unknown or silent for longer is recorded unroutable and
 	// escalated at once instead of queued. 0 turns the check off (every
-	// node is routed); `medic bridge` defaults it to DefaultNodeSilence.
+	// node is routed); `medic bridge` defaults it to jobs.DefaultNodeSilence.
 	NodeSilence time.Duration
 	// RequestTimeout bounds the Redis work of one webhook request, so that
 	// Alertmanager gets its 503 (and retries) instead of waiting on an
@@ -81,10 +89,10 @@ const DefaultMaxBody = 1 << 20
 type Bridge struct {
 	opts    Options
 	log     *slog.Logger
-	store   *RunStore
+	store   *jobs.RunStore
 	metrics *Metrics
 	client  *http.Client
-	enq     *enqueuer
+	enq     *jobs.Enqueuer
 	fleet   *Fleet
 
 	bg sync.WaitGroup // escalations in flight
@@ -94,7 +102,7 @@ type Bridge struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 
-	reclaim reclaimState
+	reclaimer *jobs.Reclaimer
 }
 
 // New returns a bridge.
@@ -109,19 +117,19 @@ func New(o Options) *Bridge {
 		o.MaxBody = DefaultMaxBody
 	}
 	if o.DedupTTL <= 0 {
-		o.DedupTTL = DefaultDedupTTL
+		o.DedupTTL = jobs.DefaultDedupTTL
 	}
 	if o.JobDeadline <= 0 {
-		o.JobDeadline = DefaultJobDeadline
+		o.JobDeadline = jobs.DefaultJobDeadline
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 5 * time.Second
 	}
 	if o.Store == nil {
-		o.Store = NewRunStore(o.Client, StoreOptions{Keys: o.Keys})
+		o.Store = jobs.NewRunStore(o.Client, jobs.StoreOptions{Keys: o.Keys})
 	}
 	if o.Metrics == nil {
-		o.Metrics = NewMetrics(nil)
+		o.Metrics = NewMetrics(nil, nil)
 	}
 	client := o.HTTPClient
 	if client == nil {
@@ -130,10 +138,13 @@ func New(o Options) *Bridge {
 	if o.Fleet == nil {
 		o.Fleet = NewFleet(FleetOptions{Redis: o.Client, Keys: o.Keys, Now: o.Now})
 	}
-	enq := newEnqueuer(o.Client)
-	enq.batches = o.Metrics.enqueueBatch
+	enq := jobs.NewEnqueuer(o.Client, o.Metrics.enqueueBatch)
 	b := &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq, fleet: o.Fleet}
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
+	b.reclaimer = jobs.NewReclaimer(jobs.ReclaimOptions{
+		Client: o.Client, Keys: o.Keys, JobDeadline: o.JobDeadline, NodeSilence: o.NodeSilence,
+		Lease: b.leaseFor, Expired: b.expire, Logger: o.Logger, Now: o.Now,
+	})
 	return b
 }
 
@@ -158,7 +169,7 @@ func (b *Bridge) Close() {
 }
 
 // Store is the bridge's run store.
-func (b *Bridge) Store() *RunStore { return b.store }
+func (b *Bridge) Store() *jobs.RunStore { return b.store }
 
 // Wait blocks until background escalations have finished.
 func (b *Bridge) Wait() { b.bg.Wait() }
@@ -186,7 +197,7 @@ const (
 // batch of the enqueuer (one round trip and, with appendfsync always, one
 // fsync for the lot); a resolved or unroutable alert first waits for the
 // jobs before it, so each episode sees its alerts in order.
-func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error) {
+func (b *Bridge) Ingest(ctx context.Context, alerts []alert.Alert) (Counts, error) {
 	var c Counts
 	cfg := b.opts.Config()
 	if cfg == nil {
@@ -195,36 +206,35 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 	// One deadline for the whole notification, as RequestTimeout says.
 	deadline := time.Now().Add(b.opts.RequestTimeout)
 	var (
-		calls []scriptCall
-		jobs  []Job
+		calls []jobs.Call
+		queue []jobs.Job
 		rbs   []*hcl.Runbook // jobs' runbooks
 	)
 	flush := func() error {
 		if len(calls) == 0 {
 			return nil
 		}
-		results, err := b.enq.enqueueAll(ctx, deadline, calls)
-		defer func() { calls, jobs, rbs = calls[:0], jobs[:0], rbs[:0] }()
+		results, err := b.enq.Enqueue(ctx, deadline, calls)
+		defer func() { calls, queue, rbs = calls[:0], queue[:0], rbs[:0] }()
 		if err != nil {
-			return fmt.Errorf("enqueue job for node %s: %w", jobs[0].Node, err)
+			return fmt.Errorf("enqueue job for node %s: %w", queue[0].Node, err)
 		}
 		var first error
 		for i, res := range results {
-			job := &jobs[i]
-			if res.err != nil {
+			job := &queue[i]
+			if res.Err != nil {
 				if first == nil {
-					first = fmt.Errorf("enqueue job for node %s: %w", job.Node, res.err)
+					first = fmt.Errorf("enqueue job for node %s: %w", job.Node, res.Err)
 				}
 				continue
 			}
-			switch n, _ := res.vals[0].(int64); n {
-			case 0:
+			switch res.State {
+			case jobs.Duplicate:
 				c.Duplicates++
 				b.metrics.deduplicated.Inc()
 				continue
-			case 2:
-				seen, _ := res.vals[1].(string)
-				if err := b.deadNode(ctx, deadline, job, rbs[i], seen); err != nil {
+			case jobs.NotLive:
+				if err := b.deadNode(ctx, deadline, job, rbs[i], res.Value); err != nil {
 					if first == nil {
 						first = err
 					}
@@ -232,10 +242,10 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 				}
 			}
 			c.Accepted++
-			if n, _ := res.vals[0].(int64); n != 1 {
+			if res.State != jobs.Queued {
 				continue
 			}
-			b.reclaim.add(job.Node)
+			b.reclaimer.Routed(job.Node)
 			if b.log.Enabled(ctx, slog.LevelDebug) {
 				b.log.Debug("job queued", "run", job.ID, "runbook", job.Runbook, "agent", job.Agent, "node", job.Node, "fingerprint", job.Alert.Fingerprint)
 			}
@@ -244,18 +254,14 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 	}
 	for _, a := range alerts {
 		b.metrics.alertReceived(a.Status)
-		r := RouteAlert(cfg, a)
+		r := route.Decide(cfg, a)
 		if r.Runbook == nil {
 			c.Ignored++
 			continue
 		}
-		if r.Node != "" && !validNode(r.Node) {
-			r.Reason = fmt.Sprintf("node name %q is not usable", r.Node)
-			r.Node = ""
-		}
 		if r.Node != "" && a.Status != "resolved" {
 			job, call := b.prepareJob(a, r)
-			jobs = append(jobs, job)
+			queue = append(queue, job)
 			rbs = append(rbs, r.Runbook)
 			calls = append(calls, call)
 			continue
@@ -280,42 +286,40 @@ func (b *Bridge) Ingest(ctx context.Context, alerts []hcl.Alert) (Counts, error)
 
 // prepareJob is the job of a firing alert routed to r.Node and the
 // enqueue script call that takes its episode and queues it.
-func (b *Bridge) prepareJob(a hcl.Alert, r Route) (Job, scriptCall) {
-	k := b.opts.Keys
+func (b *Bridge) prepareJob(a alert.Alert, r route.Decision) (jobs.Job, jobs.Call) {
 	now := b.opts.Now()
-	job := Job{
+	job := jobs.Job{
 		ID: runbooks.NewRunID(now), Runbook: r.Runbook.Name, Agent: r.Agent, Node: r.Node,
 		Alert: a, Enqueued: now, Deadline: now.Add(b.opts.JobDeadline),
 	}
 	data, err := json.Marshal(&job)
-	if err != nil { // a Job has only strings, maps of strings and times
+	if err != nil { // a jobs.Job has only strings, maps of strings and times
 		panic(err)
 	}
-	keys := []string{k.Dedup(r.Node, a.Fingerprint, a.StartsAt), k.Jobs(r.Node), k.Seen(r.Node)}
 	var minSeen int64
 	if b.opts.NodeSilence > 0 {
 		minSeen = now.Add(-b.opts.NodeSilence).UnixMilli()
 	}
-	return job, scriptCall{keys: keys, args: []any{job.ID, b.opts.DedupTTL.Milliseconds(), data, minSeen}}
+	return job, jobs.EnqueueCall(b.opts.Keys, &job, data, b.opts.DedupTTL, minSeen)
 }
 
 // ingestOne handles a resolved alert or one with no usable node. These
 // rarer paths bound their Redis work with a context (the enqueue of a
 // firing alert is bounded by its batch's deadline, which costs no timer).
-func (b *Bridge) ingestOne(ctx context.Context, deadline time.Time, a hcl.Alert, r Route) (verdict, error) {
+func (b *Bridge) ingestOne(ctx context.Context, deadline time.Time, a alert.Alert, r route.Decision) (verdict, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if r.Node == "" {
 		return b.unroutable(ctx, a, r)
 	}
 	dedup := b.opts.Keys.Dedup(r.Node, a.Fingerprint, a.StartsAt)
-	return b.resolve(ctx, a, r, dedup, b.opts.DedupTTL.Milliseconds())
+	return b.resolve(ctx, a, r, dedup, b.opts.DedupTTL)
 }
 
 // resolve cancels the episode's job if it has not started; either way the
 // resolution is recorded (a cancelled run record, or the log).
-func (b *Bridge) resolve(ctx context.Context, a hcl.Alert, r Route, dedup string, ttl int64) (verdict, error) {
-	before, err := resolveScript.Run(ctx, b.opts.Client, []string{dedup}, ttl).Text()
+func (b *Bridge) resolve(ctx context.Context, a alert.Alert, r route.Decision, dedup string, ttl time.Duration) (verdict, error) {
+	before, err := jobs.Resolve(ctx, b.opts.Client, dedup, ttl)
 	if err != nil {
 		return 0, fmt.Errorf("resolve job for node %s: %w", r.Node, err)
 	}
@@ -353,7 +357,7 @@ func (b *Bridge) resolve(ctx context.Context, a hcl.Alert, r Route, dedup string
 
 // unroutable records an alert no node can be found for, counts it and
 // escalates it, once per episode.
-func (b *Bridge) unroutable(ctx context.Context, a hcl.Alert, r Route) (verdict, error) {
+func (b *Bridge) unroutable(ctx context.Context, a alert.Alert, r route.Decision) (verdict, error) {
 	if a.Status == "resolved" {
 		return accepted, nil
 	}

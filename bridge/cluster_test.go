@@ -10,9 +10,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/internal/redisx"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -34,7 +36,7 @@ func clusterClient(t *testing.T) redis.UniversalClient {
 func TestRedisCluster(t *testing.T) {
 	c := clusterClient(t)
 	cfg := loadTestConfig(t, testHCL)
-	store := NewRunStore(c, StoreOptions{MaxRuns: 15})
+	store := jobs.NewRunStore(c, jobs.StoreOptions{MaxRuns: 15})
 	b := New(Options{Client: c, Config: func() *hcl.Config { return cfg }, Store: store})
 	mux := http.NewServeMux()
 	b.Register(mux)
@@ -44,7 +46,7 @@ func TestRedisCluster(t *testing.T) {
 
 	ec := &episodeCounter{}
 	for _, node := range []string{"n1", "n2", "n3"} {
-		startConsumer(t, ConsumerOptions{Client: c, Node: node, Runner: ec, Store: store, Block: 200 * time.Millisecond})
+		startConsumer(t, jobs.ConsumerOptions{Client: c, Node: node, Runner: ec, Store: store, Block: 200 * time.Millisecond})
 	}
 	var alerts []alertJSON
 	for i := range 20 {
@@ -60,10 +62,10 @@ func TestRedisCluster(t *testing.T) {
 	}
 	checkOnce(t, ec, 20, 20*time.Second)
 	waitFor(t, "records stored", 5*time.Second, func() bool {
-		runs, _ := store.List(context.Background(), RunFilter{})
+		runs, _ := store.List(context.Background(), jobs.RunFilter{})
 		return len(runs) == 15
 	})
-	runs, err := store.List(context.Background(), RunFilter{Node: "n2", Outcome: runbooks.OutcomeHealthy})
+	runs, err := store.List(context.Background(), jobs.RunFilter{Node: "n2", Outcome: runbooks.OutcomeHealthy})
 	if err != nil || len(runs) == 0 {
 		t.Errorf("List on the cluster: %d runs, %v", len(runs), err)
 	}
@@ -75,19 +77,20 @@ func TestRedisCluster(t *testing.T) {
 // queued on its own node's stream.
 func TestEnqueueBatchOnCluster(t *testing.T) {
 	c := clusterClient(t)
-	k := Keys{}
-	var calls []scriptCall
+	k := jobs.Keys{}
+	var calls []jobs.Call
 	for i := range 12 {
 		node, fp := fmt.Sprintf("n%d", i%6), fmt.Sprintf("%016x", i)
-		calls = append(calls, scriptCall{keys: []string{k.Dedup(node, fp, t0), k.Jobs(node), k.Seen(node)}, args: []any{"id-" + fp, 60000, `{}`, 0}})
+		job := jobs.Job{ID: "id-" + fp, Node: node, Alert: alert.Alert{Fingerprint: fp, StartsAt: t0}}
+		calls = append(calls, jobs.EnqueueCall(k, &job, []byte(`{}`), time.Minute, 0))
 	}
-	res, err := newEnqueuer(c).enqueueAll(context.Background(), time.Now().Add(5*time.Second), calls)
+	res, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), time.Now().Add(5*time.Second), calls)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, r := range res {
-		if r.err != nil || r.vals[0] != int64(1) {
-			t.Fatalf("alert %d: %v %v, want queued", i, r.vals, r.err)
+		if r.Err != nil || r.State != jobs.Queued {
+			t.Fatalf("alert %d: %+v, want queued", i, r)
 		}
 	}
 	for i := range 6 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/execx"
 	"github.com/medicops/medic/runbooks"
@@ -27,7 +28,7 @@ func jsonMarshal(v any) ([]byte, error) {
 //
 // It returns the escalation status ("" when the runbook has no target).
 // Close cuts its retries short (status failed).
-func (b *Bridge) escalate(rb *hcl.Runbook, rec *runbooks.RunRecord, a hcl.Alert) string {
+func (b *Bridge) escalate(rb *hcl.Runbook, rec *runbooks.RunRecord, a alert.Alert) string {
 	esc := rb.Escalate
 	if esc == nil || (esc.Webhook == "" && len(esc.Command) == 0) {
 		return ""
@@ -50,7 +51,7 @@ func (b *Bridge) escalate(rb *hcl.Runbook, rec *runbooks.RunRecord, a hcl.Alert)
 	}
 	x := runbooks.Escalator{
 		Client: b.client, Now: b.opts.Now, RetryFor: b.opts.EscalationRetryFor, Backoff: b.opts.EscalationBackoff,
-		Runbook: rb.Name, Metrics: b.metrics.escalations,
+		Runbook: rb.Name, Metrics: b.metrics.runs.Escalations(),
 		Retrying: func(failed runbooks.Step) {
 			snap := *rec
 			snap.Steps = append(append([]runbooks.Step(nil), rec.Steps...), failed)

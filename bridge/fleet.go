@@ -20,6 +20,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/internal/keys"
+	"github.com/medicops/medic/jobs"
 )
 
 // The fleet view: every agent of every node, from the snapshots that each
@@ -169,7 +171,7 @@ type fleetIndex struct {
 // FleetOptions configure NewFleet.
 type FleetOptions struct {
 	Redis redis.UniversalClient
-	Keys  Keys
+	Keys  jobs.Keys
 	// MaxAge is how long one reading of the snapshots serves requests
 	// before the next request starts a new one (default
 	// DefaultFleetMaxAge; negative: every request waits for a reading
@@ -271,8 +273,8 @@ func (f *Fleet) index(ctx context.Context) (*fleetIndex, error) {
 // pipelines of fleetBatch GETs (the keys are in many slots, so no MGET).
 func (f *Fleet) read(ctx context.Context) (*fleetIndex, error) {
 	start := f.o.Now()
-	p := f.o.Keys.prefix()
-	names, err := f.o.Redis.SMembers(ctx, exporter.NodesKey(p)).Result()
+	p := f.o.Keys.Root()
+	names, err := f.o.Redis.SMembers(ctx, keys.Nodes(p)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read nodes: %w", err)
 	}
@@ -284,7 +286,7 @@ func (f *Fleet) read(ctx context.Context) (*fleetIndex, error) {
 		cmds = cmds[:0]
 		_, err := f.o.Redis.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for _, n := range chunk {
-				cmds = append(cmds, pipe.Get(ctx, exporter.StateKey(p, n)))
+				cmds = append(cmds, pipe.Get(ctx, keys.NodeState(p, n)))
 			}
 			return nil
 		})
@@ -425,7 +427,7 @@ func stateRank(s string) int {
 type FleetQuery struct {
 	States []string // any of these; none: every state
 	Node   string   // this node only; "": every node
-	Limit  int      // agents per page (default DefaultFleetLimit, at most MaxListLimit)
+	Limit  int      // agents per page (default DefaultFleetLimit, at most jobs.MaxListLimit)
 	Cursor string   // the Next of the previous page; "": the first page
 }
 
@@ -478,8 +480,8 @@ func parseFleetQuery(q url.Values) (FleetQuery, error) {
 	fq.Node = strings.TrimSpace(q.Get("node"))
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > MaxListLimit {
-			return fq, fmt.Errorf("limit: want an integer from 1 to %d", MaxListLimit)
+		if err != nil || n < 1 || n > jobs.MaxListLimit {
+			return fq, fmt.Errorf("limit: want an integer from 1 to %d", jobs.MaxListLimit)
 		}
 		fq.Limit = n
 	}
@@ -529,7 +531,7 @@ func (ix *fleetIndex) query(q FleetQuery) *FleetPage {
 	if limit <= 0 {
 		limit = DefaultFleetLimit
 	}
-	limit = min(limit, MaxListLimit)
+	limit = min(limit, jobs.MaxListLimit)
 	start := 0
 	if q.Cursor != "" {
 		if after, err := decodeCursor(q.Cursor); err == nil {

@@ -21,7 +21,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 )
 
 func TestClassifyAgent(t *testing.T) {
@@ -101,7 +103,7 @@ func writeFleet(t testing.TB, c redis.UniversalClient, n, perNode int, now time.
 		if err != nil {
 			t.Fatal(err)
 		}
-		pipe.Set(ctx, exporter.StateKey("medic:", node), b, time.Hour)
+		pipe.Set(ctx, keys.NodeState("medic:", node), b, time.Hour)
 		if pipe.Len() >= 1000 {
 			if _, err := pipe.Exec(ctx); err != nil {
 				t.Fatal(err)
@@ -111,10 +113,10 @@ func writeFleet(t testing.TB, c redis.UniversalClient, n, perNode int, now time.
 	// The problem nodes sort after every node-NNNNN.
 	old := exporter.NodeState{Node: "zz-old", Updated: now.Add(-40 * time.Second), Agents: []exporter.AgentState{{Name: "stuck", Up: true}}}
 	b, _ := json.Marshal(old)
-	pipe.Set(ctx, exporter.StateKey("medic:", "zz-old"), b, time.Hour)
-	pipe.Set(ctx, exporter.StateKey("medic:", "zz-unreadable"), `{"agents":{"older":"shape"}}`, time.Hour)
+	pipe.Set(ctx, keys.NodeState("medic:", "zz-old"), b, time.Hour)
+	pipe.Set(ctx, keys.NodeState("medic:", "zz-unreadable"), `{"agents":{"older":"shape"}}`, time.Hour)
 	names = append(names, "zz-old", "zz-silent", "zz-unreadable")
-	pipe.SAdd(ctx, exporter.NodesKey("medic:"), names...)
+	pipe.SAdd(ctx, keys.Nodes("medic:"), names...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -465,14 +467,14 @@ func TestFleetOnCluster(t *testing.T) {
 	now := time.Now()
 	fx := writeFleet(t, c, 300, 4, now)
 	f := NewFleet(FleetOptions{Redis: c, MaxAge: -1})
-	p, err := f.Query(context.Background(), FleetQuery{Limit: MaxListLimit})
+	p, err := f.Query(context.Background(), FleetQuery{Limit: jobs.MaxListLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.Counts != fx.counts || p.Nodes != fx.nodes || p.Total != len(fx.all) {
 		t.Errorf("counts %+v nodes %+v total %d, want %+v %+v %d", p.Counts, p.Nodes, p.Total, fx.counts, fx.nodes, len(fx.all))
 	}
-	if diff := cmp.Diff(keysOf(fx.all[:MaxListLimit]), keysOf(p.Agents)); diff != "" {
+	if diff := cmp.Diff(keysOf(fx.all[:jobs.MaxListLimit]), keysOf(p.Agents)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/medicops/medic/e2e/harness"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -32,7 +34,7 @@ func (e *episodeCounter) Run(_ context.Context, req runbooks.Request) *runbooks.
 	if e.runs == nil {
 		e.runs = map[string]int{}
 	}
-	e.runs[req.Alert.Fingerprint+":"+episode(req.Alert.StartsAt)]++
+	e.runs[req.Alert.Fingerprint+":"+strconv.FormatInt(req.Alert.StartsAt.UnixMilli(), 10)]++
 	e.mu.Unlock()
 	now := time.Now()
 	return &runbooks.RunRecord{ID: req.ID, Runbook: req.Runbook, Agent: req.Agent, Fingerprint: req.Alert.Fingerprint,
@@ -70,7 +72,7 @@ func TestHATwoAlertmanagersTwoBridges(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{AOF: true})
 	cfg := loadTestConfig(t, testHCL)
 	reg := prometheus.NewRegistry()
-	metrics := NewMetrics(reg)
+	metrics := NewMetrics(reg, runbooks.NewMetrics(reg))
 	var urls []string
 	for range 2 {
 		b := New(Options{Client: rs.Client(), Config: func() *hcl.Config { return cfg }, Token: testToken, Metrics: metrics})
@@ -81,7 +83,7 @@ func TestHATwoAlertmanagersTwoBridges(t *testing.T) {
 		urls = append(urls, srv.URL+"/api/v1/webhook")
 	}
 	ec := &episodeCounter{}
-	startConsumer(t, ConsumerOptions{Client: rs.Client(), Node: "n1", Runner: ec, Store: NewRunStore(rs.Client(), StoreOptions{}),
+	startConsumer(t, jobs.ConsumerOptions{Client: rs.Client(), Node: "n1", Runner: ec, Store: jobs.NewRunStore(rs.Client(), jobs.StoreOptions{}),
 		Block: 200 * time.Millisecond, Concurrency: 8})
 
 	tokenFile := filepath.Join(t.TempDir(), "token")

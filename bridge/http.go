@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -87,15 +88,15 @@ func (b *Bridge) handleRuns(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	f := RunFilter{Agent: q.Get("agent"), Node: q.Get("node"), Runbook: q.Get("runbook"), Outcome: q.Get("outcome")}
+	f := jobs.RunFilter{Agent: q.Get("agent"), Node: q.Get("node"), Runbook: q.Get("runbook"), Outcome: q.Get("outcome")}
 	if f.Outcome != "" && !slices.Contains(runOutcomes, f.Outcome) {
 		writeError(w, http.StatusBadRequest, "outcome: want one of "+strings.Join(runOutcomes, ", "))
 		return
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > MaxListLimit {
-			writeError(w, http.StatusBadRequest, "limit: want an integer from 1 to "+strconv.Itoa(MaxListLimit))
+		if err != nil || n < 1 || n > jobs.MaxListLimit {
+			writeError(w, http.StatusBadRequest, "limit: want an integer from 1 to "+strconv.Itoa(jobs.MaxListLimit))
 			return
 		}
 		f.Limit = n
@@ -116,7 +117,7 @@ func (b *Bridge) handleRun(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	rec, err := b.store.Get(r.Context(), id)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, jobs.ErrNotFound):
 		writeError(w, http.StatusNotFound, "run "+strconv.Quote(id)+" not found")
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, err.Error())

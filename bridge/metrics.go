@@ -6,27 +6,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/medicops/medic/internal/promx"
 	"github.com/medicops/medic/runbooks"
 )
 
-// Metrics are the bridge's and the consumer's (docs/design.md §6). The
-// remediation counter and histogram are the engine's too: they are declared
-// identically here and registered through promx.Register, so `medic serve`, which
-// has both in one registry, shares one collector.
+// Metrics are the bridge's (docs/design.md §6). The remediation metrics
+// (medic_remediations_total, medic_remediation_duration_seconds,
+// medic_escalations_total) are runbooks.Metrics, built once per process and
+// passed in: the bridge counts the runs it records itself (unroutable,
+// cancelled, expired) on the same collectors as the engine.
 type Metrics struct {
 	webhookRequests *prometheus.CounterVec
 	alertsReceived  *prometheus.CounterVec
 	deduplicated    prometheus.Counter
 	unroutable      prometheus.Counter
-	remediations    *prometheus.CounterVec
-	duration        *prometheus.HistogramVec
-	jobsConsumed    *prometheus.CounterVec
-	jobWait         prometheus.Histogram
+	runs            *runbooks.Metrics
 	// enqueueBatch is how many alerts each group-commit batch carried.
 	enqueueBatch prometheus.Histogram
-	// escalations is medic_escalations_total, shared with the engine.
-	escalations *prometheus.CounterVec
 
 	// The webhook's counters, looked up once instead of per request:
 	// WithLabelValues hashes its labels and takes a lock every time.
@@ -68,8 +63,13 @@ func (m *Metrics) alertReceived(status string) {
 	}
 }
 
-// NewMetrics registers the metrics with reg; nil registers nothing.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics registers the bridge's metrics with reg (nil registers
+// nothing) and counts the runs the bridge records on runs, the process's
+// remediation metrics (nil: unregistered ones).
+func NewMetrics(reg prometheus.Registerer, runs *runbooks.Metrics) *Metrics {
+	if runs == nil {
+		runs = runbooks.NewMetrics(nil)
+	}
 	m := &Metrics{
 		webhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "medic_webhook_requests_total",
@@ -87,25 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "medic_alerts_unroutable_total",
 			Help: "Alerts that matched a runbook but could not be routed to a node.",
 		}),
-		// Same options as the engine's (runbooks/metrics.go): one collector.
-		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "medic_remediations_total",
-			Help: "Remediation runs by runbook and outcome.",
-		}, []string{"runbook", "outcome"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "medic_remediation_duration_seconds",
-			Help:    "How long remediation runs took, from request to outcome.",
-			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120, 300},
-		}, []string{"runbook"}),
-		jobsConsumed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "medic_jobs_consumed_total",
-			Help: "Jobs a node took from its stream, by what became of them (run, expired, cancelled, done).",
-		}, []string{"result"}),
-		jobWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "medic_job_wait_seconds",
-			Help:    "Time from enqueue by the bridge until the node started the job.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 120, 600},
-		}),
+		runs: runs,
 	}
 	m.enqueueBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "medic_bridge_enqueue_batch_alerts",
@@ -115,40 +97,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, s := range []string{"firing", "resolved"} {
 		m.alertsReceived.WithLabelValues(s)
 	}
-	m.escalations = runbooks.NewEscalationsCounter(reg)
 	if reg != nil {
-		m.registerShared(reg)
-		m.webhookRequests = promx.Register(reg, m.webhookRequests)
-		m.alertsReceived = promx.Register(reg, m.alertsReceived)
-		m.deduplicated = promx.Register(reg, m.deduplicated)
-		m.unroutable = promx.Register(reg, m.unroutable)
-		m.enqueueBatch = promx.Register(reg, m.enqueueBatch)
+		reg.MustRegister(m.webhookRequests, m.alertsReceived, m.deduplicated, m.unroutable, m.enqueueBatch)
 	}
 	m.firing = m.alertsReceived.WithLabelValues("firing")
 	m.resolved = m.alertsReceived.WithLabelValues("resolved")
 	return m
 }
 
-// NewConsumerMetrics registers only what a node's job consumer reports,
-// for `medic node`, which has no webhook.
-func NewConsumerMetrics(reg prometheus.Registerer) *Metrics {
-	m := NewMetrics(nil)
-	if reg != nil {
-		m.registerShared(reg)
-	}
-	return m
-}
-
-func (m *Metrics) registerShared(reg prometheus.Registerer) {
-	m.remediations = promx.Register(reg, m.remediations)
-	m.duration = promx.Register(reg, m.duration)
-	m.jobsConsumed = promx.Register(reg, m.jobsConsumed)
-	m.jobWait = promx.Register(reg, m.jobWait)
-}
-
 // observe counts a record the bridge or the consumer made itself (the
 // engine counts its own runs).
-func (m *Metrics) observe(rec *runbooks.RunRecord) {
-	m.remediations.WithLabelValues(rec.Runbook, rec.Outcome).Inc()
-	m.duration.WithLabelValues(rec.Runbook).Observe(rec.Duration)
-}
+func (m *Metrics) observe(rec *runbooks.RunRecord) { m.runs.Observe(rec) }

@@ -13,8 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -77,8 +78,8 @@ func TestRoutingDeadNodes(t *testing.T) {
 	ctx := context.Background()
 	k := tb.opts.Keys
 	now := time.Now()
-	tb.c.Set(ctx, exporter.SeenKey(DefaultPrefix, "stale"), strconv.FormatInt(now.Add(-time.Hour).UnixMilli(), 10), 0)
-	tb.c.Set(ctx, exporter.SeenKey(DefaultPrefix, "live"), strconv.FormatInt(now.UnixMilli(), 10), 0)
+	tb.c.Set(ctx, keys.Seen(keys.DefaultPrefix, "stale"), strconv.FormatInt(now.Add(-time.Hour).UnixMilli(), 10), 0)
+	tb.c.Set(ctx, keys.Seen(keys.DefaultPrefix, "live"), strconv.FormatInt(now.UnixMilli(), 10), 0)
 	tb.c.XGroupCreateMkStream(ctx, k.Jobs("starting"), "medic", "0")
 
 	alert := func(node, fp string) alertJSON {
@@ -98,7 +99,7 @@ func TestRoutingDeadNodes(t *testing.T) {
 			t.Errorf("jobs queued for %s: %d, want %d", node, n, want)
 		}
 	}
-	runs, err := tb.Store().List(ctx, RunFilter{Outcome: runbooks.OutcomeUnroutable})
+	runs, err := tb.Store().List(ctx, jobs.RunFilter{Outcome: runbooks.OutcomeUnroutable})
 	if err != nil || len(runs) != 2 {
 		t.Fatalf("unroutable records: %d (%v), want 2", len(runs), err)
 	}
@@ -168,7 +169,7 @@ func TestEscalationRetried(t *testing.T) {
 				t.Fatalf("webhook: %d %v", code, resp)
 			}
 			tb.Wait()
-			runs, _ := tb.Store().List(context.Background(), RunFilter{Outcome: runbooks.OutcomeUnroutable})
+			runs, _ := tb.Store().List(context.Background(), jobs.RunFilter{Outcome: runbooks.OutcomeUnroutable})
 			if len(runs) != 1 {
 				t.Fatalf("records: %d, want 1", len(runs))
 			}
@@ -180,12 +181,12 @@ func TestEscalationRetried(t *testing.T) {
 				t.Errorf("delivered %d escalations, want 1", len(sink.delivered()))
 			}
 			for result, want := range tc.counts {
-				if got := testutil.ToFloat64(tb.metrics.escalations.WithLabelValues("recover", result)); got != want && !(result == "retried" && tc.status == runbooks.EscalationFailed) {
+				if got := testutil.ToFloat64(tb.metrics.runs.Escalations().WithLabelValues("recover", result)); got != want && !(result == "retried" && tc.status == runbooks.EscalationFailed) {
 					t.Errorf("medic_escalations_total{result=%q} = %v, want %v", result, got, want)
 				}
 			}
 			if tc.status == runbooks.EscalationFailed {
-				if got := testutil.ToFloat64(tb.metrics.escalations.WithLabelValues("recover", "retried")); got < 1 {
+				if got := testutil.ToFloat64(tb.metrics.runs.Escalations().WithLabelValues("recover", "retried")); got < 1 {
 					t.Errorf("medic_escalations_total{result=\"retried\"} = %v, want at least 1", got)
 				}
 			}
@@ -198,7 +199,7 @@ func TestStatusPageEscalationStatus(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	c := rs.Client()
 	ctx := context.Background()
-	store := NewRunStore(c, StoreOptions{})
+	store := jobs.NewRunStore(c, jobs.StoreOptions{})
 	for i, st := range []string{runbooks.EscalationDelivered, runbooks.EscalationRetrying, runbooks.EscalationFailed} {
 		rec := &runbooks.RunRecord{ID: "run-" + st, Runbook: "recover", Agent: "a1", Node: "n1", Trigger: "alert",
 			Outcome: runbooks.OutcomeEscalated, Escalation: st, Started: time.Now().Add(time.Duration(i) * time.Second), Steps: []runbooks.Step{}}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/medicops/medic/controls"
+	"github.com/medicops/medic/route"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -461,7 +462,7 @@ func (b *Bridge) handleReset(w http.ResponseWriter, r *http.Request) {
 	}
 	a := cfg.Agent(agent)
 	switch {
-	case !validNode(node):
+	case !route.ValidNode(node):
 		answer(w, r, 0, nil, opErr(http.StatusNotFound, "node name %q is not usable", node))
 		return
 	case a == nil:

@@ -2,197 +2,29 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strconv"
-	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
-// The job deadline, enforced by the bridge.
-//
-// A job nobody consumes (its node died and never came back, or was never
-// there when the node check is off) would sit in medic:{node:NAME}:jobs
-// for ever, with no record and no page. Every bridge runs reclaim: each
-// ReclaimInterval it reads the oldest entries of every node's stream and
-// takes each job past its deadline that has not started (its episode's
-// state is still q) — or whose node started it and has been silent past
-// NodeSilence since — out of the stream, records it expired and escalates
-// it. Entries whose episode is already cancelled or done (their node died
-// before reading them) are deleted. So a stream holds at most the jobs of
-// one deadline's worth of alerts plus those running, and an entry leaves
-// it only when it is finished, cancelled, or recorded expired: nothing is
-// capped away unconsumed.
-//
-// Taking a job is one script on the node's slot: state q → d, XACK, XDEL,
-// and the job goes to the node's outbox (medic:{node:NAME}:expired, a
-// sorted set scored by a lease time) in the same step. The bridge that
-// took it then stores the record, escalates, and removes it from the
-// outbox. Should that bridge die in between, the lease runs out and
-// another bridge (or the same one, restarted) takes the job from the
-// outbox and does it again: the record is stored under the job's id, so
-// once, and a human may at worst be paged twice, never not at all. With
-// several bridges side by side the script lets one of them take a job.
+// The bridge runs the job stream's reclaim loop (jobs.Reclaimer): it takes
+// a job nobody took before its deadline out of its stream; the bridge
+// records it expired and escalates it.
 
-// reclaimScript takes one job of a stream past its deadline.
-//
-// KEYS: dedup, stream, outbox, last-seen. ARGV: run id, entry id, group,
-// job JSON, lease until (Unix ms), min-seen (Unix ms; 0: a started job is
-// never taken). Returns 1 when taken (now in the outbox), 3 when taken
-// after its silent node had started it, 2 when the entry was only deleted
-// (its episode is cancelled or done), 0 when left alone (running on a
-// live node).
-var reclaimScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-local st = v and string.sub(v, 1, 2) or ''
-local take = (not v) or v == 'q:' .. ARGV[1]
-if st == 'r:' and tonumber(ARGV[6]) > 0 then
-  local seen = redis.call('GET', KEYS[4])
-  take = (not seen) or tonumber(seen) < tonumber(ARGV[6])
-end
-local drop = take or st == 'c:' or st == 'd:' or (st == 'q:' and v ~= 'q:' .. ARGV[1])
-if not drop then return 0 end
-pcall(redis.call, 'XACK', KEYS[2], ARGV[3], ARGV[2])
-redis.call('XDEL', KEYS[2], ARGV[2])
-if not take then return 2 end
-if v then redis.call('SET', KEYS[1], 'd:' .. ARGV[1], 'KEEPTTL') end
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
-if st == 'r:' then return 3 end
-return 1
-`)
-
-// leaseScript retakes a job of an outbox whose lease has run out.
-//
-// KEYS: outbox. ARGV: job JSON, now, lease until (Unix ms). Returns 1
-// when this caller now holds the job.
-var leaseScript = redis.NewScript(`
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return 1
-`)
-
-// Outbox is a node's jobs taken past their deadline and not yet recorded
-// and escalated (a sorted set, score: lease until, Unix ms).
-func (k Keys) Outbox(node string) string { return k.nodeTag(node) + "expired" }
-
-// ReclaimInterval is how often reclaim looks at the streams: a tenth of the
-// job deadline, between 1s and 30s.
-func ReclaimInterval(deadline time.Duration) time.Duration {
-	return min(max(deadline/10, time.Second), 30*time.Second)
-}
-
-// reclaimPage bounds one read of a stream; reclaimPages the reads of one
-// stream in one round.
-const (
-	reclaimPage  = 100
-	reclaimPages = 10
-	// rescanEvery is how many rounds pass between two SCANs for streams
-	// of nodes neither in medic:nodes nor routed to by this bridge.
-	rescanEvery = 360
-)
-
-// reclaimState is what the loop remembers between rounds.
-type reclaimState struct {
-	routed  sync.Map // nodes this bridge queued jobs for (string → struct{})
-	mu      sync.Mutex
-	scanned map[string]struct{} // nodes whose streams a SCAN found
-}
-
-// add notes a node this bridge queued a job for: a read, on the hot path,
-// once the node is known.
-func (s *reclaimState) add(node string) {
-	if _, ok := s.routed.Load(node); !ok {
-		s.routed.Store(node, struct{}{})
-	}
-}
-
-// RunReclaim enforces the job deadline until ctx ends (see above).
-func (b *Bridge) RunReclaim(ctx context.Context) {
-	t := time.NewTicker(ReclaimInterval(b.opts.JobDeadline))
-	defer t.Stop()
-	for round := 0; ; round++ {
-		if round%rescanEvery == 0 {
-			if nodes, err := b.scanStreams(ctx); err == nil {
-				b.reclaim.mu.Lock()
-				b.reclaim.scanned = nodes
-				b.reclaim.mu.Unlock()
-			} else if ctx.Err() == nil {
-				b.log.Warn("reclaim: scan for job streams", "err", err)
-			}
-		}
-		b.ReclaimOnce(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
+// RunReclaim enforces the job deadline until ctx ends.
+func (b *Bridge) RunReclaim(ctx context.Context) { b.reclaimer.Run(ctx) }
 
 // ReclaimOnce runs one round over every known node's stream and outbox.
-func (b *Bridge) ReclaimOnce(ctx context.Context) {
-	nodes := map[string]struct{}{}
-	if names, err := b.opts.Client.SMembers(ctx, b.opts.Keys.prefix()+"nodes").Result(); err == nil {
-		for _, n := range names {
-			nodes[n] = struct{}{}
-		}
-	} else if ctx.Err() == nil {
-		b.log.Warn("reclaim: read the node list", "err", err)
-	}
-	b.reclaim.routed.Range(func(n, _ any) bool {
-		nodes[n.(string)] = struct{}{}
-		return true
-	})
-	b.reclaim.mu.Lock()
-	for n := range b.reclaim.scanned {
-		nodes[n] = struct{}{}
-	}
-	b.reclaim.mu.Unlock()
-	for n := range nodes {
-		if ctx.Err() != nil {
-			return
-		}
-		if err := b.reclaimNode(ctx, n); err != nil && ctx.Err() == nil {
-			b.log.Warn("reclaim: node's job stream", "node", n, "err", err)
-		}
-	}
-}
+func (b *Bridge) ReclaimOnce(ctx context.Context) { b.reclaimer.Once(ctx) }
 
-// scanStreams finds the job streams in Redis (every primary on Cluster).
-func (b *Bridge) scanStreams(ctx context.Context) (map[string]struct{}, error) {
-	pre := b.opts.Keys.prefix() + "{node:"
-	found := map[string]struct{}{}
-	var mu sync.Mutex
-	scan := func(ctx context.Context, c redis.Cmdable) error {
-		it := c.ScanType(ctx, 0, pre+"*}:jobs", 1000, "stream").Iterator()
-		for it.Next(ctx) {
-			k := it.Val()
-			if len(k) > len(pre)+len("}:jobs") {
-				mu.Lock()
-				found[k[len(pre):len(k)-len("}:jobs")]] = struct{}{}
-				mu.Unlock()
-			}
-		}
-		return it.Err()
-	}
-	var err error
-	if cl, ok := b.opts.Client.(*redis.ClusterClient); ok {
-		err = cl.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
-	} else {
-		err = scan(ctx, b.opts.Client)
-	}
-	return found, err
-}
+// Reclaimer is the bridge's reclaim loop.
+func (b *Bridge) Reclaimer() *jobs.Reclaimer { return b.reclaimer }
 
-// leaseUntil is until when a bridge holds a job it took: its runbook's
+// leaseFor is how long the bridge holds a job it took: its runbook's
 // escalation retries (retry_for) and the two saves fit well within it.
-func (b *Bridge) leaseUntil(now time.Time, runbook string) int64 {
+func (b *Bridge) leaseFor(runbook string) time.Duration {
 	retry := runbooks.DefaultEscalationRetryFor
 	if rb := findRunbook(b.opts.Config(), runbook); rb != nil && rb.Escalate != nil {
 		retry = rb.Escalate.RetryFor
@@ -200,95 +32,16 @@ func (b *Bridge) leaseUntil(now time.Time, runbook string) int64 {
 	if b.opts.EscalationRetryFor > 0 {
 		retry = b.opts.EscalationRetryFor
 	}
-	return now.Add(retry + 2*time.Minute).UnixMilli()
+	return retry + 2*time.Minute
 }
 
-func (b *Bridge) reclaimNode(ctx context.Context, node string) error {
-	k := b.opts.Keys
-	now := b.opts.Now()
-	// First what a bridge took and did not finish.
-	left, err := b.opts.Client.ZRangeByScore(ctx, k.Outbox(node), &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: reclaimPage,
-	}).Result()
-	if err != nil {
-		return err
-	}
-	for _, raw := range left {
-		var job Job
-		_ = json.Unmarshal([]byte(raw), &job)
-		lease := b.leaseUntil(now, job.Runbook)
-		ok, err := leaseScript.Run(ctx, b.opts.Client, []string{k.Outbox(node)}, raw, now.UnixMilli(), lease).Int()
-		if err != nil {
-			return err
-		}
-		if ok == 1 {
-			b.expire(node, raw, "", false)
-		}
-	}
-	var minSeen int64
-	if b.opts.NodeSilence > 0 {
-		minSeen = now.Add(-b.opts.NodeSilence).UnixMilli()
-	}
-	start := "-"
-	for range reclaimPages {
-		msgs, err := b.opts.Client.XRangeN(ctx, k.Jobs(node), start, "+", reclaimPage).Result()
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			raw, _ := m.Values["job"].(string)
-			var job Job
-			if err := json.Unmarshal([]byte(raw), &job); err != nil || job.ID == "" {
-				continue // the consumer records what it cannot read
-			}
-			if job.Deadline.IsZero() || now.Before(job.Deadline) {
-				// Jobs are queued in order, with one deadline: the rest
-				// are younger still.
-				return nil
-			}
-			keys := []string{k.Dedup(job.Node, job.Alert.Fingerprint, job.Alert.StartsAt), k.Jobs(node), k.Outbox(node), k.Seen(node)}
-			lease := b.leaseUntil(now, job.Runbook)
-			got, err := reclaimScript.Run(ctx, b.opts.Client, keys, job.ID, m.ID, DefaultGroup, raw, lease, minSeen).Int()
-			if err != nil {
-				return err
-			}
-			if got == 1 || got == 3 {
-				b.expire(node, raw, m.ID, got == 3)
-			}
-		}
-		if len(msgs) < reclaimPage {
-			return nil
-		}
-		start = "(" + msgs[len(msgs)-1].ID
-	}
-	return nil
-}
-
-// expire records a job taken out of node's stream (entry; "" when retaken
-// from the outbox; started: its silent node had started it) as expired,
-// escalates it and removes it from the outbox, in the background.
-func (b *Bridge) expire(node, raw, entry string, started bool) {
-	var job Job
-	if err := json.Unmarshal([]byte(raw), &job); err != nil {
-		return
-	}
+// expire records a job taken out of node's stream as expired, escalates it
+// and removes it from the outbox, in the background.
+func (b *Bridge) expire(node, raw string, job jobs.Job, entry string, started bool) {
 	b.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		now := b.opts.Now()
-		a := job.Alert
-		reason := fmt.Sprintf("the job waited in node %s's stream past its deadline (queued %s, deadline %s) and no node took it; reclaimed by the bridge",
-			node, job.Enqueued.UTC().Format(time.RFC3339), job.Deadline.UTC().Format(time.RFC3339))
-		if started {
-			reason = fmt.Sprintf("node %s started the job and has been silent since, past its deadline (%s); reclaimed by the bridge",
-				node, job.Deadline.UTC().Format(time.RFC3339))
-		}
-		rec := &runbooks.RunRecord{
-			ID: job.ID, Runbook: job.Runbook, Agent: job.Agent, Node: job.Node, Trigger: runbooks.TriggerAlert,
-			Fingerprint: a.Fingerprint, StartsAt: a.StartsAt, Labels: a.Labels, Steps: []runbooks.Step{},
-			Outcome: runbooks.OutcomeExpired, Reason: reason, Started: job.Enqueued, Finished: now,
-		}
-		rec.Duration = rec.Finished.Sub(rec.Started).Seconds()
+		rec := jobs.ExpiredRecord(job, node, started, b.opts.Now())
 		if err := b.store.Save(ctx, rec); err != nil {
 			b.log.Error("reclaim: store the expired record; another round retries it", "run", job.ID, "err", err)
 			return
@@ -296,7 +49,7 @@ func (b *Bridge) expire(node, raw, entry string, started bool) {
 		b.metrics.observe(rec)
 		b.log.Warn("job expired: reclaimed from its stream", "run", job.ID, "runbook", job.Runbook, "agent", job.Agent, "node", node, "entry", entry)
 		if rb := findRunbook(b.opts.Config(), job.Runbook); rb != nil {
-			if st := b.escalate(rb, rec, a); st != runbooks.EscalationDelivered && st != "" && b.bgCtx.Err() != nil {
+			if st := b.escalate(rb, rec, job.Alert); st != runbooks.EscalationDelivered && st != "" && b.bgCtx.Err() != nil {
 				// Cut short by Close: left in the outbox, its lease runs
 				// out and a bridge escalates it again.
 				return
@@ -304,7 +57,7 @@ func (b *Bridge) expire(node, raw, entry string, started bool) {
 		} else {
 			b.log.Error("reclaim: runbook no longer configured; the expired record is the escalation", "run", job.ID, "runbook", job.Runbook)
 		}
-		if err := b.opts.Client.ZRem(context.WithoutCancel(ctx), b.opts.Keys.Outbox(node), raw).Err(); err != nil {
+		if err := b.reclaimer.Done(context.WithoutCancel(ctx), node, raw); err != nil {
 			b.log.Warn("reclaim: remove from the outbox; it may be escalated again", "run", job.ID, "err", err)
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/medicops/medic/jobs"
 )
 
 // TestRedisRestartLosesNothing sends alerts one by one the way
@@ -15,7 +17,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	// Give up on Redis after 1s so that the 3s outage answers 503s.
 	tb := startTestBridge(t, testHCL, func(o *Options) { o.RequestTimeout = time.Second })
 	ec := &episodeCounter{}
-	startConsumer(t, ConsumerOptions{Client: tb.c, Node: "n1", Runner: ec, Store: tb.Store(), Block: 200 * time.Millisecond})
+	startConsumer(t, jobs.ConsumerOptions{Client: tb.c, Node: "n1", Runner: ec, Store: tb.Store(), Block: 200 * time.Millisecond})
 
 	const n = 60
 	var accepted, unavailable atomic.Int64
@@ -49,11 +51,11 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 		t.Error("no 503 while Redis was down: the outage was not exercised")
 	}
 	checkOnce(t, ec, n, 30*time.Second)
-	runs, err := tb.Store().List(context.Background(), RunFilter{Limit: 1000})
+	runs, err := tb.Store().List(context.Background(), jobs.RunFilter{Limit: 1000})
 	if err != nil || len(runs) != n {
 		t.Errorf("%d run records (%v), want %d", len(runs), err, n)
 	}
-	if l := tb.c.XLen(context.Background(), Keys{}.Jobs("n1")).Val(); l != 0 {
+	if l := tb.c.XLen(context.Background(), jobs.Keys{}.Jobs("n1")).Val(); l != 0 {
 		t.Errorf("%d jobs left in the stream", l)
 	}
 	t.Logf("%d alerts accepted, %d answers 503 during the outage", accepted.Load(), unavailable.Load())

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/controls"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -120,21 +121,21 @@ func roundDuration(d time.Duration) string {
 }
 
 // RunLister is what the status page needs from the run store
-// (*RunStore implements it).
+// (*jobs.RunStore implements it).
 type RunLister interface {
-	List(ctx context.Context, f RunFilter) ([]*runbooks.RunRecord, error)
+	List(ctx context.Context, f jobs.RunFilter) ([]*runbooks.RunRecord, error)
 }
 
-var _ RunLister = (*RunStore)(nil)
+var _ RunLister = (*jobs.RunStore)(nil)
 
-// RunGetter reads one run record; a Runs source that has it (*RunStore
+// RunGetter reads one run record; a Runs source that has it (*jobs.RunStore
 // does) lets the page show runs waiting for approval that are older than
 // the recent ones.
 type RunGetter interface {
 	Get(ctx context.Context, id string) (*runbooks.RunRecord, error)
 }
 
-var _ RunGetter = (*RunStore)(nil)
+var _ RunGetter = (*jobs.RunStore)(nil)
 
 // PoolStatus is one pool as the status page shows it; the caller fills it
 // from the queue package's status (queue.ReadStatus).
@@ -171,7 +172,7 @@ type StatusOptions struct {
 	// Redis holds the node snapshots: SMEMBERS PREFIXnodes and
 	// GET PREFIXnode:NAME:state (JSON written by each medic node).
 	Redis redis.UniversalClient
-	Keys  Keys
+	Keys  jobs.Keys
 	// Fleet reads the snapshots for the agents section (fleet.go); nil
 	// with Redis set means a fleet view of its own on Redis.
 	Fleet *Fleet
@@ -279,7 +280,7 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.Fleet, d.NodesError = p.readFleet(ctx, r.URL.Query(), d.Now)
 	}
 	if p.o.Runs != nil {
-		runs, err := p.o.Runs.List(ctx, RunFilter{Limit: p.o.RunLimit})
+		runs, err := p.o.Runs.List(ctx, jobs.RunFilter{Limit: p.o.RunLimit})
 		d.Runs = runs
 		if err != nil {
 			d.RunsError = err.Error()
@@ -343,7 +344,7 @@ func (p *statusPage) readControls(ctx context.Context, d *statusData) {
 		rec := recent[id]
 		if rec == nil && getter != nil {
 			rec, err = getter.Get(ctx, id)
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			if err != nil && !errors.Is(err, jobs.ErrNotFound) {
 				errs = append(errs, "read run "+id+": "+err.Error())
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -40,7 +41,7 @@ func TestStatusPage(t *testing.T) {
 	c.Set(ctx, "medic:node:web-04:state", `{not json`, time.Minute)
 	c.Set(ctx, "medic:node:web-05:state", `{"node":"web-05","updated":"2026-11-22T00:59:40Z","agents":[{"name":"x","up":true}]}`, time.Minute)
 
-	store := NewRunStore(c, StoreOptions{Now: func() time.Time { return now }})
+	store := jobs.NewRunStore(c, jobs.StoreOptions{Now: func() time.Time { return now }})
 	exit0, exit1 := 0, 1
 	longError := "http://127.0.0.1:39141/healthz:" + strings.Repeat("connection-refused/", 30)
 	for _, r := range []*runbooks.RunRecord{
@@ -195,7 +196,7 @@ func TestStatusPage(t *testing.T) {
 func TestStatusPageSourceErrors(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	c := srv.Client()
-	store := NewRunStore(c, StoreOptions{})
+	store := jobs.NewRunStore(c, jobs.StoreOptions{})
 	srv.Kill() // Redis is gone: nodes and runs fail
 	h := NewStatusPage(StatusOptions{
 		Runs: store, Redis: c,

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,35 +8,9 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
-	"github.com/prometheus/common/model"
-
-	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/alert"
 )
-
-// inputError is a 400: the notification is malformed, and retrying it
-// cannot help.
-type inputError struct{ msg string }
-
-func (e *inputError) Error() string { return e.msg }
-
-func badInput(format string, args ...any) error {
-	return &inputError{fmt.Sprintf(format, args...)}
-}
-
-// DecodeWebhook parses an Alertmanager webhook payload (version 4). It
-// ignores fields it does not know (Alertmanager adds some in minor
-// releases) and insists on those the bridge needs: the alerts array and,
-// for each alert, status, labels and startsAt. A missing fingerprint is
-// computed from the labels the way Alertmanager does.
-func DecodeWebhook(r io.Reader) ([]hcl.Alert, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, readError(err)
-	}
-	return decodeWebhook(data)
-}
 
 // readError keeps a body-limit error as it is (a 413) and makes any other
 // read error a 400.
@@ -46,121 +19,7 @@ func readError(err error) error {
 	if errors.As(err, &mbe) {
 		return err
 	}
-	return badInput("body: %v", err)
-}
-
-// decodeWebhook decodes with encoding/json: a hand-written decoder saved
-// ~5 µs a webhook, under a tenth of the bridge's CPU per webhook, too
-// little to keep (BENCHMARKS.md, "Hand-written code against the library").
-func decodeWebhook(data []byte) ([]hcl.Alert, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, badInput("body: empty, want an Alertmanager webhook payload")
-	}
-	var msg struct {
-		Alerts *[]wireAlert `json:"alerts"`
-	}
-	if err := json.Unmarshal(data, &msg); err != nil {
-		return nil, explain(data, err)
-	}
-	if msg.Alerts == nil {
-		return nil, badInput("alerts: missing")
-	}
-	wire := *msg.Alerts
-	out := make([]hcl.Alert, 0, len(wire))
-	for i, w := range wire {
-		a, err := w.alert()
-		if err != nil {
-			return nil, badInput("alerts[%d]%s", i, err)
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}
-
-// explain turns a decoding error into one that names the alert and field,
-// by decoding again one alert at a time (only malformed input pays this).
-func explain(data []byte, err error) error {
-	var msg struct {
-		Alerts []json.RawMessage `json:"alerts"`
-	}
-	if err := json.Unmarshal(data, &msg); err != nil {
-		return badInput("body: %v", err)
-	}
-	for i, raw := range msg.Alerts {
-		var w wireAlert
-		if err := json.Unmarshal(raw, &w); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) && te.Field != "" {
-				return badInput("alerts[%d].%s: %s is not %s", i, te.Field, te.Value, te.Type)
-			}
-			return badInput("alerts[%d]: %v", i, err)
-		}
-	}
-	return badInput("body: %v", err)
-}
-
-// wireAlert is one alert as Alertmanager sends it; pointers tell a missing
-// field from an empty one.
-type wireAlert struct {
-	Status      *string           `json:"status"`
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
-	StartsAt    *string           `json:"startsAt"`
-	Fingerprint string            `json:"fingerprint"`
-}
-
-func (in wireAlert) alert() (hcl.Alert, error) {
-	a := hcl.Alert{Labels: in.Labels, Annotations: in.Annotations}
-	switch {
-	case in.Status == nil:
-		return a, errors.New(".status: missing")
-	case *in.Status != "firing" && *in.Status != "resolved":
-		return a, fmt.Errorf(".status: %q, want \"firing\" or \"resolved\"", *in.Status)
-	case len(in.Labels) == 0:
-		return a, errors.New(".labels: missing")
-	case in.StartsAt == nil || *in.StartsAt == "":
-		return a, errors.New(".startsAt: missing")
-	}
-	a.Status = *in.Status
-	t, err := time.Parse(time.RFC3339Nano, *in.StartsAt)
-	if err != nil {
-		return a, fmt.Errorf(".startsAt: %q is not an RFC 3339 time", *in.StartsAt)
-	}
-	if t.IsZero() {
-		return a, errors.New(".startsAt: zero time")
-	}
-	a.StartsAt = t
-	for name := range in.Labels {
-		if name == "" || len(name) > 1024 {
-			return a, errors.New(".labels: empty or overlong label name")
-		}
-	}
-	switch fp := in.Fingerprint; {
-	case fp == "":
-		a.Fingerprint = toLabelSet(in.Labels).Fingerprint().String()
-	case !isHex(fp) || len(fp) > 64:
-		return a, fmt.Errorf(".fingerprint: %q is not a hex fingerprint", fp)
-	default:
-		a.Fingerprint = fp
-	}
-	return a, nil
-}
-
-func toLabelSet(m map[string]string) model.LabelSet {
-	ls := make(model.LabelSet, len(m))
-	for k, v := range m {
-		ls[model.LabelName(k)] = model.LabelValue(v)
-	}
-	return ls
-}
-
-func isHex(s string) bool {
-	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
+	return &alert.InputError{Msg: "body: " + err.Error()}
 }
 
 // bodyPool recycles webhook body buffers: the decoded alerts copy what
@@ -226,11 +85,11 @@ func (b *Bridge) serveWebhook(w http.ResponseWriter, r *http.Request) int {
 	}
 	bufp := bodyPool.Get().(*[]byte)
 	data, err := readBody((*bufp)[:0], http.MaxBytesReader(w, r.Body, b.opts.MaxBody), r.ContentLength)
-	var alerts []hcl.Alert
+	var alerts []alert.Alert
 	if err != nil {
 		err = readError(err)
 	} else {
-		alerts, err = decodeWebhook(data)
+		alerts, err = alert.Decode(data)
 	}
 	if cap(data) <= maxPooledBody {
 		*bufp = data[:0]

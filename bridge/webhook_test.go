@@ -17,8 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -40,7 +42,7 @@ func startTestBridge(t *testing.T, src string, mod func(*Options)) *testBridge {
 	tb := &testBridge{redis: rs, c: c, reg: prometheus.NewRegistry(), cfg: loadTestConfig(t, src)}
 	o := Options{
 		Client: c, Config: func() *hcl.Config { return tb.cfg }, Token: testToken,
-		Metrics: NewMetrics(tb.reg), MaxBody: 64 << 10,
+		Metrics: NewMetrics(tb.reg, runbooks.NewMetrics(tb.reg)), MaxBody: 64 << 10,
 	}
 	if mod != nil {
 		mod(&o)
@@ -182,21 +184,21 @@ medic_webhook_requests_total{code="413"} 1
 }
 
 // readJobs returns the jobs on a node's stream.
-func readJobs(t *testing.T, c redis.UniversalClient, node string) []Job {
+func readJobs(t *testing.T, c redis.UniversalClient, node string) []jobs.Job {
 	t.Helper()
-	msgs, err := c.XRange(context.Background(), Keys{}.Jobs(node), "-", "+").Result()
+	msgs, err := c.XRange(context.Background(), jobs.Keys{}.Jobs(node), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var jobs []Job
+	var out []jobs.Job
 	for _, m := range msgs {
-		var j Job
+		var j jobs.Job
 		if err := json.Unmarshal([]byte(m.Values["job"].(string)), &j); err != nil {
 			t.Fatal(err)
 		}
-		jobs = append(jobs, j)
+		out = append(out, j)
 	}
-	return jobs
+	return out
 }
 
 func TestWebhookEpisodes(t *testing.T) {
@@ -231,13 +233,13 @@ func TestWebhookEpisodes(t *testing.T) {
 		t.Fatalf("jobs n1=%d n2=%d, want 2 and 1", len(j1), len(j2))
 	}
 	if j := j1[0]; j.Runbook != "recover" || j.Agent != "a1" || j.Node != "n1" || j.Alert.Fingerprint != "aaaa" ||
-		!j.Alert.StartsAt.Equal(t0) || j.Deadline.Sub(j.Enqueued) != DefaultJobDeadline || j.ID == "" {
+		!j.Alert.StartsAt.Equal(t0) || j.Deadline.Sub(j.Enqueued) != jobs.DefaultJobDeadline || j.ID == "" {
 		t.Errorf("job = %+v", j)
 	}
-	if v := tb.c.Get(ctx, Keys{}.Dedup("n1", "aaaa", t0)).Val(); v != "q:"+j1[0].ID {
+	if v := tb.c.Get(ctx, jobs.Keys{}.Dedup("n1", "aaaa", t0)).Val(); v != "q:"+j1[0].ID {
 		t.Errorf("dedup value %q, want q:%s", v, j1[0].ID)
 	}
-	if ttl := tb.c.PTTL(ctx, Keys{}.Dedup("n1", "aaaa", t0)).Val(); ttl <= 23*time.Hour || ttl > DefaultDedupTTL {
+	if ttl := tb.c.PTTL(ctx, jobs.Keys{}.Dedup("n1", "aaaa", t0)).Val(); ttl <= 23*time.Hour || ttl > jobs.DefaultDedupTTL {
 		t.Errorf("dedup TTL %v", ttl)
 	}
 
@@ -254,11 +256,11 @@ func TestWebhookEpisodes(t *testing.T) {
 	if rec.Outcome != runbooks.OutcomeCancelled || rec.Agent != "a2" || rec.Node != "n2" {
 		t.Errorf("cancelled record = %+v", rec)
 	}
-	if v := tb.c.Get(ctx, Keys{}.Dedup("n2", "bbbb", t0)).Val(); v != "c:"+j2[0].ID {
+	if v := tb.c.Get(ctx, jobs.Keys{}.Dedup("n2", "bbbb", t0)).Val(); v != "c:"+j2[0].ID {
 		t.Errorf("dedup value after resolve %q", v)
 	}
 	send("resolved", res) // a repeat changes nothing
-	if runs, _ := tb.Store().List(ctx, RunFilter{}); len(runs) != 1 {
+	if runs, _ := tb.Store().List(ctx, jobs.RunFilter{}); len(runs) != 1 {
 		t.Errorf("runs after repeated resolve: %d, want 1", len(runs))
 	}
 
@@ -297,7 +299,7 @@ medic_remediations_total{outcome="cancelled",runbook="recover"} 1
 	}
 }
 
-func fingerprintOf(l map[string]string) string { return toLabelSet(l).Fingerprint().String() }
+func fingerprintOf(l map[string]string) string { return alert.Fingerprint(l) }
 
 func TestWebhookUnroutableEscalates(t *testing.T) {
 	var mu sync.Mutex
@@ -319,7 +321,7 @@ func TestWebhookUnroutableEscalates(t *testing.T) {
 		}
 	}
 	tb.Wait()
-	runs, err := tb.Store().List(context.Background(), RunFilter{Outcome: runbooks.OutcomeUnroutable})
+	runs, err := tb.Store().List(context.Background(), jobs.RunFilter{Outcome: runbooks.OutcomeUnroutable})
 	if err != nil || len(runs) != 1 {
 		t.Fatalf("unroutable runs = %d, %v; want 1", len(runs), err)
 	}
@@ -343,18 +345,18 @@ func TestWebhookRedisFailureLeavesNoDedupKey(t *testing.T) {
 	ctx := context.Background()
 	bearer := "Bearer " + testToken
 	body := payload("firing", firing("a1", "abcd", t0))
-	dedup := Keys{}.Dedup("n1", "abcd", t0)
+	dedup := jobs.Keys{}.Dedup("n1", "abcd", t0)
 
 	// The XADD fails inside the script (the stream key has the wrong type):
 	// 503, and the episode is not taken.
-	tb.c.Set(ctx, Keys{}.Jobs("n1"), "not a stream", 0)
+	tb.c.Set(ctx, jobs.Keys{}.Jobs("n1"), "not a stream", 0)
 	if code, m := tb.post(t, bearer, body); code != 503 {
 		t.Fatalf("code %d %v, want 503", code, m)
 	}
 	if n := tb.c.Exists(ctx, dedup).Val(); n != 0 {
 		t.Fatal("dedup key left behind by a failed enqueue")
 	}
-	tb.c.Del(ctx, Keys{}.Jobs("n1"))
+	tb.c.Del(ctx, jobs.Keys{}.Jobs("n1"))
 
 	// Redis down: 503 (Alertmanager retries); ready says so, healthy not.
 	tb.redis.Kill()

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/internal/keys"
 )
 
 // Backoff spaces the restarts of a crash loop: the n-th restart of a
@@ -58,7 +60,7 @@ return {0, wait}`)
 // exhausted is a reason when the budget is spent, and nothing is recorded.
 // Every engine sharing the Redis sees the same budget for one agent.
 func (s *Store) TakeRestart(ctx context.Context, node, agent string, limit int, window time.Duration, b Backoff, now time.Time, runID string) (wait time.Duration, exhausted string, err error) {
-	keys := []string{s.agentKey(node, agent, "budget"), s.agentKey(node, agent, "backoff")}
+	keys := []string{keys.Budget(s.prefix, node, agent), keys.Backoff(s.prefix, node, agent)}
 	reset := b.Reset
 	if reset <= 0 {
 		reset = window
@@ -114,7 +116,7 @@ func (s *Store) CircuitPeek(ctx context.Context, node, agent string, maxRuns int
 }
 
 func (s *Store) circuit(ctx context.Context, node, agent string, maxRuns int, window time.Duration, now time.Time, runID string, count bool) (open bool, until time.Time, err error) {
-	key := s.agentKey(node, agent, "circuit")
+	key := keys.Circuit(s.prefix, node, agent)
 	flag := "0"
 	if count {
 		flag = "1"
@@ -137,7 +139,7 @@ func (s *Store) circuit(ctx context.Context, node, agent string, maxRuns int, wi
 // number of them. The reset is idempotent.
 func (s *Store) ResetAgent(ctx context.Context, node, agent string) error {
 	// One DEL with two keys of one slot: atomic, and legal on Cluster.
-	return s.client.Del(ctx, s.agentKey(node, agent, "circuit"), s.agentKey(node, agent, "backoff")).Err()
+	return s.client.Del(ctx, keys.Circuit(s.prefix, node, agent), keys.Backoff(s.prefix, node, agent)).Err()
 }
 
 // ShortDuration prints 1h, 30m, 1h30m, 90s rather than 1h0m0s.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/internal/keys"
 )
 
 // Decision approves or rejects one run waiting in "approve" mode.
@@ -48,7 +50,7 @@ return {tonumber(ARGV[2]), 0}`)
 // its node stopped; a decision made meanwhile still acts).
 func (s *Store) Ask(ctx context.Context, runID string, deadline, now time.Time) (time.Time, bool, error) {
 	keep := deadline.Sub(now) + DecisionTTL
-	keys := []string{s.ctlKey("approvals"), s.ctlKey("decision:" + runID), s.ctlKey("asked:" + runID)}
+	keys := []string{keys.Approvals(s.prefix), keys.Decision(s.prefix, runID), keys.Asked(s.prefix, runID)}
 	res, err := askScript.Run(ctx, s.client, keys, runID, ms(deadline), ms(now), keep.Milliseconds()).Int64Slice()
 	if err != nil {
 		return time.Time{}, false, err
@@ -85,7 +87,7 @@ func (s *Store) Decide(ctx context.Context, d Decision) error {
 	if err != nil {
 		return err
 	}
-	keys := []string{s.ctlKey("approvals"), s.ctlKey("decision:" + d.RunID)}
+	keys := []string{keys.Approvals(s.prefix), keys.Decision(s.prefix, d.RunID)}
 	res, err := decideScript.Run(ctx, s.client, keys, d.RunID, ms(d.At), b, DecisionTTL.Milliseconds()).Text()
 	if err != nil {
 		return err
@@ -103,7 +105,7 @@ func (s *Store) Decide(ctx context.Context, d Decision) error {
 // Pending lists the ids of runs waiting for a decision at now, oldest
 // deadline first; entries past their deadline are dropped.
 func (s *Store) Pending(ctx context.Context, now time.Time) ([]string, error) {
-	key := s.ctlKey("approvals")
+	key := keys.Approvals(s.prefix)
 	if err := s.client.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(ms(now), 10)).Err(); err != nil {
 		return nil, err
 	}
@@ -121,7 +123,7 @@ return false`)
 
 // Decision returns the decision on runID, or nil if none was made yet.
 func (s *Store) Decision(ctx context.Context, runID string) (*Decision, error) {
-	v, err := s.client.Get(ctx, s.ctlKey("decision:"+runID)).Result()
+	v, err := s.client.Get(ctx, keys.Decision(s.prefix, runID)).Result()
 	if isNil(err) {
 		return nil, nil
 	}
@@ -135,7 +137,7 @@ func (s *Store) Decision(ctx context.Context, runID string) (*Decision, error) {
 // made, otherwise removes runID from the pending set (a later Decide gets
 // ErrNotPending) and returns nil.
 func (s *Store) Withdraw(ctx context.Context, runID string) (*Decision, error) {
-	keys := []string{s.ctlKey("approvals"), s.ctlKey("decision:" + runID)}
+	keys := []string{keys.Approvals(s.prefix), keys.Decision(s.prefix, runID)}
 	v, err := withdrawScript.Run(ctx, s.client, keys, runID).Text()
 	if isNil(err) {
 		return nil, nil

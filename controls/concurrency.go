@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/internal/keys"
 )
 
 // Errors of Acquire.
@@ -94,7 +96,7 @@ redis.call("ZREM", KEYS[3], ARGV[1])
 return 1`)
 
 func (s *Store) concKeys(l Limit) []string {
-	return []string{s.rbKey(l.Runbook, "conc", l.Key), s.rbKey(l.Runbook, "queue", l.Key), s.rbKey(l.Runbook, "qlease", l.Key)}
+	return []string{keys.Conc(s.prefix, l.Runbook, l.Key), keys.Queue(s.prefix, l.Runbook, l.Key), keys.QLease(s.prefix, l.Runbook, l.Key)}
 }
 
 // Slot is a held concurrency slot, renewed in the background until
@@ -229,6 +231,6 @@ func KeepAlive(ttl time.Duration, stop <-chan struct{}, done chan<- struct{}, re
 // InUse is the number of slots of l held at now (for tests and the status
 // page).
 func (s *Store) InUse(ctx context.Context, l Limit, now time.Time) (int, error) {
-	n, err := s.client.ZCount(ctx, s.rbKey(l.Runbook, "conc", l.Key), fmt.Sprintf("(%d", ms(now)), "+inf").Result()
+	n, err := s.client.ZCount(ctx, keys.Conc(s.prefix, l.Runbook, l.Key), fmt.Sprintf("(%d", ms(now)), "+inf").Result()
 	return int(n), err
 }

@@ -5,10 +5,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// DefaultPrefix is the key prefix when New gets "".
-const DefaultPrefix = "medic:"
+	"github.com/medicops/medic/internal/keys"
+)
 
 // DecisionTTL is how long a decision is kept after it was made: long
 // enough for the waiting run to read it, and to answer a second decision
@@ -35,26 +34,13 @@ type Store struct {
 // New returns a store over client; prefix defaults to "medic:".
 func New(client redis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
-		prefix = DefaultPrefix
+		prefix = keys.DefaultPrefix
 	}
 	return &Store{client: client, prefix: prefix}
 }
 
 // Client is the Redis client the store uses.
 func (s *Store) Client() redis.UniversalClient { return s.client }
-
-func (s *Store) ctlKey(name string) string { return s.prefix + "{ctl}:" + name }
-
-// agentTag is the hash tag of one agent's keys. "/" cannot appear in a
-// node or agent name that comes from an HCL label, so NODE/AGENT is
-// unambiguous.
-func (s *Store) agentKey(node, agent, name string) string {
-	return s.prefix + "{agent:" + node + "/" + agent + "}:" + name
-}
-
-func (s *Store) rbKey(runbook, name, key string) string {
-	return s.prefix + "{rb:" + runbook + "}:" + name + ":" + key
-}
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 

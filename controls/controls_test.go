@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redistest"
 )
 
@@ -40,7 +41,7 @@ func TestPause(t *testing.T) {
 	if p, _ := s.Paused(ctx, "rb", now.Add(2*time.Minute)); p != nil {
 		t.Fatalf("expired pause still active: %+v", p)
 	}
-	if n, _ := s.client.HLen(ctx, s.ctlKey("pause")).Result(); n != 0 {
+	if n, _ := s.client.HLen(ctx, keys.Pause(s.prefix)).Result(); n != 0 {
 		t.Fatalf("expired pause not deleted, %d fields", n)
 	}
 	// Global pause covers every runbook; Resume("") lifts only it.
@@ -374,7 +375,7 @@ func TestAskParksDurably(t *testing.T) {
 	if _, _, err := s.Ask(ctx, "r2", now.Add(time.Second), now); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.client.ZRem(ctx, s.ctlKey("approvals"), "r2").Err(); err != nil { // withdrawn at its deadline
+	if err := s.client.ZRem(ctx, keys.Approvals(s.prefix), "r2").Err(); err != nil { // withdrawn at its deadline
 		t.Fatal(err)
 	}
 	dl, _, _ = s.Ask(ctx, "r2", now.Add(time.Minute), now.Add(2*time.Second))

@@ -6,7 +6,7 @@
 // Every check-and-act is one Lua script, so two processes can never both
 // take the last slot or both decide one approval. Keys that a script touches
 // together share a hash tag, so the scripts run on Redis Cluster too. With
-// the default prefix "medic:" (P below):
+// the default prefix "medic:" (P below; the names are in internal/keys):
 //
 //	P{ctl}:pause                     hash: runbook ("*" = all) → Pause (JSON)
 //	P{ctl}:approvals                 zset: run id → approval deadline (unix ms)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/medicops/medic/internal/keys"
 )
 
 // AllRunbooks is the hash field (and the medic_paused label value) of the
@@ -57,20 +59,20 @@ func (s *Store) Pause(ctx context.Context, p Pause) error {
 	if err != nil {
 		return err
 	}
-	return s.client.HSet(ctx, s.ctlKey("pause"), field(p.Runbook), b).Err()
+	return s.client.HSet(ctx, keys.Pause(s.prefix), field(p.Runbook), b).Err()
 }
 
 // Resume lifts the pause of runbook ("" lifts the global pause only, not
 // the per-runbook ones). It reports whether there was one.
 func (s *Store) Resume(ctx context.Context, runbook string) (bool, error) {
-	n, err := s.client.HDel(ctx, s.ctlKey("pause"), field(runbook)).Result()
+	n, err := s.client.HDel(ctx, keys.Pause(s.prefix), field(runbook)).Result()
 	return n > 0, err
 }
 
 // Pauses lists the active pauses, the global one first, then by runbook.
 // Expired ones are dropped from Redis on the way.
 func (s *Store) Pauses(ctx context.Context, now time.Time) ([]Pause, error) {
-	all, err := s.client.HGetAll(ctx, s.ctlKey("pause")).Result()
+	all, err := s.client.HGetAll(ctx, keys.Pause(s.prefix)).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +94,7 @@ func (s *Store) Paused(ctx context.Context, runbook string, now time.Time) (*Pau
 	if runbook != "" && runbook != AllRunbooks {
 		fields = append(fields, runbook)
 	}
-	vals, err := s.client.HMGet(ctx, s.ctlKey("pause"), fields...).Result()
+	vals, err := s.client.HMGet(ctx, keys.Pause(s.prefix), fields...).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +127,6 @@ func (s *Store) decodePause(ctx context.Context, f, v string, now time.Time) (Pa
 	}
 	// Best effort: an expired pause is ignored whether or not the delete
 	// went through.
-	_ = hdelIfSame.Run(ctx, s.client, []string{s.ctlKey("pause")}, f, v).Err()
+	_ = hdelIfSame.Run(ctx, s.client, []string{keys.Pause(s.prefix)}, f, v).Err()
 	return Pause{}, false
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/medicops/medic/e2e/harness"
 	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redistest"
 )
 
@@ -71,7 +72,7 @@ func BenchmarkFleet10k(b *testing.B) {
 	writeRate := float64(w1-w0) / t1.Sub(t0).Seconds()
 	mem := redisInfo(b, client, "memory")
 	usedMem, _ := strconv.ParseInt(mem["used_memory"], 10, 64)
-	if n := client.SCard(ctx, exporter.NodesKey("medic:")).Val(); n != fleetNodes {
+	if n := client.SCard(ctx, keys.Nodes("medic:")).Val(); n != fleetNodes {
 		b.Fatalf("%d nodes in medic:nodes, want %d", n, fleetNodes)
 	}
 	if pub.errors.Load() > 0 {
@@ -220,8 +221,8 @@ func (p *fleetPublishers) write(ctx context.Context, pipe redis.Pipeliner, i int
 	ts := now.UTC().Format(time.RFC3339Nano)
 	v := make([]byte, 0, len(p.before[i])+len(ts)+len(p.after[i]))
 	v = append(append(append(v, p.before[i]...), ts...), p.after[i]...)
-	pipe.SAdd(ctx, exporter.NodesKey("medic:"), p.nodes[i])
-	pipe.Set(ctx, exporter.StateKey("medic:", p.nodes[i]), v, exporter.DefaultStateTTL)
+	pipe.SAdd(ctx, keys.Nodes("medic:"), p.nodes[i])
+	pipe.Set(ctx, keys.NodeState("medic:", p.nodes[i]), v, exporter.DefaultStateTTL)
 }
 
 func (p *fleetPublishers) writeAll(ctx context.Context, c redis.UniversalClient) error {

@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/e2e/harness"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 )
 
 // The ingest load: what a user measures with wrk against `medic bridge`.
@@ -187,10 +187,10 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool, conns int) in
 		}
 		return r
 	}
-	jobs := func() int64 {
+	countJobs := func() int64 {
 		var n int64
 		for i := range ingestAgents {
-			n += client.XLen(ctx, bridge.Keys{}.Jobs(fmt.Sprintf("node-%02d", i))).Val()
+			n += client.XLen(ctx, jobs.Keys{}.Jobs(fmt.Sprintf("node-%02d", i))).Val()
 		}
 		return n
 	}
@@ -198,7 +198,7 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool, conns int) in
 	// Warm up: connections, the script cache, the bridge's heap.
 	runWrk(1, time.Second, 20000)
 	time.Sleep(200 * time.Millisecond)
-	jobs0 := jobs()
+	jobs0 := countJobs()
 	batches := func() float64 {
 		n, err := scrapeSum(br.URL+"/metrics", "medic_bridge_enqueue_batch_alerts_count")
 		if err != nil {
@@ -218,7 +218,7 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool, conns int) in
 	if f.batches > 0 {
 		f.batchEvery = time.Duration(float64(took) / f.batches)
 	}
-	f.jobs = jobs() - jobs0
+	f.jobs = countJobs() - jobs0
 	f.requests, f.rate, f.p50, f.p99 = r.requests, r.rate, r.p50, r.p99
 	switch {
 	case r.non2xx > 0 || r.errors > 0:
@@ -235,16 +235,16 @@ func measureIngest(b *testing.B, wrk, rb, script string, aof bool, conns int) in
 
 	// The raw baseline: the same script, with a job of the size the
 	// bridge wrote, from as many connections, to the same server.
-	entries, err := client.XRangeN(ctx, bridge.Keys{}.Jobs("node-00"), "-", "+", 1).Result()
+	entries, err := client.XRangeN(ctx, jobs.Keys{}.Jobs("node-00"), "-", "+", 1).Result()
 	if err != nil || len(entries) == 0 {
 		b.Fatalf("read a job back: %v", err)
 	}
 	job, _ := entries[0].Values["job"].(string)
-	sha, err := bridge.EnqueueScript().Load(ctx, client).Result()
+	sha, err := jobs.EnqueueScript().Load(ctx, client).Result()
 	if err != nil {
 		b.Fatal(err)
 	}
-	k := bridge.Keys{Prefix: "base:"}
+	k := jobs.Keys{Prefix: "base:"}
 	redis0 = cpuTime(b, rs.PID())
 	out, err := runBounded(ctx, rb, "-h", "127.0.0.1", "-p", strconv.Itoa(rs.Port), "-c", strconv.Itoa(conns),
 		"-n", strconv.Itoa(ingestBaselineOps), "-r", "1000000000", "--csv",

@@ -22,10 +22,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/e2e/harness"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -235,7 +235,7 @@ runbook "nl-flaky" {
 func (e *nlRouting) waitSeen(t *testing.T) {
 	t.Helper()
 	harness.Eventually(t, 30*time.Second, 50*time.Millisecond, "node "+nlrNode+" seen", func() (bool, string) {
-		n, err := e.rdb.Exists(context.Background(), bridge.Keys{}.Seen(nlrNode)).Result()
+		n, err := e.rdb.Exists(context.Background(), jobs.Keys{}.Seen(nlrNode)).Result()
 		return err == nil && n == 1, fmt.Sprint(n, err)
 	})
 }
@@ -329,7 +329,7 @@ func nlUnknownNode(t *testing.T, e *nlRouting) {
 		t.Errorf("pages for %s: %+v, want one", r.ID, pages)
 	}
 	ctx := context.Background()
-	if n, err := e.rdb.Exists(ctx, bridge.Keys{}.Jobs("ghost")).Result(); err != nil || n != 0 {
+	if n, err := e.rdb.Exists(ctx, jobs.Keys{}.Jobs("ghost")).Result(); err != nil || n != 0 {
 		t.Errorf("the ghost's job stream exists (%d, %v): a job was queued for it", n, err)
 	}
 }
@@ -454,7 +454,7 @@ func nlJobDeadline(t *testing.T, e *nlRouting) {
 	at := e.startsAt()
 	e.post(t, late, map[string]string{"alertname": nlq("NLLate"), "agent": nlq("nl-a1"), "node": nlq("nl-offline")}, at)
 	ctx := context.Background()
-	if n := e.rdb.XLen(ctx, bridge.Keys{}.Jobs("nl-offline")).Val(); n != 1 {
+	if n := e.rdb.XLen(ctx, jobs.Keys{}.Jobs("nl-offline")).Val(); n != 1 {
 		t.Fatalf("%d jobs queued for nl-offline, want 1", n)
 	}
 	r := e.run(t, late, url.Values{"runbook": {"nl-late"}}, at, 60*time.Second, func(r runbooks.RunRecord) bool {
@@ -466,7 +466,7 @@ func nlJobDeadline(t *testing.T, e *nlRouting) {
 	if pages := e.nlPager.pagesFor("/page", r.ID); len(pages) != 1 || pages[0].Run.Outcome != runbooks.OutcomeExpired {
 		t.Errorf("pages for %s: %+v, want one", r.ID, pages)
 	}
-	if n := e.rdb.XLen(ctx, bridge.Keys{}.Jobs("nl-offline")).Val(); n != 0 {
+	if n := e.rdb.XLen(ctx, jobs.Keys{}.Jobs("nl-offline")).Val(); n != 0 {
 		t.Errorf("%d entries left in nl-offline's stream, want 0", n)
 	}
 }

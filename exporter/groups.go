@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/procsig"
 )
 
@@ -36,9 +37,6 @@ import (
 // group's id has not been taken by a new process since (a process whose
 // pid is the pgid, if any, started when the leader did).
 
-// ScriptsKey is the hash of the process groups of a node's running scripts.
-func ScriptsKey(prefix, node string) string { return prefix + "{node:" + node + "}:scripts" }
-
 // groupOp bounds one write of the group record: a script never waits long
 // on Redis to start.
 const groupOp = 2 * time.Second
@@ -54,7 +52,7 @@ type scriptGroups struct {
 }
 
 func newScriptGroups(c redis.UniversalClient, prefix, node string, log *slog.Logger) *scriptGroups {
-	g := &scriptGroups{c: c, key: ScriptsKey(prefix, node), boot: bootID(), log: log}
+	g := &scriptGroups{c: c, key: keys.Scripts(prefix, node), boot: bootID(), log: log}
 	g.self = strconv.Itoa(os.Getpid()) + " " + strconv.FormatUint(startTime(os.Getpid()), 10)
 	return g
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/medicops/medic/internal/execx"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redistest"
 )
@@ -64,7 +65,7 @@ func TestKillLeftoverScriptGroups(t *testing.T) {
 	mine, mineGC := startLeftover(t)
 	otherBoot, otherBootGC := startLeftover(t)
 	rec := func(pgid int, boot, owner string) {
-		c.HSet(ctx, ScriptsKey("medic:", "n1"), strconv.Itoa(pgid), boot+" "+owner+" "+strconv.FormatUint(startTime(pgid), 10))
+		c.HSet(ctx, keys.Scripts("medic:", "n1"), strconv.Itoa(pgid), boot+" "+owner+" "+strconv.FormatUint(startTime(pgid), 10))
 	}
 	rec(orphaned, g.boot, strconv.Itoa(dead.Process.Pid)+" 1")
 	rec(mine, g.boot, g.self)
@@ -84,7 +85,7 @@ func TestKillLeftoverScriptGroups(t *testing.T) {
 	if !alive(mineGC) || !alive(otherBootGC) {
 		t.Errorf("killed a live incarnation's or another boot's group: mine %v, other boot %v", alive(mineGC), alive(otherBootGC))
 	}
-	left := c.HKeys(ctx, ScriptsKey("medic:", "n1")).Val()
+	left := c.HKeys(ctx, keys.Scripts("medic:", "n1")).Val()
 	if len(left) != 1 || left[0] != strconv.Itoa(mine) {
 		t.Errorf("groups still recorded: %v, want only %d", left, mine)
 	}
@@ -109,7 +110,7 @@ func TestScriptGroupsTracksRun(t *testing.T) {
 	var fields []string
 	for deadline := time.Now().Add(10 * time.Second); len(fields) == 0 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
-		fields = c.HKeys(ctx, ScriptsKey("medic:", "n1")).Val()
+		fields = c.HKeys(ctx, keys.Scripts("medic:", "n1")).Val()
 	}
 	if len(fields) != 1 {
 		t.Fatalf("groups recorded while the script runs: %v, want one", fields)
@@ -118,7 +119,7 @@ func TestScriptGroupsTracksRun(t *testing.T) {
 	if res := <-done; !res.OK() {
 		t.Fatal(res.Err)
 	}
-	if n := c.HLen(ctx, ScriptsKey("medic:", "n1")).Val(); n != 0 {
+	if n := c.HLen(ctx, keys.Scripts("medic:", "n1")).Val(); n != 0 {
 		t.Errorf("%d groups still recorded after the run ended", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/execx"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -30,7 +31,6 @@ const (
 	DefaultSampleTTL        = 2 * time.Second
 	DefaultWatchdogDebounce = 250 * time.Millisecond
 	DefaultStartWait        = 2 * time.Second
-	DefaultRedisPrefix      = "medic:"
 )
 
 // Options are the dependencies and knobs of a Node. Config and NodeName are
@@ -132,7 +132,7 @@ func New(opts Options) (*Node, error) {
 		opts.Now = time.Now
 	}
 	if opts.RedisPrefix == "" {
-		opts.RedisPrefix = DefaultRedisPrefix
+		opts.RedisPrefix = keys.DefaultPrefix
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/medicops/medic/internal/keys"
 )
 
 // NodeState is the snapshot of the node that `medic node` writes to Redis
-// (medic:node:NAME:state) and serves at GET /api/v1/agents. The bridge's
+// (internal/keys.NodeState) and serves at GET /api/v1/agents. The bridge's
 // fleet view (its GET /api/v1/agents and status page) decodes this very
 // type, so writer and reader cannot disagree on a field; change a JSON
 // name only with both sides and the README's changelog.
@@ -80,11 +82,6 @@ func (n *Node) State() NodeState {
 	return st
 }
 
-// StateKey is the Redis key of a node's snapshot; NodesKey the set of
-// nodes that have written one.
-func StateKey(prefix, node string) string { return prefix + "node:" + node + ":state" }
-func NodesKey(prefix string) string       { return prefix + "nodes" }
-
 // publishState writes the snapshot once.
 func (n *Node) publishState(ctx context.Context) error {
 	b, err := json.Marshal(n.State())
@@ -93,9 +90,12 @@ func (n *Node) publishState(ctx context.Context) error {
 	}
 	p := n.opts.RedisPrefix
 	pipe := n.opts.Redis.Pipeline()
-	pipe.SAdd(ctx, NodesKey(p), n.opts.NodeName)
-	pipe.Set(ctx, StateKey(p, n.opts.NodeName), b, DefaultStateTTL)
-	pipe.Set(ctx, SeenKey(p, n.opts.NodeName), unixMilli(n), 0)
+	// The last-seen time is in the node's hash slot, next to its job
+	// stream, so that the bridge checks that the node is live in the
+	// script that queues the node's job (jobs.Keys.Seen).
+	pipe.SAdd(ctx, keys.Nodes(p), n.opts.NodeName)
+	pipe.Set(ctx, keys.NodeState(p, n.opts.NodeName), b, DefaultStateTTL)
+	pipe.Set(ctx, keys.Seen(p, n.opts.NodeName), unixMilli(n), 0)
 	_, err = pipe.Exec(ctx)
 	return err
 }

@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"time"
 
-	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -119,7 +119,7 @@ func (n *Node) runWatchdog(ctx context.Context, a *agent, alertname, why string)
 	req := runbooks.Request{
 		Trigger: runbooks.TriggerWatchdog,
 		Agent:   a.name,
-		Alert: hcl.Alert{
+		Alert: alert.Alert{
 			Status:   "firing",
 			StartsAt: now,
 			Labels: map[string]string{

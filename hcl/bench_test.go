@@ -11,6 +11,8 @@ import (
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/medicops/medic/alert"
 )
 
 // estateSources generates, in memory, `agents` agents in files of 1000 and
@@ -168,7 +170,7 @@ func BenchmarkMatchAndEval(b *testing.B) {
 	if diags.HasErrors() {
 		b.Fatal(diags)
 	}
-	alert := Alert{
+	alert := alert.Alert{
 		Labels:   map[string]string{"alertname": "Alert999", "agent": "agent-4242", "severity": "critical", "node": "node-242", "instance": "node-242:9105"},
 		Status:   "firing",
 		StartsAt: time.Now(),

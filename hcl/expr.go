@@ -14,6 +14,8 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
+
+	"github.com/medicops/medic/alert"
 )
 
 // Variable roots an expression may use. Which of them a given attribute sees
@@ -105,7 +107,7 @@ func FunctionNames() []string {
 // Object types of the three roots. They are derived from the value builders
 // so that load-time checking and run-time evaluation cannot disagree.
 var (
-	alertType = alertValue(Alert{}).Type()
+	alertType = alertValue(alert.Alert{}).Type()
 	agentType = agentValue(nil).Type()
 	usageType = usageValue(Usage{}).Type()
 )
@@ -132,7 +134,7 @@ func stringList(l []string) cty.Value {
 	return cty.ListVal(vals)
 }
 
-func alertValue(a Alert) cty.Value {
+func alertValue(a alert.Alert) cty.Value {
 	startsAt := ""
 	if !a.StartsAt.IsZero() {
 		startsAt = a.StartsAt.UTC().Format(time.RFC3339)
@@ -354,7 +356,7 @@ func englishList(names []string) string {
 
 // EvalContext builds the context conditions are evaluated in: `alert`,
 // `agent` (may be nil) and `usage`, plus the side-effect-free functions.
-func EvalContext(alert Alert, agent *Agent, usage Usage) *hcl2.EvalContext {
+func EvalContext(alert alert.Alert, agent *Agent, usage Usage) *hcl2.EvalContext {
 	return &hcl2.EvalContext{
 		Variables: map[string]cty.Value{
 			rootAlert: alertValue(alert),
@@ -366,7 +368,7 @@ func EvalContext(alert Alert, agent *Agent, usage Usage) *hcl2.EvalContext {
 }
 
 // alertContext is the context of expressions that only see the alert.
-func alertContext(alert Alert) *hcl2.EvalContext {
+func alertContext(alert alert.Alert) *hcl2.EvalContext {
 	return &hcl2.EvalContext{
 		Variables: map[string]cty.Value{rootAlert: alertValue(alert)},
 		Functions: functions,

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/medicops/medic/alert"
 )
 
 // FuzzLoad feeds arbitrary bytes through everything a config goes through:
@@ -30,7 +32,7 @@ func FuzzLoad(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	alerts := []Alert{
+	alerts := []alert.Alert{
 		{Labels: map[string]string{"alertname": "MedicAgentDown", "agent": "ops-agent", "node": "web-01"}, Status: "firing", StartsAt: time.Unix(1e9, 0)},
 		{Labels: map[string]string{"alertname": "MedicPoolAgentDown", "agent": "cfg-1", "pool": "switches"}, Status: "firing"},
 		{Labels: map[string]string{"alertname": "A", "severity": "critical"}, Status: "firing"},
@@ -85,7 +87,12 @@ func FuzzLoad(f *testing.F) {
 					}
 				}
 			}
-			_ = WritePlan(io.Discard, cfg.Plan([]Alert{a}))
+			p := AlertPlan{Alert: a, Node: a.Labels["node"], Unroutable: "none"}
+			if p.Runbook, p.Skipped = cfg.Match(a); p.Runbook != nil {
+				p.Agent, _ = p.Runbook.TargetAgent(a)
+			}
+			cfg.Explain(&p)
+			_ = WritePlan(io.Discard, []AlertPlan{p})
 		}
 		for _, p := range cfg.Pools {
 			_, _ = p.DeviceURLFor("dev-1")

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	hcl2 "github.com/hashicorp/hcl/v2"
+
+	"github.com/medicops/medic/alert"
 )
 
 // estate loads the example estate with the runbook library, as the README
@@ -223,7 +225,7 @@ func TestLoadDirectoryInNameOrder(t *testing.T) {
 	if len(diags) > 0 {
 		t.Fatal(diags)
 	}
-	rb, _ := cfg.Match(Alert{Labels: map[string]string{"x": "1"}})
+	rb, _ := cfg.Match(alert.Alert{Labels: map[string]string{"x": "1"}})
 	if rb == nil || rb.Name != "first" || len(cfg.Runbooks) != 2 || len(cfg.Sources) != 2 {
 		t.Fatalf("got %v from %d runbooks, %d sources; want first of 2 from a.hcl", rb, len(cfg.Runbooks), len(cfg.Sources))
 	}
@@ -302,7 +304,7 @@ func TestMatch(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rb, skipped := cfg.Match(Alert{Labels: tc.labels, Status: "firing"})
+			rb, skipped := cfg.Match(alert.Alert{Labels: tc.labels, Status: "firing"})
 			got := ""
 			if rb != nil {
 				got = rb.Name
@@ -346,7 +348,7 @@ func TestClassicMatcherWarns(t *testing.T) {
 	if cfg == nil || len(diags) != 1 || diags[0].Severity != hcl2.DiagWarning || DiagnosticLine(diags[0]) != "m.hcl:1:27: warning: Matcher uses the classic syntax" {
 		t.Fatalf("diags = %v", diags)
 	}
-	if rb, _ := cfg.Match(Alert{Labels: map[string]string{"alertname": "Foo Bar"}}); rb == nil {
+	if rb, _ := cfg.Match(alert.Alert{Labels: map[string]string{"alertname": "Foo Bar"}}); rb == nil {
 		t.Error("classic matcher does not match")
 	}
 }
@@ -354,7 +356,7 @@ func TestClassicMatcherWarns(t *testing.T) {
 func TestCauseEval(t *testing.T) {
 	cfg := estate(t)
 	rb := cfg.Runbooks[0]
-	alert := Alert{Labels: map[string]string{"alertname": "MedicAgentDown", "agent": "log-shipper"}, Status: "firing"}
+	alert := alert.Alert{Labels: map[string]string{"alertname": "MedicAgentDown", "agent": "log-shipper"}, Status: "firing"}
 	for _, tc := range []struct {
 		name  string
 		agent *Agent
@@ -416,7 +418,7 @@ runbook "r" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	alert := Alert{Labels: map[string]string{"alertname": "A", "env": "prod"}, Status: "firing",
+	alert := alert.Alert{Labels: map[string]string{"alertname": "A", "env": "prod"}, Status: "firing",
 		StartsAt: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC), Fingerprint: "fp1"}
 	ctx := EvalContext(alert, cfg.Agent("a"), Usage{})
 	rb := cfg.Runbooks[0]
@@ -442,7 +444,7 @@ func TestTargetAgentAndPoolName(t *testing.T) {
 	lib := estate(t)
 	for _, tc := range []struct {
 		name   string
-		get    func(Alert) (string, error)
+		get    func(alert.Alert) (string, error)
 		labels map[string]string
 		want   string
 		err    string
@@ -458,7 +460,7 @@ func TestTargetAgentAndPoolName(t *testing.T) {
 		{"default pool label missing", (&Switchover{}).PoolName, nil, "", `the alert has no "pool" label`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.get(Alert{Labels: tc.labels})
+			got, err := tc.get(alert.Alert{Labels: tc.labels})
 			if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 				t.Errorf("got %q, %v; want %q, error containing %q", got, err, tc.want, tc.err)
 			}
@@ -484,30 +486,6 @@ func TestDeviceURLFor(t *testing.T) {
 	}
 	if _, err := (&Pool{Name: "x"}).DeviceURLFor("d"); err == nil {
 		t.Error("a pool without device_url rendered a URL")
-	}
-}
-
-func TestNodeFor(t *testing.T) {
-	cfg := estate(t)
-	for _, tc := range []struct {
-		labels map[string]string
-		agent  string
-		want   string
-	}{
-		{map[string]string{"node": "web-09"}, "ops-agent", "web-09"},
-		{nil, "ops-agent", "web-01"},
-		{nil, "ghost", Unroutable},
-	} {
-		if got, _ := cfg.NodeFor(Alert{Labels: tc.labels}, tc.agent); got != tc.want {
-			t.Errorf("NodeFor(%v, %s) = %s, want %s", tc.labels, tc.agent, got, tc.want)
-		}
-	}
-	cfg2, _ := Load("testdata/good/minimal.hcl")
-	if got, _ := cfg2.NodeFor(Alert{}, "a"); got != Unroutable {
-		t.Errorf("agent without node: %s, want %s", got, Unroutable)
-	}
-	if got := len(cfg.AgentsForNode("web-01")); got != 1 {
-		t.Errorf("AgentsForNode(web-01) = %d agents, want 1", got)
 	}
 }
 
@@ -627,7 +605,7 @@ func TestMatchIndexAgreesWithScan(t *testing.T) {
 			if team != "" {
 				lbls["team"] = team
 			}
-			a := Alert{Labels: lbls}
+			a := alert.Alert{Labels: lbls}
 			rb1, sk1 := cfg.Match(a)
 			rb2, sk2 := scan.Match(a)
 			if rb1 != rb2 {

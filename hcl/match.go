@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/alertmanager/matcher/parse"
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/medicops/medic/alert"
 )
 
 // matchCond is one precompiled condition of a runbook: label equality from
@@ -137,7 +139,7 @@ func buildMatchIndex(rbs []*Runbook) *matchIndex {
 
 // matchIndexed is Match through the index: only candidate runbooks are
 // tested; the reasons of the others are the precomputed alertname ones.
-func (c *Config) matchIndexed(alert Alert) (*Runbook, []string) {
+func (c *Config) matchIndexed(alert alert.Alert) (*Runbook, []string) {
 	idx := c.matchIdx
 	named, other := idx.byName[alert.Labels["alertname"]], idx.other
 	type failure struct {
@@ -200,7 +202,7 @@ func (r *Runbook) firstFailure(lbls map[string]string) (string, bool) {
 // Match returns the first runbook (in load order) that matches the alert's
 // labels, and for every runbook before it a reason why it did not match.
 // The skipped slice may be shared between calls: read it, do not modify it.
-func (c *Config) Match(alert Alert) (rb *Runbook, skipped []string) {
+func (c *Config) Match(alert alert.Alert) (rb *Runbook, skipped []string) {
 	if c.matchIdx != nil {
 		return c.matchIndexed(alert)
 	}
@@ -236,7 +238,7 @@ func (c *Config) Match(alert Alert) (rb *Runbook, skipped []string) {
 
 // TargetAgent evaluates the runbook's agent expression (default
 // alert.labels.agent) for the alert.
-func (r *Runbook) TargetAgent(alert Alert) (string, error) {
+func (r *Runbook) TargetAgent(alert alert.Alert) (string, error) {
 	if r.AgentExpr == nil {
 		name, ok := alert.Labels["agent"]
 		if !ok || name == "" {
@@ -249,7 +251,7 @@ func (r *Runbook) TargetAgent(alert Alert) (string, error) {
 
 // PoolName evaluates the switchover's pool expression (default
 // alert.labels.pool) for the alert.
-func (s *Switchover) PoolName(alert Alert) (string, error) {
+func (s *Switchover) PoolName(alert alert.Alert) (string, error) {
 	if s.Pool == nil {
 		name, ok := alert.Labels["pool"]
 		if !ok || name == "" {

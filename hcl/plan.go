@@ -1,72 +1,19 @@
 package hcl
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
-	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/common/model"
+
+	"github.com/medicops/medic/alert"
 )
-
-// webhookMessage is the Alertmanager webhook payload (version 4). It has the
-// JSON shape of alertmanager's notify/webhook.Message, which embeds
-// template.Data; that package itself is not imported because it pulls the
-// whole notifier (and its tracing dependencies) into every medic binary.
-// Unknown fields are ignored: Alertmanager adds fields in minor releases.
-type webhookMessage struct {
-	*template.Data
-	Version         string `json:"version"`
-	GroupKey        string `json:"groupKey"`
-	TruncatedAlerts uint64 `json:"truncatedAlerts"`
-}
-
-// ParseWebhook decodes an Alertmanager webhook payload into the alerts
-// runbooks see. Each alert keeps its own status: a group may mix firing and
-// resolved alerts.
-func ParseWebhook(payload []byte) ([]Alert, error) {
-	var msg webhookMessage
-	if err := json.Unmarshal(payload, &msg); err != nil {
-		return nil, fmt.Errorf("not an Alertmanager webhook payload: %s", describeJSONError(payload, err))
-	}
-	if msg.Data == nil || msg.Alerts == nil {
-		return nil, errors.New(`not an Alertmanager webhook payload: no "alerts" list`)
-	}
-	alerts := make([]Alert, 0, len(msg.Alerts))
-	for _, a := range msg.Alerts {
-		alerts = append(alerts, Alert{
-			Labels:      map[string]string(a.Labels),
-			Annotations: map[string]string(a.Annotations),
-			Status:      a.Status,
-			StartsAt:    a.StartsAt,
-			Fingerprint: a.Fingerprint,
-		})
-	}
-	return alerts, nil
-}
-
-// Unroutable is the node of an alert whose target agent has no node: the
-// alert has no `node` label and the agent no node attribute.
-const Unroutable = "unroutable"
-
-// NodeFor says which node acts on an alert for the named agent: the alert's
-// `node` label, else the agent's node attribute, else Unroutable. from
-// explains where the answer came from.
-func (c *Config) NodeFor(alert Alert, agent string) (node, from string) {
-	if n := alert.Labels["node"]; n != "" {
-		return n, "the alert's node label"
-	}
-	if a := c.Agent(agent); a != nil && a.Node != "" {
-		return a.Node, fmt.Sprintf("agent %q's node attribute", agent)
-	}
-	return Unroutable, fmt.Sprintf("no node label and agent %q has no node attribute", agent)
-}
 
 // SourceText returns the source bytes a range covers, e.g. a condition as
 // its author wrote it.
@@ -78,9 +25,14 @@ func (c *Config) SourceText(r hcl2.Range) string {
 	return string(src[r.Start.Byte:r.End.Byte])
 }
 
-// AlertPlan is what medic would do for one alert.
+// Unroutable is what a plan prints as the node of an alert the router
+// cannot send anywhere.
+const Unroutable = "unroutable"
+
+// AlertPlan is what medic would do for one alert: where the router
+// (package route) sends it, and what would run there.
 type AlertPlan struct {
-	Alert Alert
+	Alert alert.Alert
 	// Ignored, when set, says why nothing runs; the fields below are then
 	// only partly set.
 	Ignored string
@@ -88,7 +40,11 @@ type AlertPlan struct {
 	Skipped []string
 	Runbook *Runbook
 	Agent   string
-	Node    string
+	// AgentError says why the runbook's agent expression gave no agent.
+	AgentError string
+	// Node is "" when the alert cannot be routed; Unroutable then says why.
+	Node       string
+	Unroutable string
 	// NodeFrom says where Node came from.
 	NodeFrom string
 	// Steps are the lifecycle steps, in order, as text.
@@ -102,57 +58,47 @@ type AlertPlan struct {
 	Limits []string
 }
 
-// Plan says, for every alert, which runbook would run, for which agent on
-// which node, and its steps. It has no side effects: nothing is sampled,
-// probed, run or sent.
-func (c *Config) Plan(alerts []Alert) []AlertPlan {
-	plans := make([]AlertPlan, 0, len(alerts))
-	for _, a := range alerts {
-		plans = append(plans, c.planAlert(a))
-	}
-	return plans
-}
-
-func (c *Config) planAlert(alert Alert) AlertPlan {
-	p := AlertPlan{Alert: alert}
-	rb, skipped := c.Match(alert)
-	p.Skipped = skipped
-	switch alert.Status {
+// Explain fills in what would happen for a routed alert (p's Alert,
+// Skipped, Runbook, Agent, AgentError, Node, NodeFrom and Unroutable, as
+// route.Plan sets them): why it is ignored, or the steps, budget, mode and
+// limits. It decides nothing about routing.
+func (c *Config) Explain(p *AlertPlan) {
+	switch p.Alert.Status {
 	case "firing":
 	case "resolved":
 		p.Ignored = "resolved: medic acts on firing alerts only"
-		return p
+		return
 	default:
 		// The bridge refuses such a payload (400): say so rather than plan
 		// a run that would never happen.
-		p.Ignored = fmt.Sprintf("status %q is neither \"firing\" nor \"resolved\": the bridge would refuse the payload (400)", alert.Status)
-		return p
+		p.Ignored = fmt.Sprintf("status %q is neither \"firing\" nor \"resolved\": the bridge would refuse the payload (400)", p.Alert.Status)
+		return
 	}
+	rb := p.Runbook
 	if rb == nil {
 		p.Ignored = "no runbook matches"
-		return p
+		return
 	}
-	p.Runbook = rb
 	p.Mode = modeText(rb)
-	agentName, err := rb.TargetAgent(alert)
-	if err != nil {
-		p.Ignored = fmt.Sprintf("runbook %q names no agent: %v", rb.Name, err)
-		return p
+	if p.Node == "" {
+		p.Ignored = fmt.Sprintf("unroutable: %s; the bridge records the alert as \"unroutable\" and escalates it", p.Unroutable)
+		return
 	}
-	p.Agent = agentName
-	agent := c.Agent(agentName)
+	if p.AgentError != "" {
+		p.Ignored = fmt.Sprintf("runbook %q names no agent: %s; node %s records the run as \"skipped\"", rb.Name, p.AgentError, p.Node)
+		return
+	}
+	agent := c.Agent(p.Agent)
 	if agent == nil {
-		p.Ignored = fmt.Sprintf("agent %q is not defined in the loaded configuration", agentName)
-		return p
+		p.Ignored = fmt.Sprintf("agent %q is not defined in the loaded configuration; node %s records the run as \"skipped\"", p.Agent, p.Node)
+		return
 	}
 	if rb.Switchover != nil {
-		c.planSwitchover(&p, rb, agent)
-		return p
+		c.planSwitchover(p, rb, agent)
+		return
 	}
-	p.Node, p.NodeFrom = c.NodeFor(alert, agentName)
-	c.planRecovery(&p, rb, agent)
-	p.Limits = c.limitsText(rb, alert)
-	return p
+	c.planRecovery(p, rb, agent)
+	p.Limits = c.limitsText(rb, p.Alert)
 }
 
 func modeText(rb *Runbook) string {
@@ -166,7 +112,7 @@ func modeText(rb *Runbook) string {
 	}
 }
 
-func (c *Config) limitsText(rb *Runbook, alert Alert) []string {
+func (c *Config) limitsText(rb *Runbook, alert alert.Alert) []string {
 	var out []string
 	if cc := rb.Concurrency; cc != nil {
 		key, limit, agents, err := c.ConcurrencyLimit(rb, alert)
@@ -205,7 +151,6 @@ func (c *Config) limitsText(rb *Runbook, alert Alert) []string {
 }
 
 func (c *Config) planSwitchover(p *AlertPlan, rb *Runbook, agent *Agent) {
-	p.Node, p.NodeFrom = "-", "the bridge's pool coordinator switches the pool"
 	poolName, err := rb.Switchover.PoolName(p.Alert)
 	if err != nil {
 		p.Ignored = fmt.Sprintf("runbook %q names no pool: %v", rb.Name, err)
@@ -216,7 +161,7 @@ func (c *Config) planSwitchover(p *AlertPlan, rb *Runbook, agent *Agent) {
 		p.Ignored = fmt.Sprintf("pool %q is not defined in the loaded configuration", poolName)
 		return
 	}
-	p.Steps = append(p.Steps, fmt.Sprintf("switchover  pool %s (agents %s): set lock, choose a healthy agent other than %s, move its undelivered messages in order, drain the buffer, clear lock",
+	p.Steps = append(p.Steps, fmt.Sprintf("switchover  through the bridge's pool coordinator, pool %s (agents %s): set lock, choose a healthy agent other than %s, move its undelivered messages in order, drain the buffer, clear lock",
 		pool.Name, strings.Join(pool.Agents, ", "), agent.Name))
 	p.Steps = append(p.Steps, "escalate    if no healthy agent is left: "+escalateText(rb.Escalate))
 }
@@ -307,7 +252,7 @@ func ArgvText(argv []string) string {
 func ratio(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }
 
 // alertText names an alert the way Prometheus prints a series.
-func alertText(a Alert) string {
+func alertText(a alert.Alert) string {
 	keys := make([]string, 0, len(a.Labels))
 	for k := range a.Labels {
 		if k != "alertname" {
@@ -320,6 +265,16 @@ func alertText(a Alert) string {
 		pairs[i] = fmt.Sprintf("%s=%q", k, a.Labels[k])
 	}
 	return a.Labels["alertname"] + "{" + strings.Join(pairs, ", ") + "}"
+}
+
+// nameText prints an agent or node name taken from an alert's labels as it
+// is, or quoted when it is empty or holds spaces, quotes or characters a
+// terminal would act on, so that a label value cannot forge a line.
+func nameText(s string) string {
+	if s == "" || s == Unroutable || strings.ContainsFunc(s, func(r rune) bool { return r == ' ' || r == '"' || !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // WritePlan prints plans for people.
@@ -344,6 +299,15 @@ func WritePlan(w io.Writer, plans []AlertPlan) error {
 		for _, s := range p.Skipped {
 			fmt.Fprintf(&b, "  skipped:  %s\n", s)
 		}
+		if p.Runbook != nil {
+			// Where the router sends it, whatever happens there.
+			fmt.Fprintf(&b, "  agent:    %s\n", nameText(p.Agent))
+			if p.Node == "" {
+				fmt.Fprintf(&b, "  node:     %s (%s)\n", Unroutable, p.Unroutable)
+			} else {
+				fmt.Fprintf(&b, "  node:     %s (%s)\n", nameText(p.Node), p.NodeFrom)
+			}
+		}
 		if p.Ignored != "" {
 			fmt.Fprintf(&b, "  ignored:  %s\n", p.Ignored)
 			continue
@@ -351,8 +315,6 @@ func WritePlan(w io.Writer, plans []AlertPlan) error {
 		if p.Mode != "" {
 			fmt.Fprintf(&b, "  mode:     %s\n", p.Mode)
 		}
-		fmt.Fprintf(&b, "  agent:    %s\n", p.Agent)
-		fmt.Fprintf(&b, "  node:     %s (%s)\n", p.Node, p.NodeFrom)
 		b.WriteString("  steps:\n")
 		for n, s := range p.Steps {
 			lines := strings.Split(s, "\n")
@@ -374,40 +336,3 @@ func WritePlan(w io.Writer, plans []AlertPlan) error {
 
 // dur prints a duration the way it is written in HCL: "1h", not "1h0m0s".
 func dur(d time.Duration) string { return model.Duration(d).String() }
-
-// describeJSONError says where a payload is not JSON (line:column) or which
-// field has the wrong type, in the payload's terms rather than Go's
-// ("cannot unmarshal array into Go value of type hcl.webhookMessage").
-func describeJSONError(payload []byte, err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	var tim *time.ParseError
-	switch {
-	case errors.As(err, &syn):
-		line, col := 1, 1
-		for _, c := range payload[:min(int(syn.Offset), len(payload))] {
-			if c == '\n' {
-				line, col = line+1, 1
-			} else {
-				col++
-			}
-		}
-		return fmt.Sprintf("line %d, column %d: %s", line, col, syn.Error())
-	case errors.As(err, &typ):
-		want := typ.Type.Kind().String()
-		switch want {
-		case "struct", "map":
-			want = "object"
-		case "slice":
-			want = "array"
-		}
-		field := strings.TrimPrefix(typ.Field, "Data.") // the embedded template.Data
-		if field == "" {
-			return fmt.Sprintf("want a JSON object at the top level, got %s", typ.Value)
-		}
-		return fmt.Sprintf("%s: want %s, got %s", field, want, typ.Value)
-	case errors.As(err, &tim):
-		return fmt.Sprintf("an alert's time (startsAt, endsAt) is %q, want RFC 3339 such as \"2026-11-22T00:00:00Z\"", tim.Value)
-	}
-	return err.Error()
-}

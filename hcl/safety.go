@@ -10,6 +10,8 @@ import (
 	hcl2 "github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/common/model"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/medicops/medic/alert"
 )
 
 // The "safe at 3 a.m." part of a runbook: mode, approval, fleet-wide
@@ -191,7 +193,7 @@ const AllKeys = "*"
 
 // KeyFor evaluates the runbook's concurrency key for the alert;
 // AllKeys when the block has no key.
-func (c *Concurrency) KeyFor(alert Alert) (string, error) {
+func (c *Concurrency) KeyFor(alert alert.Alert) (string, error) {
 	if c.Key == nil {
 		return AllKeys, nil
 	}
@@ -200,7 +202,7 @@ func (c *Concurrency) KeyFor(alert Alert) (string, error) {
 
 // AgentAlert is the alert an agent stands for when a fleet-wide limit
 // counts agents: its labels plus agent and node.
-func AgentAlert(a *Agent) Alert {
+func AgentAlert(a *Agent) alert.Alert {
 	l := make(map[string]string, len(a.Labels)+2)
 	for k, v := range a.Labels {
 		l[k] = v
@@ -209,7 +211,7 @@ func AgentAlert(a *Agent) Alert {
 	if a.Node != "" {
 		l["node"] = a.Node
 	}
-	return Alert{Labels: l, Status: "firing"}
+	return alert.Alert{Labels: l, Status: "firing"}
 }
 
 // agentsByKey counts the configured agents by the value of rb's
@@ -233,7 +235,7 @@ func (c *Config) agentsByKey(rb *Runbook) map[string]int {
 // at once for the alert: Max, or MaxRatio of the configured agents whose
 // key (evaluated on AgentAlert) has the same value, at least 1, whichever
 // is smaller. agents is how many agents matched the key.
-func (c *Config) ConcurrencyLimit(rb *Runbook, alert Alert) (key string, limit, agents int, err error) {
+func (c *Config) ConcurrencyLimit(rb *Runbook, alert alert.Alert) (key string, limit, agents int, err error) {
 	cc := rb.Concurrency
 	if cc == nil {
 		return "", 0, 0, nil

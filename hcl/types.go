@@ -261,15 +261,6 @@ type Pool struct {
 	deviceInHost bool            // device_url puts the device in the host: see CheckDevice
 }
 
-// Alert is the part of an Alertmanager alert that runbooks see as `alert`.
-type Alert struct {
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations,omitempty"`
-	Status      string            `json:"status"` // "firing" or "resolved"
-	StartsAt    time.Time         `json:"startsAt"`
-	Fingerprint string            `json:"fingerprint,omitempty"`
-}
-
 // Usage holds the ratios sampled at diagnosis time, seen as `usage`.
 type Usage struct {
 	Memory     float64 `json:"memory"`

@@ -17,7 +17,7 @@ import (
 // ConsumerOptions configure a Consumer (one agent of one pool).
 type ConsumerOptions struct {
 	Client redis.UniversalClient
-	// Prefix of every key; "" means DefaultPrefix.
+	// Prefix of every key; "" means keys.DefaultPrefix.
 	Prefix string
 	Pool   string
 	Agent  string

@@ -30,7 +30,7 @@ type PoolSpec struct {
 // CoordinatorOptions configure a Coordinator.
 type CoordinatorOptions struct {
 	Client redis.UniversalClient
-	// Prefix of every key; "" means DefaultPrefix.
+	// Prefix of every key; "" means keys.DefaultPrefix.
 	Prefix string
 	Pools  []PoolSpec
 	// IdleLimit is how long the active agent's consumer may go without

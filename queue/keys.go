@@ -3,16 +3,15 @@ package queue
 import (
 	"fmt"
 	"strings"
-)
 
-// DefaultPrefix is the key prefix of docs/design.md §7.
-const DefaultPrefix = "medic:"
+	"github.com/medicops/medic/internal/keys"
+)
 
 // Group is the consumer group every agent stream is read through; the
 // consumer name is the agent ID.
 const Group = "medic"
 
-// Keys names one pool's Redis keys. All of them carry the hash tag
+// Keys names one pool's Redis keys (spelt in internal/keys). All of them carry the hash tag
 // {pool:NAME}, so they live in one Redis Cluster slot and every script may
 // touch any of them, including an agent stream whose name it derives from
 // the control hash.
@@ -22,11 +21,9 @@ type Keys struct {
 }
 
 // NewKeys returns the key names of pool under prefix ("" means
-// DefaultPrefix). It fails for names that would break the hash tag.
+// keys.DefaultPrefix). It fails for names that would break the hash tag.
 func NewKeys(prefix, pool string) (Keys, error) {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
+	prefix = keys.Prefix(prefix)
 	if err := ValidPoolName(pool); err != nil {
 		return Keys{}, err
 	}
@@ -59,56 +56,54 @@ func validAgentID(id string) error {
 // Pool is the pool name.
 func (k Keys) Pool() string { return k.pool }
 
-func (k Keys) base() string { return k.prefix + "{pool:" + k.pool + "}:" }
-
 // Ctl is the control hash: agent, stream, status, host, lock, epoch, phase,
 // target, from, from_stream, started_ms, since_ms, reason, switchovers.
-func (k Keys) Ctl() string { return k.base() + "ctl" }
+func (k Keys) Ctl() string { return keys.PoolCtl(k.prefix, k.pool) }
 
 // In is the per-agent input stream.
-func (k Keys) In(agent string) string { return k.InPrefix() + agent }
+func (k Keys) In(agent string) string { return keys.PoolIn(k.prefix, k.pool, agent) }
 
 // InPrefix is In without the agent ID; scripts append the ID themselves.
-func (k Keys) InPrefix() string { return k.base() + "in:" }
+func (k Keys) InPrefix() string { return keys.PoolInPrefix(k.prefix, k.pool) }
 
 // Buf is the buffer stream producers write to while the pool is locked or
 // has no active agent.
-func (k Keys) Buf() string { return k.base() + "buf" }
+func (k Keys) Buf() string { return keys.PoolBuf(k.prefix, k.pool) }
 
 // Seq is the hash device → last assigned sequence number.
-func (k Keys) Seq() string { return k.base() + "seq" }
+func (k Keys) Seq() string { return keys.PoolSeq(k.prefix, k.pool) }
 
 // Ack is the hash device → highest sequence number the device confirmed.
-func (k Keys) Ack() string { return k.base() + "ack" }
+func (k Keys) Ack() string { return keys.PoolAck(k.prefix, k.pool) }
 
 // Agents is the registry hash agent → "LAST_MS TIMEOUT_MS HOST", written by
 // heartbeats with the Redis server's clock.
-func (k Keys) Agents() string { return k.base() + "agents" }
+func (k Keys) Agents() string { return keys.PoolAgents(k.prefix, k.pool) }
 
 // Lease is the coordinator lease (a token with a TTL).
-func (k Keys) Lease() string { return k.base() + "coord" }
+func (k Keys) Lease() string { return keys.PoolCoord(k.prefix, k.pool) }
 
 // Idem is a producer idempotency record ("ID SEQ" with a TTL).
-func (k Keys) Idem(key string) string { return k.base() + "idem:" + key }
+func (k Keys) Idem(key string) string { return keys.PoolIdem(k.prefix, k.pool, key) }
 
 // Dev is the hash device → JSON state of a device whose head config
 // failed (state retrying or blocked, attempts, last answer, since); a
 // device without an entry is ok.
-func (k Keys) Dev() string { return k.base() + "dev" }
+func (k Keys) Dev() string { return keys.PoolDev(k.prefix, k.pool) }
 
 // Blocked and Retrying index Dev by state: sorted sets device → since_ms,
 // so the API lists them oldest first, page by page.
-func (k Keys) Blocked() string  { return k.base() + "blocked" }
-func (k Keys) Retrying() string { return k.base() + "retrying" }
+func (k Keys) Blocked() string  { return keys.PoolBlocked(k.prefix, k.pool) }
+func (k Keys) Retrying() string { return keys.PoolRetrying(k.prefix, k.pool) }
 
 // Dead is the pool's dead-letter stream: configs an operator skipped,
 // with payload, seq, last answer, who and why.
-func (k Keys) Dead() string { return k.base() + "dead" }
+func (k Keys) Dead() string { return keys.PoolDead(k.prefix, k.pool) }
 
 // Actions is the audit stream of operator actions on devices (retry,
 // skip): who, why, when; trimmed to about MaxActions entries.
-func (k Keys) Actions() string { return k.base() + "actions" }
+func (k Keys) Actions() string { return keys.PoolActions(k.prefix, k.pool) }
 
 // Held is the hash device → payload of the config a blocked device is
 // held on, kept for its dead letter if an operator skips it.
-func (k Keys) Held() string { return k.base() + "held" }
+func (k Keys) Held() string { return keys.PoolHeld(k.prefix, k.pool) }

@@ -23,7 +23,7 @@ const MaxPayload = 1 << 20
 // PublisherOptions configure a Publisher.
 type PublisherOptions struct {
 	Client redis.UniversalClient
-	// Prefix of every key; "" means DefaultPrefix.
+	// Prefix of every key; "" means keys.DefaultPrefix.
 	Prefix string
 	// Agents lists, per pool, the agents allowed to become active when a
 	// publish finds no active agent (the pool block's `agents`); a pool

@@ -53,6 +53,10 @@ type Options struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: no metrics registered
+	// Metrics are the remediation metrics, shared by every engine, the
+	// bridge and the job consumer of the process; nil: NewMetrics on
+	// Registerer, for an engine that is the only counter of runs.
+	Metrics *Metrics
 	// HTTPClient posts escalation webhooks; nil means a client with no
 	// redirects followed and the escalate block's timeout.
 	HTTPClient *http.Client
@@ -110,7 +114,7 @@ type Engine struct {
 	opts    Options
 	log     *slog.Logger
 	budgets *budgets
-	metrics *metrics
+	metrics *Metrics
 	client  *http.Client
 
 	circuits *memCircuits
@@ -129,6 +133,10 @@ func New(opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(opts.Registerer)
+	}
+	registerPoolInfo(opts.Registerer, opts.Config, opts.Node)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -177,7 +185,7 @@ func New(opts Options) *Engine {
 		opts:    opts,
 		log:     opts.Logger,
 		budgets: newBudgets(opts.BackoffBase, opts.BackoffMax, opts.BackoffReset),
-		metrics: newMetrics(opts.Registerer, opts.Config, opts.Node),
+		metrics: opts.Metrics,
 		client:  client,
 
 		circuits: newMemCircuits(),

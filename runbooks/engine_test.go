@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 )
 
@@ -152,8 +153,8 @@ func stepNames(rec *RunRecord) []string {
 	return out
 }
 
-func alertFor(agent, alertname string) hcl.Alert {
-	return hcl.Alert{
+func alertFor(agent, alertname string) alert.Alert {
+	return alert.Alert{
 		Labels:      map[string]string{"alertname": alertname, "agent": agent, "node": "web-01", "severity": "page"},
 		Status:      "firing",
 		StartsAt:    time.Date(2026, 11, 22, 0, 59, 0, 0, time.UTC),
@@ -458,7 +459,7 @@ agent "sup" {
 	agents := &fakeAgents{}
 	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "any", Agents: agents, Now: clock.Now, Sleep: clock.Sleep})
 	rec := e.Run(context.Background(), Request{Agent: "sup", Trigger: TriggerWatchdog,
-		Alert: hcl.Alert{Labels: map[string]string{"alertname": "MedicWatchdog", "agent": "sup"}, Status: "firing"}})
+		Alert: alert.Alert{Labels: map[string]string{"alertname": "MedicWatchdog", "agent": "sup"}, Status: "firing"}})
 	if rec.Outcome != OutcomeRecovered || rec.Runbook != WatchdogRunbook || rec.Trigger != TriggerWatchdog {
 		t.Fatalf("got %s %q runbook %q", rec.Outcome, rec.Reason, rec.Runbook)
 	}
@@ -673,7 +674,7 @@ runbook "r" {
 	agents := &fakeAgents{alive: true, stillBroken: true}
 	clock := newFakeClock()
 	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n", Agents: agents, Now: clock.Now, Sleep: clock.Sleep})
-	rec := e.Run(context.Background(), Request{Alert: hcl.Alert{Labels: labels, Status: "firing"}})
+	rec := e.Run(context.Background(), Request{Alert: alert.Alert{Labels: labels, Status: "firing"}})
 	if rec.Outcome != OutcomeEscalated {
 		t.Fatalf("outcome %s %q", rec.Outcome, rec.Reason)
 	}
@@ -809,7 +810,7 @@ runbook "pool-switchover" {
   switchover { pool = alert.labels.pool }
 }
 `)
-	alert := hcl.Alert{Labels: map[string]string{"alertname": "MedicPoolAgentDown", "agent": "cfg-1", "pool": "switches"}, Status: "firing"}
+	alert := alert.Alert{Labels: map[string]string{"alertname": "MedicPoolAgentDown", "agent": "cfg-1", "pool": "switches"}, Status: "firing"}
 	for _, tt := range []struct {
 		name    string
 		sw      *fakeSwitcher
@@ -903,9 +904,11 @@ pool "switches" {
 }
 `)
 	reg := prometheus.NewPedanticRegistry()
-	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg})
-	// A second engine on the same registry (medic serve) is no error.
-	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg})
+	// The remediation metrics are built once per process and shared; a
+	// second engine on the same registry (medic serve) is no error.
+	m := NewMetrics(reg)
+	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg, Metrics: m})
+	New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: &fakeAgents{}, Registerer: reg, Metrics: m})
 	want := `# HELP medic_agent_pool_info 1 for every config-dispatch pool an agent of this node belongs to (the join that gives MedicPoolAgentDown its pool label).
 # TYPE medic_agent_pool_info gauge
 medic_agent_pool_info{agent="cfg-1",node="n1",pool="switches"} 1
@@ -1035,7 +1038,7 @@ pool "switches" {
 		"MedicPoolAgentDown":        "pool-switchover",
 	}
 	for _, name := range alertnames {
-		alert := hcl.Alert{Labels: map[string]string{"alertname": name, "agent": "ops", "node": "web-01", "pool": "switches"}, Status: "firing"}
+		alert := alert.Alert{Labels: map[string]string{"alertname": name, "agent": "ops", "node": "web-01", "pool": "switches"}, Status: "firing"}
 		rb, _ := cfg.Match(alert)
 		if humansOnly[name] {
 			if rb != nil {

@@ -14,9 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/execx"
-	"github.com/medicops/medic/internal/promx"
 )
 
 // maxWebhookResponse bounds how much of an escalation webhook's answer is
@@ -43,9 +43,9 @@ const maxEscalationBackoff = 30 * time.Second
 // Escalation is the JSON an escalation webhook receives and an escalation
 // command reads on stdin.
 type Escalation struct {
-	Reason string     `json:"reason"`
-	Run    *RunRecord `json:"run"`
-	Alert  hcl.Alert  `json:"alert"`
+	Reason string      `json:"reason"`
+	Run    *RunRecord  `json:"run"`
+	Alert  alert.Alert `json:"alert"`
 }
 
 // escalate tells humans: the outcome is "escalated" whether or not an
@@ -138,20 +138,6 @@ type Escalator struct {
 	// Retrying, when set, hears a target's failed attempt each time it is
 	// to be tried again (one call at a time).
 	Retrying func(failed Step)
-}
-
-// NewEscalationsCounter is medic_escalations_total, registered on reg (or
-// the collector already there, when the engine and the bridge share a
-// registry in medic serve).
-func NewEscalationsCounter(reg prometheus.Registerer) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "medic_escalations_total",
-		Help: "Escalation deliveries by runbook and result: delivered, failed (retries ran out), retried (an attempt failed and is tried again).",
-	}, []string{"runbook", "result"})
-	if reg == nil {
-		return c
-	}
-	return promx.Register(reg, c)
 }
 
 // Send POSTs body to esc's webhook and runs esc's command with body on

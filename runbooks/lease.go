@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/medicops/medic/controls"
+	"github.com/medicops/medic/internal/keys"
 )
 
 // MemoryLocker is a Locker for one process (`medic run`, tests): leases
@@ -111,10 +112,7 @@ func NewIncarnation() string {
 // PREFIX{node:NODE}:incarnation, in the node's hash tag beside its job
 // stream.
 func IncarnationKey(prefix, node string) string {
-	if prefix == "" {
-		prefix = "medic:"
-	}
-	return prefix + "{node:" + node + "}:incarnation"
+	return keys.Incarnation(keys.Prefix(prefix), node)
 }
 
 // Ways a RunLocker acquired a lease (Lease.How).
@@ -167,10 +165,11 @@ var (
 	_ RunLocker = (*RedisLocker)(nil)
 )
 
-// NewRedisLocker returns a locker over client; prefix defaults to "medic:".
+// NewRedisLocker returns a locker over client; prefix defaults to
+// keys.DefaultPrefix.
 func NewRedisLocker(client redis.UniversalClient, prefix string) *RedisLocker {
 	if prefix == "" {
-		prefix = "medic:"
+		prefix = keys.DefaultPrefix
 	}
 	return &RedisLocker{client: client, prefix: prefix, log: slog.New(slog.DiscardHandler)}
 }
@@ -354,7 +353,7 @@ func (l *RedisLocker) renew(key, token string, ttl time.Duration, stop <-chan st
 
 // LeaseKey is the lease of one agent on one node, without the Redis prefix
 // (the Redis locker adds it: medic:lease:NODE:AGENT).
-func LeaseKey(node, agent string) string { return "lease:" + node + ":" + agent }
+func LeaseKey(node, agent string) string { return keys.LeaseName(node, agent) }
 
 // lease takes the agent's lease: first in this process (the watchdog and
 // the job consumer share the engine), then in Options.Locker (other

@@ -6,19 +6,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/medicops/medic/hcl"
-	"github.com/medicops/medic/internal/promx"
 )
 
-// metrics are the engine's. Labels are bounded: runbook names come from the
-// config and outcomes are the closed set in record.go.
-type metrics struct {
+// Metrics are the remediation metrics, and this package is their one
+// owner: medic_remediations_total{runbook,outcome},
+// medic_remediation_duration_seconds{runbook} and
+// medic_escalations_total{runbook,result}. A process builds them once
+// (NewMetrics) and hands them to every engine, to the bridge and to the
+// node's job consumer, each of which counts the runs it records itself.
+// Labels are bounded: runbook names come from the config and outcomes are
+// the closed set in record.go.
+type Metrics struct {
 	runs        *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	escalations *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, cfg func() *hcl.Config, node string) *metrics {
-	m := &metrics{
+// NewMetrics registers the remediation metrics with reg; nil registers
+// nothing (the metrics still count, for a caller that reads them).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "medic_remediations_total",
 			Help: "Remediation runs by runbook and outcome.",
@@ -28,21 +35,34 @@ func newMetrics(reg prometheus.Registerer, cfg func() *hcl.Config, node string) 
 			Help:    "How long remediation runs took, from request to outcome.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120, 300},
 		}, []string{"runbook"}),
+		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medic_escalations_total",
+			Help: "Escalation deliveries by runbook and result: delivered, failed (retries ran out), retried (an attempt failed and is tried again).",
+		}, []string{"runbook", "result"}),
 	}
-	m.escalations = NewEscalationsCounter(reg)
 	if reg != nil {
-		m.runs = promx.Register(reg, m.runs)
-		m.duration = promx.Register(reg, m.duration)
-		if cfg != nil && node != "" {
-			// One engine per node exports its pools; a second engine on the
-			// same registry would only repeat the same series.
-			var are prometheus.AlreadyRegisteredError
-			if err := reg.Register(&poolInfo{cfg: cfg, node: node}); err != nil && !errors.As(err, &are) {
-				panic(err)
-			}
-		}
+		reg.MustRegister(m.runs, m.duration, m.escalations)
 	}
 	return m
+}
+
+// Observe counts one recorded run of its runbook.
+func (m *Metrics) Observe(rec *RunRecord) { m.observe(rec.Runbook, rec) }
+
+// Escalations is medic_escalations_total, for an Escalator's Metrics.
+func (m *Metrics) Escalations() *prometheus.CounterVec { return m.escalations }
+
+// registerPoolInfo exports the pools of node's agents on reg: one engine
+// per node does; a second engine on the same registry would only repeat
+// the same series.
+func registerPoolInfo(reg prometheus.Registerer, cfg func() *hcl.Config, node string) {
+	if reg == nil || cfg == nil || node == "" {
+		return
+	}
+	var are prometheus.AlreadyRegisteredError
+	if err := reg.Register(&poolInfo{cfg: cfg, node: node}); err != nil && !errors.As(err, &are) {
+		panic(err)
+	}
 }
 
 var poolInfoDesc = prometheus.NewDesc("medic_agent_pool_info",
@@ -80,7 +100,7 @@ func (p *poolInfo) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (m *metrics) observe(runbook string, rec *RunRecord) {
+func (m *Metrics) observe(runbook string, rec *RunRecord) {
 	m.runs.WithLabelValues(runbook, rec.Outcome).Inc()
 	m.duration.WithLabelValues(runbook).Observe(rec.Duration)
 }

@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/testport"
@@ -254,7 +255,7 @@ func (e *estate) run(labels map[string]string) *runbooks.RunRecord {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return e.engine.Run(ctx, runbooks.Request{Alert: hcl.Alert{Labels: l, Status: "firing", Fingerprint: "fp"}})
+	return e.engine.Run(ctx, runbooks.Request{Alert: alert.Alert{Labels: l, Status: "firing", Fingerprint: "fp"}})
 }
 
 func names(rec *runbooks.RunRecord) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/controls"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/internal/redistest"
@@ -115,12 +116,12 @@ func sharedStore(t *testing.T) *controls.Store {
 	return controls.New(redistest.Start(t, redistest.Options{}).Client(), "")
 }
 
-func alert(agent string, extra ...string) hcl.Alert {
+func agentAlert(agent string, extra ...string) alert.Alert {
 	l := map[string]string{"alertname": "AgentDown", "agent": agent}
 	for i := 0; i+1 < len(extra); i += 2 {
 		l[extra[i]] = extra[i+1]
 	}
-	return hcl.Alert{Labels: l, Status: "firing"}
+	return alert.Alert{Labels: l, Status: "firing"}
 }
 
 func stepEnd(s Step) time.Time {
@@ -166,7 +167,7 @@ runbook "restart" {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			recs[i] = engines[i%2].Run(context.Background(), Request{Alert: alert(fmt.Sprintf("a%02d", i), "cluster", "eu1")})
+			recs[i] = engines[i%2].Run(context.Background(), Request{Alert: agentAlert(fmt.Sprintf("a%02d", i), "cluster", "eu1")})
 		}()
 	}
 	wg.Wait()
@@ -264,7 +265,7 @@ runbook "restart" {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			recs[i] = e.Run(context.Background(), Request{Alert: alert(fmt.Sprintf("a%d", i+1), "cluster", "eu1")})
+			recs[i] = e.Run(context.Background(), Request{Alert: agentAlert(fmt.Sprintf("a%d", i+1), "cluster", "eu1")})
 		}()
 	}
 	wg.Wait()
@@ -302,7 +303,7 @@ runbook "restart" {
 	a, b := node(t, store, "n1", cfg, agents), node(t, store, "n1", cfg, agents)
 	for i, e := range []*Engine{a, b, a} {
 		agents.set("ops", false, false)
-		rec := e.Run(context.Background(), Request{Alert: alert("ops")})
+		rec := e.Run(context.Background(), Request{Alert: agentAlert("ops")})
 		want := OutcomeRecovered
 		if i == 2 {
 			want = OutcomeEscalated
@@ -340,7 +341,7 @@ runbook "restart" {
 	engines := []*Engine{node(t, store, "n1", cfg, agents), node(t, store, "n1", cfg, agents)}
 	run := func(i int) *RunRecord {
 		agents.set("ops", false, false)
-		return engines[i%2].Run(context.Background(), Request{Alert: alert("ops")})
+		return engines[i%2].Run(context.Background(), Request{Alert: agentAlert("ops")})
 	}
 	for i := range 2 {
 		if rec := run(i); rec.Outcome != OutcomeRecovered {
@@ -359,7 +360,7 @@ runbook "restart" {
 	}
 	// A healthy agent is not a remediation: it does not hit the circuit.
 	agents.set("ops", true, true)
-	if rec := engines[0].Run(context.Background(), Request{Alert: alert("ops")}); rec.Outcome != OutcomeHealthy {
+	if rec := engines[0].Run(context.Background(), Request{Alert: agentAlert("ops")}); rec.Outcome != OutcomeHealthy {
 		t.Fatalf("healthy run: %s", rec.Outcome)
 	}
 	if err := store.ResetAgent(context.Background(), "n1", "ops"); err != nil {
@@ -389,7 +390,7 @@ runbook "restart" {
 	agents.usage = hcl.Usage{Memory: 0.95}
 	agents.set("ops", true, false)
 	e := node(t, sharedStore(t), "n1", cfg, agents)
-	rec := e.Run(context.Background(), Request{Alert: alert("ops")})
+	rec := e.Run(context.Background(), Request{Alert: agentAlert("ops")})
 	if rec.Outcome != OutcomeShadowed || rec.Reason != "shadow mode: would repair memory and restart; nothing was executed" {
 		t.Fatalf("%s %q", rec.Outcome, rec.Reason)
 	}
@@ -427,7 +428,7 @@ func runPending(t *testing.T, e *Engine, store *controls.Store) (*RunRecord, <-c
 	progress := make(chan *RunRecord, 4)
 	done := make(chan *RunRecord, 1)
 	go func() {
-		done <- e.Run(context.Background(), Request{Alert: alert("ops"), Progress: func(r *RunRecord) { progress <- r }})
+		done <- e.Run(context.Background(), Request{Alert: agentAlert("ops"), Progress: func(r *RunRecord) { progress <- r }})
 	}()
 	select {
 	case p := <-progress:
@@ -510,7 +511,7 @@ func TestApproval(t *testing.T) {
 	t.Run("without-controls", func(t *testing.T) {
 		e := New(Options{Config: func() *hcl.Config { return approveConfig(t, "1s") }, Node: "n1", Agents: agents})
 		agents.set("ops", false, false)
-		if rec := e.Run(ctx, Request{Alert: alert("ops")}); rec.Outcome != OutcomeFailed || !strings.Contains(rec.Reason, "approve mode needs") {
+		if rec := e.Run(ctx, Request{Alert: agentAlert("ops")}); rec.Outcome != OutcomeFailed || !strings.Contains(rec.Reason, "approve mode needs") {
 			t.Fatalf("%s %q", rec.Outcome, rec.Reason)
 		}
 	})
@@ -543,7 +544,7 @@ runbook "restart" {
 			t.Fatal(err)
 		}
 		agents.set("ops", false, false)
-		rec := e.Run(ctx, Request{Alert: alert("ops")})
+		rec := e.Run(ctx, Request{Alert: agentAlert("ops")})
 		if rec.Outcome != OutcomePaused || agents.restartsOf("ops") != 0 || stepOf(rec, "liveness") != nil {
 			t.Fatalf("paused run: %s %q %v", rec.Outcome, rec.Reason, stepNames(rec))
 		}
@@ -552,7 +553,7 @@ runbook "restart" {
 			t.Fatal(err)
 		}
 	}
-	if rec := e.Run(ctx, Request{Alert: alert("ops")}); rec.Outcome != OutcomeRecovered {
+	if rec := e.Run(ctx, Request{Alert: agentAlert("ops")}); rec.Outcome != OutcomeRecovered {
 		t.Fatalf("resumed: %s %q", rec.Outcome, rec.Reason)
 	}
 	want := `
@@ -625,7 +626,7 @@ runbook "restart" {
 	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: agents, BackoffBase: -1})
 
 	agents.set("ops", false, false)
-	rec := e.Run(ctx, Request{Alert: alert("ops", "cluster", "eu1", "empty", "")})
+	rec := e.Run(ctx, Request{Alert: agentAlert("ops", "cluster", "eu1", "empty", "")})
 	if rec.Outcome != OutcomeRecovered {
 		t.Fatalf("%s %q", rec.Outcome, rec.Reason)
 	}
@@ -648,7 +649,7 @@ runbook "restart" {
 
 	// Escalated (budget spent): the silence stays until it ends.
 	agents.set("ops", false, false)
-	if rec := e.Run(ctx, Request{Alert: alert("ops")}); rec.Outcome != OutcomeEscalated || stepOf(rec, "unsilence") != nil {
+	if rec := e.Run(ctx, Request{Alert: agentAlert("ops")}); rec.Outcome != OutcomeEscalated || stepOf(rec, "unsilence") != nil {
 		t.Fatalf("%s %v", rec.Outcome, stepNames(rec))
 	}
 	am.mu.Lock()
@@ -661,7 +662,7 @@ runbook "restart" {
 	// Alertmanager failing is a recorded step, not a failed run.
 	e2 := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: agents, BackoffBase: -1})
 	agents.set("ops", false, false)
-	rec = e2.Run(ctx, Request{Alert: alert("ops")})
+	rec = e2.Run(ctx, Request{Alert: agentAlert("ops")})
 	if s := stepOf(rec, "silence"); rec.Outcome != OutcomeRecovered || s == nil || s.OK || !strings.Contains(s.Error, "500") {
 		t.Fatalf("%s %+v", rec.Outcome, s)
 	}
@@ -685,7 +686,7 @@ runbook "restart" {
 `, repair, sink.srv.URL))
 	agents := &fakeAgents{alive: true, stillBroken: true}
 	e := New(Options{Config: func() *hcl.Config { return cfg }, Node: "n1", Agents: agents, BackoffBase: -1})
-	a := alert("ops")
+	a := agentAlert("ops")
 	a.Annotations = map[string]string{"description": "log says password=hunter2"}
 	rec := e.Run(context.Background(), Request{Alert: a})
 	if rec.Outcome != OutcomeEscalated {
@@ -727,7 +728,7 @@ runbook "restart" {
 	agents.restartFor = 600 * time.Millisecond
 	e := node(t, store, "n1", cfg, agents)
 	first := make(chan *RunRecord, 1)
-	go func() { first <- e.Run(ctx, Request{Alert: alert("a1")}) }()
+	go func() { first <- e.Run(ctx, Request{Alert: agentAlert("a1")}) }()
 	// a1's run holds the slot (it is restarting) before a2's run starts.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -743,7 +744,7 @@ runbook "restart" {
 		time.Sleep(5 * time.Millisecond)
 	}
 	second := make(chan *RunRecord, 1)
-	go func() { second <- e.Run(ctx, Request{Alert: alert("a2")}) }()
+	go func() { second <- e.Run(ctx, Request{Alert: agentAlert("a2")}) }()
 	time.Sleep(100 * time.Millisecond) // a2 waits for the slot
 	if err := store.Pause(ctx, controls.Pause{By: "alice", Reason: "storm"}); err != nil {
 		t.Fatal(err)
@@ -797,7 +798,7 @@ runbook "restart" {
 		t.Fatalf("first approved run, after two rejected: %s %q", rec.Outcome, rec.Reason)
 	}
 	agents.set("ops", false, false)
-	rec := e.Run(ctx, Request{Alert: alert("ops")})
+	rec := e.Run(ctx, Request{Alert: agentAlert("ops")})
 	if rec.Outcome != OutcomeCircuitOpen || stepOf(rec, "approval") != nil {
 		t.Fatalf("second approved-mode run: %s %q %v, want circuit_open without asking", rec.Outcome, rec.Reason, stepNames(rec))
 	}
@@ -830,7 +831,7 @@ func TestApprovalResumedAfterNodeRestart(t *testing.T) {
 	progress := make(chan *RunRecord, 4)
 	done := make(chan *RunRecord, 1)
 	go func() {
-		done <- first.Run(runCtx, Request{ID: "job-1", Alert: alert("ops"), Park: park, Progress: func(r *RunRecord) { progress <- r }})
+		done <- first.Run(runCtx, Request{ID: "job-1", Alert: agentAlert("ops"), Park: park, Progress: func(r *RunRecord) { progress <- r }})
 	}()
 	var p *RunRecord
 	select {
@@ -858,7 +859,7 @@ func TestApprovalResumedAfterNodeRestart(t *testing.T) {
 	if err := second.opts.Locker.(*RedisLocker).Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rec := second.Run(ctx, Request{ID: "job-1", Alert: alert("ops"), Park: park, Redelivered: true})
+	rec := second.Run(ctx, Request{ID: "job-1", Alert: agentAlert("ops"), Park: park, Redelivered: true})
 	if rec.Outcome != OutcomeRecovered || rec.Redelivered != RedeliveredResumed || agents.restartsOf("ops") != 1 {
 		t.Fatalf("resumed run: %s %q redelivered=%q restarts=%d", rec.Outcome, rec.Reason, rec.Redelivered, agents.restartsOf("ops"))
 	}
@@ -918,7 +919,7 @@ runbook "restart" {
 			})
 		}
 		wg.Go(func() {
-			recs[i] = e.Run(context.Background(), Request{Alert: alert(a), Park: func() func() {
+			recs[i] = e.Run(context.Background(), Request{Alert: agentAlert(a), Park: func() func() {
 				parked[i].Add(1)
 				return func() { unparked[i].Add(1) }
 			}})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 )
 
@@ -48,9 +49,9 @@ type Request struct {
 	// Runbook names the runbook; empty means the first that matches Alert.
 	Runbook string `json:"runbook,omitempty"`
 	// Agent names the target; empty means the runbook's agent expression.
-	Agent   string    `json:"agent,omitempty"`
-	Alert   hcl.Alert `json:"alert"`
-	Trigger string    `json:"trigger"`
+	Agent   string      `json:"agent,omitempty"`
+	Alert   alert.Alert `json:"alert"`
+	Trigger string      `json:"trigger"`
 	// Progress, when set, receives a copy of the record whenever the run
 	// reaches a state others must see before it ends (pending_approval);
 	// the job consumer stores it in the run store. It is called in the

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/runbooks"
 )
@@ -88,7 +89,7 @@ func Backtest(ctx context.Context, cfg *hcl.Config, episodes []Episode, from, to
 	touched := map[string]map[string]bool{}
 	agentRuns := map[[2]string]int{}
 	for _, ep := range episodes {
-		res, err := sim.Deliver(ctx, hcl.Alert{Labels: ep.Labels, Status: "firing", StartsAt: ep.Start}, ep.Start, w)
+		res, err := sim.Deliver(ctx, alert.Alert{Labels: ep.Labels, Status: "firing", StartsAt: ep.Start}, ep.Start, w)
 		if err != nil {
 			return nil, fmt.Errorf("episode %v at %s: %w", ep.Labels, ep.Start.UTC().Format(time.RFC3339), err)
 		}

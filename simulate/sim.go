@@ -1,15 +1,15 @@
 package simulate
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/route"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -79,8 +79,8 @@ func (s *Sim) engine(node string) *runbooks.Engine {
 
 // Result is what came of one alert.
 type Result struct {
-	Alert   hcl.Alert
-	Route   bridge.Route
+	Alert   alert.Alert
+	Route   route.Decision
 	Outcome string
 	// Record is the engine's run record; nil when the alert never reached
 	// the engine (ignored, resolved, unroutable).
@@ -97,7 +97,7 @@ type Result struct {
 // Deliver sends one alert at virtual time at through the bridge's decoder
 // and router and, when it routes, through the engine of its node, in the
 // world w. Runs must be delivered in the order of their start.
-func (s *Sim) Deliver(ctx context.Context, a hcl.Alert, at time.Time, w hcl.TestWorld) (Result, error) {
+func (s *Sim) Deliver(ctx context.Context, a alert.Alert, at time.Time, w hcl.TestWorld) (Result, error) {
 	s.clock.Set(at)
 	if a.StartsAt.IsZero() {
 		a.StartsAt = at
@@ -108,15 +108,11 @@ func (s *Sim) Deliver(ctx context.Context, a hcl.Alert, at time.Time, w hcl.Test
 	}
 	a = decoded
 	res := Result{Alert: a, Start: at, End: at}
-	r := bridge.RouteAlert(s.cfg, a)
+	r := route.Decide(s.cfg, a)
 	res.Route = r
-	switch {
-	case r.Runbook == nil:
+	if r.Runbook == nil {
 		res.Outcome = OutcomeIgnored
 		return res, nil
-	case r.Node != "" && !bridge.ValidNode(r.Node):
-		r.Node = ""
-		res.Route.Node = ""
 	}
 	switch {
 	case a.Status == "resolved":
@@ -155,7 +151,7 @@ func (s *Sim) Deliver(ctx context.Context, a hcl.Alert, at time.Time, w hcl.Test
 // decode passes the alert through the bridge's webhook decoder, as
 // Alertmanager would deliver it (version 4), so that the router sees what
 // it sees in production, fingerprint included.
-func decode(a hcl.Alert) (hcl.Alert, error) {
+func decode(a alert.Alert) (alert.Alert, error) {
 	type wire struct {
 		Status      string            `json:"status"`
 		Labels      map[string]string `json:"labels"`
@@ -178,11 +174,11 @@ func decode(a hcl.Alert) (hcl.Alert, error) {
 		Alerts  []wire `json:"alerts"`
 	}{"4", status, []wire{{Status: status, Labels: labels, Annotations: a.Annotations, StartsAt: a.StartsAt, Fingerprint: a.Fingerprint}}})
 	if err != nil {
-		return hcl.Alert{}, err
+		return alert.Alert{}, err
 	}
-	alerts, err := bridge.DecodeWebhook(bytes.NewReader(body))
+	alerts, err := alert.Decode(body)
 	if err != nil {
-		return hcl.Alert{}, err
+		return alert.Alert{}, err
 	}
 	return alerts[0], nil
 }

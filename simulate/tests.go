@@ -11,6 +11,7 @@ import (
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 	"github.com/medicops/medic/runbooks"
 )
@@ -110,7 +111,7 @@ func checkNames(f *hcl.TestFile, cfg *hcl.Config) hcl2.Diagnostics {
 			if e.Outcome != "" && !slices.Contains(outcomes, e.Outcome) {
 				diags = append(diags, nameDiag(e.OutcomeRange, "Unknown outcome", "outcome", e.Outcome, outcomes))
 			}
-			rb, _ := cfg.Match(hcl.Alert{Labels: st.Alert.Labels, Status: st.Alert.Status})
+			rb, _ := cfg.Match(alert.Alert{Labels: st.Alert.Labels, Status: st.Alert.Status})
 			if e.Runbook != "" && !slices.ContainsFunc(cfg.Runbooks, func(r *hcl.Runbook) bool { return r.Name == e.Runbook }) {
 				diags = append(diags, nameDiag(e.RunbookRange, "Unknown runbook", "runbook", e.Runbook, runbookNames(cfg)))
 			}
@@ -234,7 +235,7 @@ func runTest(ctx context.Context, f *SuiteFile, t *hcl.Test) TestResult {
 	at := Epoch
 	for i, st := range t.Steps {
 		at = at.Add(st.After)
-		a := hcl.Alert{Labels: st.Alert.Labels, Annotations: st.Alert.Annotations, Status: st.Alert.Status}
+		a := alert.Alert{Labels: st.Alert.Labels, Annotations: st.Alert.Annotations, Status: st.Alert.Status}
 		res, err := sim.Deliver(ctx, a, at, st.World)
 		n := i + 1
 		if len(t.Steps) == 1 {

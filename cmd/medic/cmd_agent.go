@@ -23,6 +23,7 @@ import (
 
 	"github.com/medicops/medic/app"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
 )
@@ -46,7 +47,7 @@ func setupAgent(cmd *kingpin.CmdClause) action {
 	host, _ := os.Hostname()
 	cmd.Flag("config.file", "HCL file or directory of *.hcl files holding the pool block.").StringVar(&o.ConfigFile)
 	cmd.Flag("redis.url", "Redis URL: redis://, rediss://, redis+cluster://, redis+sentinel://.").Required().StringVar(&o.RedisURL)
-	cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(queue.DefaultPrefix).StringVar(&o.Prefix)
+	cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(keys.DefaultPrefix).StringVar(&o.Prefix)
 	cmd.Flag("pool", "The pool this agent serves.").Required().StringVar(&o.Pool)
 	cmd.Flag("agent.id", "This agent's ID (one of the pool's agents).").Required().StringVar(&o.ID)
 	cmd.Flag("agent.host", "Host name shown in the pool's status.").Default(host).StringVar(&o.Host)
@@ -188,7 +189,7 @@ func setupPublish(cmd *kingpin.CmdClause) action {
 	var o publishOptions
 	cmd.Flag("config.file", "HCL config; with it, a publish that activates the pool's first agent only picks one of the pool's agents.").StringVar(&o.ConfigFile)
 	cmd.Flag("redis.url", "Redis URL: redis://, rediss://, redis+cluster://, redis+sentinel://.").Required().StringVar(&o.RedisURL)
-	cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(queue.DefaultPrefix).StringVar(&o.Prefix)
+	cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(keys.DefaultPrefix).StringVar(&o.Prefix)
 	cmd.Flag("pool", "The pool to publish into.").Required().StringVar(&o.Pool)
 	cmd.Flag("device", "The device the config is for.").Required().StringVar(&o.Device)
 	cmd.Flag("idempotency-key", "Retries with the same key publish once and print the first result.").StringVar(&o.IdempotencyKey)

@@ -12,7 +12,8 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/medicops/medic/app"
-	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/internal/keys"
+	"github.com/medicops/medic/jobs"
 )
 
 func init() {
@@ -76,14 +77,14 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 		redisFlag = redisFlag.Required()
 	}
 	redisURL := redisFlag.String()
-	prefix := cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(bridge.DefaultPrefix).String()
+	prefix := cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(keys.DefaultPrefix).String()
 	web := kingpinflag.AddFlags(cmd, listen)
 	tokenFile := cmd.Flag("bridge.token-file", "File holding the bearer token the webhook and other writes require (Alertmanager: http_config.authorization).").String()
 	maxBody := cmd.Flag("bridge.max-body", "Largest webhook body accepted; larger ones get 413.").Default("1MiB").Bytes()
-	dedupTTL := cmd.Flag("bridge.dedup-ttl", "How long an alert episode (fingerprint + startsAt) is remembered.").Default(bridge.DefaultDedupTTL.String()).Duration()
-	deadline := cmd.Flag("bridge.job-deadline", "How long a job may wait for its node before it is recorded as expired instead of run late.").Default(bridge.DefaultJobDeadline.String()).Duration()
-	silence := cmd.Flag("bridge.node-silence", "How long a node may go without writing its state snapshot and still be given jobs; an alert for a node unknown or silent longer is recorded unroutable and escalated at once. 0 turns the check off.").Default(bridge.DefaultNodeSilence.String()).Duration()
-	retention := cmd.Flag("runs.retention", "How long run records are kept.").Default(bridge.DefaultRunRetention.String()).Duration()
+	dedupTTL := cmd.Flag("bridge.dedup-ttl", "How long an alert episode (fingerprint + startsAt) is remembered.").Default(jobs.DefaultDedupTTL.String()).Duration()
+	deadline := cmd.Flag("bridge.job-deadline", "How long a job may wait for its node before it is recorded as expired instead of run late.").Default(jobs.DefaultJobDeadline.String()).Duration()
+	silence := cmd.Flag("bridge.node-silence", "How long a node may go without writing its state snapshot and still be given jobs; an alert for a node unknown or silent longer is recorded unroutable and escalated at once. 0 turns the check off.").Default(jobs.DefaultNodeSilence.String()).Duration()
+	retention := cmd.Flag("runs.retention", "How long run records are kept.").Default(jobs.DefaultRunRetention.String()).Duration()
 	maxRuns := cmd.Flag("runs.max", "How many run records are kept.").Default("10000").Int()
 	pprof := cmd.Flag("web.enable-pprof", "Serve Go's net/http/pprof profiles under /debug/pprof/ (off by default).").Default("false").Bool()
 	return func() (app.Options, error) {
@@ -99,8 +100,8 @@ func appFlags(cmd *kingpin.CmdClause, listen string, redisRequired bool) func() 
 				return app.Options{}, fmt.Errorf("%s must be a positive duration, not %s", d.flag, d.v)
 			}
 		}
-		if *silence < 0 || (*silence > 0 && *silence < bridge.MinNodeSilence) {
-			return app.Options{}, fmt.Errorf("--bridge.node-silence must be 0 (off) or at least %s (three state snapshots), not %s", bridge.MinNodeSilence, *silence)
+		if *silence < 0 || (*silence > 0 && *silence < jobs.MinNodeSilence) {
+			return app.Options{}, fmt.Errorf("--bridge.node-silence must be 0 (off) or at least %s (three state snapshots), not %s", jobs.MinNodeSilence, *silence)
 		}
 		if *maxRuns < 1 {
 			return app.Options{}, fmt.Errorf("--runs.max must be at least 1, not %d", *maxRuns)

@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/medicops/medic/app"
-	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/exporter"
+	"github.com/medicops/medic/internal/keys"
 )
 
 func init() {
@@ -23,7 +23,7 @@ func setupNode(cmd *kingpin.CmdClause) action {
 	var o app.NodeOptions
 	cmd.Flag("config.file", "HCL file or directory of *.hcl files.").Required().StringVar(&o.ConfigFile)
 	cmd.Flag("redis.url", "The estate's Redis (redis://, rediss://, redis+cluster://, redis+sentinel://). With it the node takes the shared per-agent lease, stores watchdog run records and publishes its state for the bridge's status page; without it the lease is in-process.").StringVar(&o.RedisURL)
-	cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(bridge.DefaultPrefix).StringVar(&o.Prefix)
+	cmd.Flag("redis.prefix", "Prefix of every Redis key.").Default(keys.DefaultPrefix).StringVar(&o.Prefix)
 	cmd.Flag("node.name", "This node's name: it runs the agents whose node is this name or unset.").Default(host).StringVar(&o.NodeName)
 	cmd.Flag("node.stop-grace", "Time a stopped agent's process group gets between SIGTERM and SIGKILL.").Default(exporter.DefaultStopGrace.String()).DurationVar(&o.StopGrace)
 	cmd.Flag("node.cpu-window", "Window over which usage.cpu is measured at diagnosis time.").Default(exporter.DefaultCPUWindow.String()).DurationVar(&o.CPUWindow)

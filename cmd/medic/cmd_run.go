@@ -13,11 +13,14 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/app"
 	"github.com/medicops/medic/exporter"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/internal/keys"
 	"github.com/medicops/medic/internal/redisx"
 	"github.com/medicops/medic/queue"
+	"github.com/medicops/medic/route"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -35,7 +38,7 @@ func setupRun(cmd *kingpin.CmdClause) action {
 	nodeName := cmd.Flag("node.name", "This node's name: only its agents are acted on.").Default(host).String()
 	timeout := cmd.Flag("run.timeout", "Upper bound for all runs together.").Default("10m").Duration()
 	redisURL := cmd.Flag("redis.url", "The estate's Redis. With it, runs take the same per-agent lease as medic node and the bridge, and switchover runbooks can switch pools (through the bridges' coordinator). Without it the lease is in-process.").String()
-	prefix := cmd.Flag("redis.prefix", "Key prefix in Redis.").Default("medic:").String()
+	prefix := cmd.Flag("redis.prefix", "Key prefix in Redis.").Default(keys.DefaultPrefix).String()
 	return func(ctx context.Context, logger *slog.Logger) error {
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
@@ -66,14 +69,14 @@ func runOnce(ctx context.Context, logger *slog.Logger, o runOptions) error {
 	if err != nil {
 		return err
 	}
-	alerts, err := hcl.ParseWebhook(payload)
+	alerts, err := alert.Decode(payload)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: not an Alertmanager webhook payload: %w", o.AlertFile, err)
 	}
 
 	// Decide first, so that nothing starts when there is nothing to do.
 	type job struct {
-		alert   hcl.Alert
+		alert   alert.Alert
 		runbook string
 		agent   string
 	}
@@ -85,14 +88,14 @@ func runOnce(ctx context.Context, logger *slog.Logger, o runOptions) error {
 			fmt.Fprintf(o.Stderr, "medic run: %s %s: %s, not run\n", name, a.Fingerprint, orDefault(a.Status, "no status"))
 			continue
 		}
-		rb, _ := cfg.Match(a)
+		d := route.Decide(cfg, a)
+		rb, agent := d.Runbook, d.Agent
 		if rb == nil {
 			fmt.Fprintf(o.Stderr, "medic run: %s %s: no runbook matches, not run\n", name, a.Fingerprint)
 			continue
 		}
-		agent, err := rb.TargetAgent(a)
-		if err != nil {
-			fmt.Fprintf(o.Stderr, "medic run: %s %s: runbook %s: %v, not run\n", name, a.Fingerprint, rb.Name, err)
+		if d.AgentError != "" {
+			fmt.Fprintf(o.Stderr, "medic run: %s %s: runbook %s: %s, not run\n", name, a.Fingerprint, rb.Name, d.AgentError)
 			continue
 		}
 		if rb.Switchover != nil && o.RedisURL == "" {
@@ -101,8 +104,10 @@ func runOnce(ctx context.Context, logger *slog.Logger, o runOptions) error {
 			continue
 		}
 		if rb.Switchover == nil {
-			if node, from := cfg.NodeFor(a, agent); node != hcl.Unroutable && node != o.Node {
-				fmt.Fprintf(o.Stderr, "medic run: %s %s: agent %s is on node %s (%s), not %s; not run\n", name, a.Fingerprint, agent, node, from, o.Node)
+			// An alert the bridge could not route (its agent has no node)
+			// runs here when the agent does: medic run is told the node.
+			if d.Node != "" && d.Node != o.Node {
+				fmt.Fprintf(o.Stderr, "medic run: %s %s: agent %s is on node %s (%s), not %s; not run\n", name, a.Fingerprint, agent, d.Node, d.NodeFrom, o.Node)
 				continue
 			}
 			def := onNode(cfg, o.Node, agent)

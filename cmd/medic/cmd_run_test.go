@@ -86,7 +86,7 @@ runbook "agent-recovery" {
 			if a == "resolved" {
 				a, status = "ops", "resolved"
 			}
-			alerts = append(alerts, fmt.Sprintf(`{"status":%q,"labels":{"alertname":"MedicAgentDown","agent":%q,"node":"n1"},"startsAt":"2026-11-22T00:00:00Z","fingerprint":"fp%d","somethingNew":1}`, status, a, i))
+			alerts = append(alerts, fmt.Sprintf(`{"status":%q,"labels":{"alertname":"MedicAgentDown","agent":%q,"node":"n1"},"startsAt":"2026-11-22T00:00:00Z","fingerprint":"f%d","somethingNew":1}`, status, a, i))
 		}
 		p := filepath.Join(dir, "alert.json")
 		if err := os.WriteFile(p, []byte(`{"version":"4","status":"firing","alerts":[`+strings.Join(alerts, ",")+`]}`), 0o644); err != nil {
@@ -119,7 +119,7 @@ runbook "agent-recovery" {
 	if err != nil || len(recs) != 1 || recs[0].Outcome != runbooks.OutcomeRecovered {
 		t.Fatalf("first run: err=%v recs=%+v stderr=%s", err, recs, stderr)
 	}
-	if !strings.Contains(stderr, "fp1: resolved, not run") {
+	if !strings.Contains(stderr, "f1: resolved, not run") {
 		t.Errorf("resolved alert not reported on stderr: %s", stderr)
 	}
 	b, err := os.ReadFile(pidfile)

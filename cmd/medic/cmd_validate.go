@@ -12,7 +12,9 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	hcl2 "github.com/hashicorp/hcl/v2"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/route"
 )
 
 func init() {
@@ -188,9 +190,9 @@ func plan(configFile, alertFile string, stdout, stderr io.Writer) error {
 	if len(payload) > maxPayload {
 		return fmt.Errorf("%s: payload larger than %d bytes", alertFile, maxPayload)
 	}
-	alerts, err := hcl.ParseWebhook(payload)
+	alerts, err := alert.Decode(payload)
 	if err != nil {
-		return fmt.Errorf("%s: %w", alertFile, err)
+		return fmt.Errorf("%s: not an Alertmanager webhook payload: %w", alertFile, err)
 	}
-	return hcl.WritePlan(stdout, cfg.Plan(alerts))
+	return hcl.WritePlan(stdout, route.Plan(cfg, alerts))
 }

@@ -172,7 +172,7 @@ func TestPlan(t *testing.T) {
 		{"pool-agent-down.json", []string{
 			"alert 1: MedicPoolAgentDown{agent=\"cfg-agent-1\", instance=\"cfg-01:9105\", job=\"medic-node\", node=\"cfg-01\", pool=\"switches\", severity=\"critical\"}",
 			"  runbook:  pool-switchover (" + filepath.Join(cfgDir, "pool-switchover.hcl") + ":4,1)",
-			"    1. switchover  pool switches (agents cfg-agent-1, cfg-agent-2): set lock, choose a healthy agent other than cfg-agent-1, move its undelivered messages in order, drain the buffer, clear lock",
+			"    1. switchover  through the bridge's pool coordinator, pool switches (agents cfg-agent-1, cfg-agent-2): set lock, choose a healthy agent other than cfg-agent-1, move its undelivered messages in order, drain the buffer, clear lock",
 		}},
 		{"heartbeat-missed.json", []string{
 			"  runbook:  heartbeat-restart (" + filepath.Join(cfgDir, "heartbeat-restart.hcl") + ":4,1)",
@@ -183,7 +183,7 @@ func TestPlan(t *testing.T) {
 			"                   cause memory: when usage.memory > agent.thresholds.memory → repair [\"/opt/medic/repair/memory.sh\"] (timeout 30s)",
 			"  node:     web-02 (agent \"log-shipper\"'s node attribute)",
 			"  ignored:  resolved: medic acts on firing alerts only",
-			"  ignored:  agent \"ghost-agent\" is not defined in the loaded configuration",
+			"  ignored:  agent \"ghost-agent\" is not defined in the loaded configuration; node web-03 records the run as \"skipped\"",
 			"  ignored:  no runbook matches",
 		}},
 	} {

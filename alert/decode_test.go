@@ -1,4 +1,4 @@
-package bridge
+package alert
 
 import (
 	"errors"
@@ -42,15 +42,15 @@ var decodeSeeds = []string{
 	"  {\n  \"alerts\" : [ { \"status\" : \"firing\" , \"labels\" : { \"a\" : \"b\" } , \"startsAt\" : \"2026-01-01T00:00:00Z\" } ]\n}\n",
 }
 
-// FuzzDecodeWebhook: whatever the body, decoding answers a list of alerts
+// FuzzDecode: whatever the body, decoding answers a list of alerts
 // or an input error (a 400), never a panic or another kind of error.
-func FuzzDecodeWebhook(f *testing.F) {
+func FuzzDecode(f *testing.F) {
 	for _, s := range decodeSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		alerts, err := decodeWebhook([]byte(s))
-		var ie *inputError
+		alerts, err := Decode([]byte(s))
+		var ie *InputError
 		if err != nil && !errors.As(err, &ie) {
 			t.Fatalf("input %q: error %v is not an input error", s, err)
 		}
@@ -60,13 +60,13 @@ func FuzzDecodeWebhook(f *testing.F) {
 	})
 }
 
-// BenchmarkDecodeWebhook is encoding/json on Alertmanager's own payload
+// BenchmarkDecode is encoding/json on Alertmanager's own payload
 // (BENCHMARKS.md, "Hand-written code against the library").
-func BenchmarkDecodeWebhook(b *testing.B) {
+func BenchmarkDecode(b *testing.B) {
 	data := []byte(fullPayload)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := decodeWebhook(data); err != nil {
+		if _, err := Decode(data); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package bridge
+package jobs
 
 import (
 	"context"
@@ -19,19 +19,19 @@ const maxBatch = 128
 // defaultBatchTimeout bounds a batch whose requests carry no deadline.
 const defaultBatchTimeout = 5 * time.Second
 
-// enqueuer group-commits the jobs of concurrent webhook requests: whatever
+// Enqueuer group-commits the jobs of concurrent webhook requests: whatever
 // arrived while the previous batch was in flight goes out as the next one,
 // as one run of the enqueue script (one per hash slot on Redis Cluster).
 // An idle bridge sends a batch of one at once (no timer, no added
 // latency); a busy one pays one round trip, two syscalls and one script
 // run per batch instead of per alert, on both sides of the socket.
 //
-// There is no sending goroutine: the request that finds the enqueuer idle
+// There is no sending goroutine: the request that finds the Enqueuer idle
 // sends the batch itself, and when its batch is answered it hands the next
 // batch to the first request waiting, whose goroutine sends that one. So
 // a lone request is a plain round trip, and no goroutine is started, woken
 // or grown just to send.
-type enqueuer struct {
+type Enqueuer struct {
 	c redis.UniversalClient
 	// batches observes each batch's size (alerts), when set.
 	batches prometheus.Histogram
@@ -48,17 +48,17 @@ type enqueueReq struct {
 	deadline time.Time
 	// calls are the request's scripts, in order: one per firing alert of
 	// a notification.
-	calls []scriptCall
+	calls []Call
 	// done gets, in order, at most one "lead" and then the result.
 	done chan enqueueRes
 
-	// Under enqueuer.mu: queued while in pending; named when it has been
+	// Under Enqueuer.mu: queued while in pending; named when it has been
 	// told to send the next batch and has not started yet.
 	queued, named bool
 }
 
-// scriptCall is one run of the enqueue script.
-type scriptCall struct {
+// Call is one run of the enqueue script (EnqueueCall).
+type Call struct {
 	keys []string
 	args []any
 }
@@ -75,14 +75,62 @@ type enqueueRes struct {
 	lead    bool  // send the next batch
 }
 
-func newEnqueuer(c redis.UniversalClient) *enqueuer { return &enqueuer{c: c} }
+func newEnqueuer(c redis.UniversalClient) *Enqueuer { return &Enqueuer{c: c} }
+
+// NewEnqueuer returns an enqueuer on c; batches, when set, observes how
+// many alerts each batch carried.
+func NewEnqueuer(c redis.UniversalClient, batches prometheus.Histogram) *Enqueuer {
+	e := newEnqueuer(c)
+	e.batches = batches
+	return e
+}
+
+// Enqueue states: what the enqueue script did with one job.
+const (
+	// Duplicate: the episode was already taken; Value is its state.
+	Duplicate = 0
+	// Queued: the job is on its node's stream; Value is the entry id.
+	Queued = 1
+	// NotLive: the node is unknown or silent past the node silence; the
+	// episode is taken as done and nothing was queued. Value is the
+	// node's last-seen time (Unix ms), "" for never.
+	NotLive = 2
+)
+
+// Enqueued is what became of one job of Enqueue.
+type Enqueued struct {
+	State int
+	Value string
+	Err   error
+}
+
+// Enqueue runs calls, in order, in the next batch and waits for their
+// answers (see enqueueAll). An error is the whole request's (nothing was
+// sent); a job's own failure is its Enqueued.Err.
+func (e *Enqueuer) Enqueue(ctx context.Context, deadline time.Time, calls []Call) ([]Enqueued, error) {
+	res, err := e.enqueueAll(ctx, deadline, calls)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Enqueued, len(res))
+	for i, r := range res {
+		out[i].Err = r.err
+		if r.err != nil {
+			continue
+		}
+		n, _ := r.vals[0].(int64)
+		v, _ := r.vals[1].(string)
+		out[i].State, out[i].Value = int(n), v
+	}
+	return out, nil
+}
 
 // enqueueAll runs the enqueue script once per call, all in the next batch
 // and in order, and waits for their answers or ctx. A request still
 // waiting for its batch at deadline (or ctx's, if earlier) is not sent and
 // fails with context.DeadlineExceeded; a batch in flight is bounded by its
 // members' deadlines.
-func (e *enqueuer) enqueueAll(ctx context.Context, deadline time.Time, calls []scriptCall) ([]scriptResult, error) {
+func (e *Enqueuer) enqueueAll(ctx context.Context, deadline time.Time, calls []Call) ([]scriptResult, error) {
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -126,8 +174,8 @@ func (e *enqueuer) enqueueAll(ctx context.Context, deadline time.Time, calls []s
 
 // lead sends one batch — what is pending, the caller's own request first,
 // up to maxBatch scripts (and at least one request) — and then names the
-// sender of the next, or marks the enqueuer idle.
-func (e *enqueuer) lead() {
+// sender of the next, or marks the Enqueuer idle.
+func (e *Enqueuer) lead() {
 	e.mu.Lock()
 	n, scripts := 0, 0
 	for n < len(e.pending) && (n == 0 || scripts+len(e.pending[n].calls) <= maxBatch) {
@@ -159,7 +207,7 @@ func (e *enqueuer) lead() {
 	next.done <- enqueueRes{lead: true}
 }
 
-func (e *enqueuer) send(batch []*enqueueReq) {
+func (e *Enqueuer) send(batch []*enqueueReq) {
 	live := batch[:0:0]
 	now := time.Now()
 	for _, r := range batch {
@@ -266,7 +314,7 @@ type callAt struct{ req, call int }
 // Redis Cluster, one per hash tag, since a script's keys must share a slot.
 // Calls keep their batch order within a group, and calls of one node
 // (hence of one episode) always share a group.
-func (e *enqueuer) group(live []*enqueueReq) []scriptGroup {
+func (e *Enqueuer) group(live []*enqueueReq) []scriptGroup {
 	_, cluster := e.c.(*redis.ClusterClient)
 	var groups []scriptGroup
 	byTag := map[string]int{} // on a single Redis every call has the tag ""

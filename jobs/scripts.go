@@ -1,6 +1,11 @@
-package bridge
+package jobs
 
-import "github.com/redis/go-redis/v9"
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // The state of a job lives in its episode's dedup key, whose value is
 // STATE:RUNID with STATE one of
@@ -120,3 +125,10 @@ return 1
 // dedup TTL in ms, job JSON, min-seen in Unix ms or 0), for benchmarks that send it to Redis directly as the
 // raw baseline.
 func EnqueueScript() *redis.Script { return enqueueScript }
+
+// Resolve cancels the queued job of an episode (its dedup key), or leaves
+// a tombstone when there is none yet (resolveScript), and returns the
+// episode's state before: "" (none), or STATE:RUNID.
+func Resolve(ctx context.Context, c redis.Scripter, dedup string, ttl time.Duration) (string, error) {
+	return resolveScript.Run(ctx, c, []string{dedup}, ttl.Milliseconds()).Text()
+}

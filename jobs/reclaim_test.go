@@ -1,4 +1,4 @@
-package bridge
+package jobs_test
 
 import (
 	"context"
@@ -10,7 +10,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/alert"
+	"github.com/medicops/medic/bridge"
+	"github.com/medicops/medic/internal/keys"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -20,8 +23,8 @@ import (
 func TestReclaimExpiredJobs(t *testing.T) {
 	sink := newEscalationSink(t)
 	src := strings.ReplaceAll(routingHCL, "http://ESCALATE_URL", sink.URL)
-	tb := startTestBridge(t, src, func(o *Options) { o.JobDeadline = 100 * time.Millisecond })
-	other := New(Options{Client: tb.c, Config: tb.opts.Config, JobDeadline: 100 * time.Millisecond})
+	tb := startTestBridge(t, src, func(o *bridge.Options) { o.JobDeadline = 100 * time.Millisecond })
+	other := bridge.New(bridge.Options{Client: tb.c, Config: tb.opts.Config, JobDeadline: 100 * time.Millisecond})
 	ctx := context.Background()
 	k := tb.opts.Keys
 
@@ -47,9 +50,9 @@ func TestReclaimExpiredJobs(t *testing.T) {
 		t.Fatalf("before the deadline: %d jobs left, want 2", n)
 	}
 	time.Sleep(150 * time.Millisecond)
-	other.reclaim.add("ghost")
+	other.Reclaimer().Routed("ghost")
 	var wg sync.WaitGroup
-	for _, br := range []*Bridge{tb.Bridge, other} {
+	for _, br := range []*bridge.Bridge{tb.Bridge, other} {
 		wg.Go(func() { br.ReclaimOnce(ctx) })
 	}
 	wg.Wait()
@@ -62,7 +65,7 @@ func TestReclaimExpiredJobs(t *testing.T) {
 	if n := tb.c.ZCard(ctx, k.Outbox("ghost")).Val(); n != 0 {
 		t.Errorf("%d jobs left in the outbox, want 0", n)
 	}
-	runs, err := tb.Store().List(ctx, RunFilter{Outcome: runbooks.OutcomeExpired})
+	runs, err := tb.Store().List(ctx, jobs.RunFilter{Outcome: runbooks.OutcomeExpired})
 	if err != nil || len(runs) != 1 {
 		t.Fatalf("expired records: %d (%v), want 1", len(runs), err)
 	}
@@ -77,7 +80,7 @@ func TestReclaimExpiredJobs(t *testing.T) {
 	if v := tb.c.Get(ctx, k.Dedup("ghost", "0a", t0)).Val(); v != "d:"+r.ID {
 		t.Errorf("episode state %q, want d:%s", v, r.ID)
 	}
-	if cancelled, _ := tb.Store().List(ctx, RunFilter{Outcome: runbooks.OutcomeCancelled}); len(cancelled) != 1 {
+	if cancelled, _ := tb.Store().List(ctx, jobs.RunFilter{Outcome: runbooks.OutcomeCancelled}); len(cancelled) != 1 {
 		t.Errorf("cancelled records: %d, want 1", len(cancelled))
 	}
 }
@@ -90,13 +93,13 @@ func TestReclaimOutboxAfterBridgeDied(t *testing.T) {
 	tb := startTestBridge(t, src, nil)
 	ctx := context.Background()
 	now := time.Now()
-	job := Job{ID: runbooks.NewRunID(now), Runbook: "recover", Agent: "a1", Node: "gone",
-		Alert:    hcl.Alert{Status: "firing", Labels: map[string]string{"alertname": "AgentDown", "node": "gone"}, Fingerprint: "0c", StartsAt: t0},
+	job := jobs.Job{ID: runbooks.NewRunID(now), Runbook: "recover", Agent: "a1", Node: "gone",
+		Alert:    alert.Alert{Status: "firing", Labels: map[string]string{"alertname": "AgentDown", "node": "gone"}, Fingerprint: "0c", StartsAt: t0},
 		Enqueued: now.Add(-time.Hour), Deadline: now.Add(-50 * time.Minute)}
 	raw := mustJSON(t, &job)
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("gone"), redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: raw})
 	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("held"), redis.Z{Score: float64(now.Add(time.Hour).UnixMilli()), Member: raw})
-	tb.c.SAdd(ctx, DefaultPrefix+"nodes", "gone", "held")
+	tb.c.SAdd(ctx, keys.DefaultPrefix+"nodes", "gone", "held")
 	tb.ReclaimOnce(ctx)
 	tb.Wait()
 	rec, err := tb.Store().Get(ctx, job.ID)
@@ -120,7 +123,7 @@ func TestReclaimOutboxAfterBridgeDied(t *testing.T) {
 func TestReclaimStartedJobOfSilentNode(t *testing.T) {
 	sink := newEscalationSink(t)
 	src := strings.ReplaceAll(routingHCL, "http://ESCALATE_URL", sink.URL)
-	tb := startTestBridge(t, src, func(o *Options) { o.JobDeadline = 50 * time.Millisecond; o.NodeSilence = time.Minute })
+	tb := startTestBridge(t, src, func(o *bridge.Options) { o.JobDeadline = 50 * time.Millisecond; o.NodeSilence = time.Minute })
 	ctx := context.Background()
 	k := tb.opts.Keys
 	seen := func(ago time.Duration) {
@@ -148,49 +151,12 @@ func TestReclaimStartedJobOfSilentNode(t *testing.T) {
 	if n := tb.c.XLen(ctx, k.Jobs("n1")).Val(); n != 0 {
 		t.Errorf("silent node: %d entries left, want 0", n)
 	}
-	runs, _ := tb.Store().List(ctx, RunFilter{Outcome: runbooks.OutcomeExpired})
+	runs, _ := tb.Store().List(ctx, jobs.RunFilter{Outcome: runbooks.OutcomeExpired})
 	if len(runs) != 1 || !strings.Contains(runs[0].Reason, "started the job and has been silent") || runs[0].Escalation != runbooks.EscalationDelivered {
 		t.Fatalf("expired records: %+v", runs)
 	}
 	if len(sink.delivered()) != 1 {
 		t.Errorf("pages: %d, want 1", len(sink.delivered()))
-	}
-}
-
-// Closing the bridge cuts an expired job's escalation retries short and
-// leaves the job in the outbox, so that it is escalated again.
-func TestCloseLeavesUndeliveredInOutbox(t *testing.T) {
-	defer func(g time.Duration) { closeGrace = g }(closeGrace)
-	closeGrace = 100 * time.Millisecond
-	fail := make([]int, 1000)
-	for i := range fail {
-		fail[i] = 503
-	}
-	sink := newEscalationSink(t, fail...)
-	src := strings.ReplaceAll(routingHCL, "http://ESCALATE_URL", sink.URL)
-	tb := startTestBridge(t, src, func(o *Options) { o.EscalationRetryFor = time.Hour; o.EscalationBackoff = 20 * time.Millisecond })
-	ctx := context.Background()
-	now := time.Now()
-	job := Job{ID: runbooks.NewRunID(now), Runbook: "recover", Agent: "a1", Node: "gone",
-		Alert:    hcl.Alert{Status: "firing", Labels: map[string]string{"alertname": "AgentDown", "node": "gone"}, Fingerprint: "0f", StartsAt: t0},
-		Enqueued: now.Add(-time.Hour), Deadline: now.Add(-50 * time.Minute)}
-	raw := mustJSON(t, &job)
-	tb.c.ZAdd(ctx, tb.opts.Keys.Outbox("gone"), redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: raw})
-	tb.c.SAdd(ctx, DefaultPrefix+"nodes", "gone")
-	tb.ReclaimOnce(ctx)
-	time.Sleep(200 * time.Millisecond) // a few failed attempts
-	closed := make(chan struct{})
-	go func() { tb.Close(); close(closed) }()
-	select {
-	case <-closed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Close did not return while an escalation was retrying")
-	}
-	if n := tb.c.ZCard(ctx, tb.opts.Keys.Outbox("gone")).Val(); n != 1 {
-		t.Errorf("outbox: %d jobs, want the undelivered one kept", n)
-	}
-	if rec, err := tb.Store().Get(ctx, job.ID); err != nil || rec.Outcome != runbooks.OutcomeExpired {
-		t.Errorf("record %+v, %v", rec, err)
 	}
 }
 

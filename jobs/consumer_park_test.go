@@ -1,4 +1,4 @@
-package bridge
+package jobs_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -48,12 +49,12 @@ func TestConsumerParkedRunFreesItsSlot(t *testing.T) {
 		rec.Outcome = runbooks.OutcomeRecovered
 		return rec
 	})
-	startConsumer(t, ConsumerOptions{Client: tb.c, Node: "n1", Runner: runner, Store: tb.Store(), Concurrency: 1})
+	startConsumer(t, jobs.ConsumerOptions{Client: tb.c, Node: "n1", Runner: runner, Store: tb.Store(), Concurrency: 1})
 	tb.post(t, bearer, payload("firing", firing("a1", "0a01", t0)))
 	waitFor(t, "the approval run to park", 10*time.Second, func() bool { return parkedID.Load() != nil })
 	tb.post(t, bearer, payload("firing", firing("a1", "0a02", t0)))
 	waitFor(t, "the other alert's run to finish while the first is parked", 10*time.Second, func() bool {
-		runs, _ := tb.Store().List(ctx, RunFilter{Node: "n1"})
+		runs, _ := tb.Store().List(ctx, jobs.RunFilter{Node: "n1"})
 		for _, r := range runs {
 			if r.Fingerprint == "0a02" && r.Outcome == runbooks.OutcomeRecovered {
 				return true
@@ -93,11 +94,11 @@ func TestConsumerRetriesSkippedEpisode(t *testing.T) {
 		rec.Outcome, rec.Reason = runbooks.OutcomeHealthy, "alive and its probe passes"
 		return rec
 	})
-	startConsumer(t, ConsumerOptions{Client: tb.c, Node: "n1", Runner: runner, Store: tb.Store()})
+	startConsumer(t, jobs.ConsumerOptions{Client: tb.c, Node: "n1", Runner: runner, Store: tb.Store()})
 	tb.post(t, bearer, payload("firing", firing("a1", "0b01", t0)))
 	var sawSkipped atomic.Bool
 	waitFor(t, "the skipped episode to run again and end healthy", 15*time.Second, func() bool {
-		runs, _ := tb.Store().List(ctx, RunFilter{Node: "n1"})
+		runs, _ := tb.Store().List(ctx, jobs.RunFilter{Node: "n1"})
 		for _, r := range runs {
 			if r.Fingerprint != "0b01" {
 				continue
@@ -114,7 +115,7 @@ func TestConsumerRetriesSkippedEpisode(t *testing.T) {
 	if !sawSkipped.Load() {
 		t.Log("the intermediate skipped record was replaced before it was seen (fine)")
 	}
-	waitFor(t, "the job to be acknowledged", 5*time.Second, func() bool { return tb.c.XLen(ctx, Keys{}.Jobs("n1")).Val() == 0 })
+	waitFor(t, "the job to be acknowledged", 5*time.Second, func() bool { return tb.c.XLen(ctx, jobs.Keys{}.Jobs("n1")).Val() == 0 })
 	if attempts < 2 {
 		t.Errorf("%d attempts, want the skipped episode tried again", attempts)
 	}
@@ -126,21 +127,21 @@ func TestConsumerMarksRedeliveredJobs(t *testing.T) {
 	tb := startTestBridge(t, testHCL, nil)
 	ctx := context.Background()
 	bearer := "Bearer " + testToken
-	stream := Keys{}.Jobs("n1")
+	stream := jobs.Keys{}.Jobs("n1")
 	tb.post(t, bearer, payload("firing", firing("a1", "0c01", t0)))
-	jobs := readJobs(t, tb.c, "n1")
-	if err := tb.c.XGroupCreateMkStream(ctx, stream, DefaultGroup, "0").Err(); err != nil {
+	queued := readJobs(t, tb.c, "n1")
+	if err := tb.c.XGroupCreateMkStream(ctx, stream, jobs.DefaultGroup, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
 	// A previous life of the node read it and marked it running.
-	tb.c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: DefaultGroup, Consumer: "n1", Streams: []string{stream, ">"}, Count: 1})
-	tb.c.Set(ctx, Keys{}.Dedup("n1", jobs[0].Alert.Fingerprint, jobs[0].Alert.StartsAt), "r:"+jobs[0].ID, time.Hour)
+	tb.c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: jobs.DefaultGroup, Consumer: "n1", Streams: []string{stream, ">"}, Count: 1})
+	tb.c.Set(ctx, jobs.Keys{}.Dedup("n1", queued[0].Alert.Fingerprint, queued[0].Alert.StartsAt), "r:"+queued[0].ID, time.Hour)
 	var got atomic.Bool
 	runner := runnerFunc(func(ctx context.Context, req runbooks.Request) *runbooks.RunRecord {
 		got.Store(req.Redelivered)
 		return &runbooks.RunRecord{ID: req.ID, Outcome: runbooks.OutcomeHealthy, Steps: []runbooks.Step{}}
 	})
-	startConsumer(t, ConsumerOptions{Client: tb.c, Node: "n1", Runner: runner, Store: tb.Store()})
+	startConsumer(t, jobs.ConsumerOptions{Client: tb.c, Node: "n1", Runner: runner, Store: tb.Store()})
 	waitFor(t, "the stream to drain", 10*time.Second, func() bool { return tb.c.XLen(ctx, stream).Val() == 0 })
 	if !got.Load() {
 		t.Error("the redelivered job was not marked Redelivered")

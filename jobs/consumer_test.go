@@ -1,4 +1,4 @@
-package bridge
+package jobs_test
 
 import (
 	"bufio"
@@ -16,9 +16,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/medicops/medic/hcl"
+	"github.com/medicops/medic/bridge"
 	"github.com/medicops/medic/internal/procsig"
 	"github.com/medicops/medic/internal/redisx"
+	"github.com/medicops/medic/jobs"
 	"github.com/medicops/medic/runbooks"
 )
 
@@ -64,13 +65,13 @@ func (f *fakeRunner) counts() map[string]int {
 }
 
 // startConsumer runs a consumer until the test ends.
-func startConsumer(t *testing.T, o ConsumerOptions) {
+func startConsumer(t *testing.T, o jobs.ConsumerOptions) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := NewConsumer(o).Run(ctx); err != nil {
+		if err := jobs.NewConsumer(o).Run(ctx); err != nil {
 			t.Errorf("consumer: %v", err)
 		}
 	}()
@@ -90,7 +91,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 
 func pendingCount(t *testing.T, c redis.UniversalClient, node string) int64 {
 	t.Helper()
-	p, err := c.XPending(context.Background(), Keys{}.Jobs(node), DefaultGroup).Result()
+	p, err := c.XPending(context.Background(), jobs.Keys{}.Jobs(node), jobs.DefaultGroup).Result()
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "NOGROUP") {
 			return 0
@@ -111,19 +112,19 @@ func TestConsumerOutcomes(t *testing.T) {
 	res := firing("a1", "0002", t0)
 	res.Status = "resolved"
 	tb.post(t, bearer, payload("resolved", res))
-	late := New(Options{Client: tb.c, Config: tb.opts.Config, JobDeadline: time.Millisecond})
+	late := bridge.New(bridge.Options{Client: tb.c, Config: tb.opts.Config, JobDeadline: time.Millisecond})
 	if _, err := late.Ingest(ctx, decodeOne(t, firing("a1", "0003", t0))); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
 
 	fr := &fakeRunner{}
-	startConsumer(t, ConsumerOptions{Client: tb.c, Node: "n1", Runner: fr, Store: tb.Store(), Metrics: tb.metrics})
+	startConsumer(t, jobs.ConsumerOptions{Client: tb.c, Node: "n1", Runner: fr, Store: tb.Store()})
 	waitFor(t, "all three jobs handled", 10*time.Second, func() bool {
-		return tb.c.XLen(ctx, Keys{}.Jobs("n1")).Val() == 0
+		return tb.c.XLen(ctx, jobs.Keys{}.Jobs("n1")).Val() == 0
 	})
 	byFP := map[string]string{}
-	runs, _ := tb.Store().List(ctx, RunFilter{Node: "n1"})
+	runs, _ := tb.Store().List(ctx, jobs.RunFilter{Node: "n1"})
 	for _, r := range runs {
 		byFP[r.Fingerprint] = r.Outcome
 	}
@@ -151,51 +152,42 @@ func TestConsumerOutcomes(t *testing.T) {
 	}
 }
 
-func decodeOne(t *testing.T, a alertJSON) []hcl.Alert {
-	t.Helper()
-	alerts, err := DecodeWebhook(strings.NewReader(payload(a.Status, a)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return alerts
-}
-
 func TestConsumerRecovery(t *testing.T) {
 	tb := startTestBridge(t, testHCL, nil)
 	ctx := context.Background()
 	bearer := "Bearer " + testToken
-	stream := Keys{}.Jobs("n1")
+	stream := jobs.Keys{}.Jobs("n1")
 	tb.post(t, bearer, payload("firing", firing("a1", "00a1", t0), firing("a1", "00a2", t0), firing("a1", "00a3", t0)))
-	jobs := readJobs(t, tb.c, "n1")
+	queued := readJobs(t, tb.c, "n1")
 
 	// A previous life of this node read all three, finished the second
 	// (record stored) and died before acknowledging any.
-	if err := tb.c.XGroupCreateMkStream(ctx, stream, DefaultGroup, "0").Err(); err != nil {
+	if err := tb.c.XGroupCreateMkStream(ctx, stream, jobs.DefaultGroup, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	tb.c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: DefaultGroup, Consumer: "n1", Streams: []string{stream, ">"}, Count: 2})
-	for _, j := range jobs[:2] {
-		tb.c.Set(ctx, Keys{}.Dedup("n1", j.Alert.Fingerprint, j.Alert.StartsAt), "r:"+j.ID, time.Hour)
+	tb.c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: jobs.DefaultGroup, Consumer: "n1", Streams: []string{stream, ">"}, Count: 2})
+	for _, j := range queued[:2] {
+		tb.c.Set(ctx, jobs.Keys{}.Dedup("n1", j.Alert.Fingerprint, j.Alert.StartsAt), "r:"+j.ID, time.Hour)
 	}
-	if err := tb.Store().Save(ctx, &runbooks.RunRecord{ID: jobs[1].ID, Outcome: runbooks.OutcomeRecovered, Node: "n1"}); err != nil {
+	if err := tb.Store().Save(ctx, &runbooks.RunRecord{ID: queued[1].ID, Outcome: runbooks.OutcomeRecovered, Node: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 	// ... and the third was taken by a consumer under another name that
 	// is gone: it is claimed once idle for ClaimIdle.
-	tb.c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: DefaultGroup, Consumer: "n1-old", Streams: []string{stream, ">"}, Count: 1})
+	tb.c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: jobs.DefaultGroup, Consumer: "n1-old", Streams: []string{stream, ">"}, Count: 1})
 
 	fr := &fakeRunner{}
-	startConsumer(t, ConsumerOptions{Client: tb.c, Node: "n1", Runner: fr, Store: tb.Store(), ClaimIdle: 200 * time.Millisecond})
+	startConsumer(t, jobs.ConsumerOptions{Client: tb.c, Node: "n1", Runner: fr, Store: tb.Store(), ClaimIdle: 200 * time.Millisecond})
 	waitFor(t, "the stream to drain", 10*time.Second, func() bool { return tb.c.XLen(ctx, stream).Val() == 0 })
 	got := fr.counts()
-	if got[jobs[0].ID] != 1 || got[jobs[1].ID] != 0 || got[jobs[2].ID] != 1 {
+	if got[queued[0].ID] != 1 || got[queued[1].ID] != 0 || got[queued[2].ID] != 1 {
 		t.Errorf("runs per job = %v; want the unfinished one and the claimed one once, the stored one not again", got)
 	}
 	if n := pendingCount(t, tb.c, "n1"); n != 0 {
 		t.Errorf("%d jobs still pending", n)
 	}
-	for _, j := range jobs {
-		if v := tb.c.Get(ctx, Keys{}.Dedup("n1", j.Alert.Fingerprint, j.Alert.StartsAt)).Val(); v != "d:"+j.ID {
+	for _, j := range queued {
+		if v := tb.c.Get(ctx, jobs.Keys{}.Dedup("n1", j.Alert.Fingerprint, j.Alert.StartsAt)).Val(); v != "d:"+j.ID {
 			t.Errorf("job %s state %q, want done", j.ID, v)
 		}
 	}
@@ -231,7 +223,7 @@ func consumerProcess() int {
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	_ = NewConsumer(ConsumerOptions{Client: c, Node: "n1", Runner: ended, Store: NewRunStore(c, StoreOptions{})}).Run(ctx)
+	_ = jobs.NewConsumer(jobs.ConsumerOptions{Client: c, Node: "n1", Runner: ended, Store: jobs.NewRunStore(c, jobs.StoreOptions{})}).Run(ctx)
 	return 0
 }
 
@@ -289,10 +281,10 @@ func TestConsumerKilledMidJob(t *testing.T) {
 	if got := lines(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("run log %q, want %q (killed once, then run to the end once)", got, want)
 	}
-	if runs, _ := tb.Store().List(ctx, RunFilter{}); len(runs) != 1 {
+	if runs, _ := tb.Store().List(ctx, jobs.RunFilter{}); len(runs) != 1 {
 		t.Errorf("%d records, want 1", len(runs))
 	}
-	if n := tb.c.XLen(ctx, Keys{}.Jobs("n1")).Val(); n != 0 {
+	if n := tb.c.XLen(ctx, jobs.Keys{}.Jobs("n1")).Val(); n != 0 {
 		t.Errorf("stream length %d, want 0", n)
 	}
 }

@@ -1,15 +1,39 @@
-package bridge
+package route
 
 import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/hcl"
 )
 
-func TestRouteAlert(t *testing.T) {
-	cfg := loadTestConfig(t, testHCL)
+const routeHCL = `
+agent "a1" {
+  node    = "n1"
+  command = ["/bin/sleep", "3600"]
+}
+
+agent "a2" {
+  node    = "n2"
+  command = ["/bin/sleep", "3600"]
+}
+
+agent "floating" {
+  command = ["/bin/sleep", "3600"]
+}
+
+runbook "recover" {
+  match { alertname = "AgentDown" }
+}
+`
+
+func TestDecide(t *testing.T) {
+	cfg, diags := hcl.LoadSources([]hcl.Source{{Name: "test.hcl", Bytes: []byte(routeHCL)}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
 	type got struct{ Runbook, Agent, Node string }
 	for _, tc := range []struct {
 		name       string
@@ -22,10 +46,11 @@ func TestRouteAlert(t *testing.T) {
 		{"agent without node", map[string]string{"alertname": "AgentDown", "agent": "floating"}, got{"recover", "floating", ""}, true},
 		{"unknown agent", map[string]string{"alertname": "AgentDown", "agent": "ghost"}, got{"recover", "ghost", ""}, true},
 		{"no agent", map[string]string{"alertname": "AgentDown"}, got{"recover", "", ""}, true},
+		{"unusable node name", map[string]string{"alertname": "AgentDown", "agent": "a1", "node": "n{1}"}, got{"recover", "a1", ""}, true},
 		{"no runbook", map[string]string{"alertname": "Other", "agent": "a1"}, got{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := RouteAlert(cfg, hcl.Alert{Labels: tc.labels, Status: "firing"})
+			r := Decide(cfg, alert.Alert{Labels: tc.labels, Status: "firing"})
 			g := got{Agent: r.Agent, Node: r.Node}
 			if r.Runbook != nil {
 				g.Runbook = r.Runbook.Name

@@ -1,4 +1,4 @@
-package bridge
+package jobs
 
 import (
 	"context"
@@ -95,7 +95,7 @@ func NewConsumer(o ConsumerOptions) *Consumer {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Metrics == nil {
-		o.Metrics = NewMetrics(nil)
+		o.Metrics = NewMetrics(nil, nil)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
