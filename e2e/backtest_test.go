@@ -214,7 +214,7 @@ func checkBacktestJSON(t *testing.T, out string) {
 	if diff := cmp.Diff(wantAgents, rep.Agents); diff != "" {
 		t.Errorf("agents (-want +got):\n%s", diff)
 	}
-	// The exact JSON shape of DESIGN.md §9.
+	// The exact JSON shape of docs/design.md §9.
 	var shape map[string]any
 	_ = json.Unmarshal([]byte(out), &shape)
 	var top []string

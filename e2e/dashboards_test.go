@@ -158,7 +158,7 @@ var designMetrics = []string{
 	"medic_dispatch_published_total", "medic_dispatch_delivered_total", "medic_dispatch_backlog",
 	"medic_dispatch_switchovers_total", "medic_dispatch_switchover_duration_seconds",
 	"medic_scrape_collector_success", "medic_scrape_collector_duration_seconds",
-	// DESIGN.md §10
+	// docs/design.md §5
 	"medic_dispatch_devices", "medic_dispatch_oldest_pending_seconds",
 }
 

@@ -406,11 +406,14 @@ func decodeCause(block *hcl2.Block) (*Cause, hcl2.Diagnostics) {
 	return c, diags
 }
 
+// intIn decodes a whole number in [lo, hi].
+func intIn(lo, hi int) func(*hcl2.Attribute) (int, hcl2.Diagnostics) {
+	return func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) { return decodeInt(attr, lo, hi) }
+}
+
 func decodeVerify(block *hcl2.Block, v *Verify) hcl2.Diagnostics {
 	content, diags := block.Body.Content(verifySchema)
-	decodeAttr(&diags, content.Attributes, "attempts", &v.Attempts, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
-		return decodeInt(attr, 1, 1000)
-	})
+	decodeAttr(&diags, content.Attributes, "attempts", &v.Attempts, intIn(1, 1000))
 	decodeAttr(&diags, content.Attributes, "interval", &v.Interval, decodeDuration)
 	return diags
 }
@@ -436,9 +439,7 @@ func decodeEscalate(block *hcl2.Block) (*Escalate, hcl2.Diagnostics) {
 
 func decodeBudget(block *hcl2.Block, b *Budget) hcl2.Diagnostics {
 	content, diags := block.Body.Content(budgetSchema)
-	decodeAttr(&diags, content.Attributes, "restarts", &b.Restarts, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
-		return decodeInt(attr, 0, 1000000)
-	})
+	decodeAttr(&diags, content.Attributes, "restarts", &b.Restarts, intIn(0, 1000000))
 	decodeAttr(&diags, content.Attributes, "window", &b.Window, decodeDuration)
 	return diags
 }

@@ -68,9 +68,7 @@ var probeAttrs = []probeAttr{
 	probeField("command", func(p *Probe) *[]string { return &p.Command }, decodeArgv),
 	probeField("timeout", func(p *Probe) *time.Duration { return &p.Timeout }, decodeDuration),
 	probeField("interval", func(p *Probe) *time.Duration { return &p.Interval }, decodeDuration),
-	probeField("expect_status", func(p *Probe) *int { return &p.ExpectStatus }, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
-		return decodeInt(attr, 100, 599)
-	}),
+	probeField("expect_status", func(p *Probe) *int { return &p.ExpectStatus }, intIn(100, 599)),
 	probeField("expect_body", func(p *Probe) **regexp.Regexp { return &p.ExpectBody }, decodeExpectBody),
 }
 

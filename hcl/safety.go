@@ -124,9 +124,7 @@ func decodeConcurrency(block *hcl2.Block) (*Concurrency, hcl2.Diagnostics) {
 	content, diags := block.Body.Content(concurrencySchema)
 	c := &Concurrency{Wait: DefaultConcurrencyWait, Queue: DefaultConcurrencyQueue}
 	attrs := content.Attributes
-	hasMax := decodeAttr(&diags, attrs, "max", &c.Max, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
-		return decodeInt(attr, 1, 1000000)
-	})
+	hasMax := decodeAttr(&diags, attrs, "max", &c.Max, intIn(1, 1000000))
 	hasRatio := decodeAttr(&diags, attrs, "max_ratio", &c.MaxRatio, decodeRatio)
 	if attr, ok := attrs["max_ratio"]; ok && hasRatio && !diags.HasErrors() && c.MaxRatio == 0 {
 		diags = append(diags, attrDiag(attr, "Ratio out of range", "max_ratio must be larger than 0: a ratio of 0 would never let a run act."))
@@ -136,9 +134,7 @@ func decodeConcurrency(block *hcl2.Block) (*Concurrency, hcl2.Diagnostics) {
 		c.Key = attr.Expr
 	}
 	decodeAttr(&diags, attrs, "wait", &c.Wait, decodeDuration)
-	decodeAttr(&diags, attrs, "queue", &c.Queue, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
-		return decodeInt(attr, 0, 100000)
-	})
+	decodeAttr(&diags, attrs, "queue", &c.Queue, intIn(0, 100000))
 	if !hasMax && !hasRatio {
 		diags = append(diags, &hcl2.Diagnostic{
 			Severity: hcl2.DiagError,
@@ -153,9 +149,7 @@ func decodeConcurrency(block *hcl2.Block) (*Concurrency, hcl2.Diagnostics) {
 func decodeCircuit(block *hcl2.Block) (*Circuit, hcl2.Diagnostics) {
 	content, diags := block.Body.Content(circuitSchema)
 	c := &Circuit{}
-	decodeAttr(&diags, content.Attributes, "max_runs", &c.MaxRuns, func(attr *hcl2.Attribute) (int, hcl2.Diagnostics) {
-		return decodeInt(attr, 1, 1000000)
-	})
+	decodeAttr(&diags, content.Attributes, "max_runs", &c.MaxRuns, intIn(1, 1000000))
 	decodeAttr(&diags, content.Attributes, "window", &c.Window, decodeDuration)
 	return c, diags
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 )
 
-// Runbook tests (`medic test`, DESIGN.md §9) are HCL files ending in
+// Runbook tests (`medic test`, docs/design.md §9) are HCL files ending in
 // TestSuffix. This file decodes them; package simulate runs them.
 
 // TestSuffix ends the name of a runbook test file.

@@ -127,6 +127,20 @@ func (a *api) known(w http.ResponseWriter, pool string) bool {
 	return true
 }
 
+// coordinated reads the request's pool: 404 for a pool nobody
+// coordinates, 501 without a coordinator.
+func (a *api) coordinated(w http.ResponseWriter, r *http.Request) (string, bool) {
+	pool := r.PathValue("pool")
+	if !a.known(w, pool) {
+		return pool, false
+	}
+	if a.o.Coordinator == nil {
+		writeError(w, http.StatusNotImplemented, "no coordinator")
+		return pool, false
+	}
+	return pool, true
+}
+
 type publishRequest struct {
 	Device         string          `json:"device"`
 	Payload        json.RawMessage `json:"payload"`
@@ -174,12 +188,8 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) status(w http.ResponseWriter, r *http.Request) {
-	pool := r.PathValue("pool")
-	if !a.known(w, pool) {
-		return
-	}
-	if a.o.Coordinator == nil {
-		writeError(w, http.StatusNotImplemented, "no coordinator")
+	pool, ok := a.coordinated(w, r)
+	if !ok {
 		return
 	}
 	st, err := a.o.Coordinator.Status(r.Context(), pool)
@@ -195,12 +205,8 @@ type switchoverRequest struct {
 }
 
 func (a *api) switchover(w http.ResponseWriter, r *http.Request) {
-	pool := r.PathValue("pool")
-	if !a.known(w, pool) {
-		return
-	}
-	if a.o.Coordinator == nil {
-		writeError(w, http.StatusNotImplemented, "no coordinator")
+	pool, ok := a.coordinated(w, r)
+	if !ok {
 		return
 	}
 	var req switchoverRequest

@@ -12,7 +12,7 @@ import (
 	"unicode"
 )
 
-// The device endpoints of the pool API (DESIGN.md §10):
+// The device endpoints of the pool API (docs/design.md §5):
 //
 //	GET  /api/v1/pools/{pool}/devices/{device}         state
 //	GET  /api/v1/pools/{pool}/devices?state=blocked|retrying&offset=&limit=
@@ -40,12 +40,8 @@ const (
 const maxDeviceLen = 256
 
 func (a *api) poolKeys(w http.ResponseWriter, r *http.Request) (Keys, bool) {
-	pool := r.PathValue("pool")
-	if !a.known(w, pool) {
-		return Keys{}, false
-	}
-	if a.o.Coordinator == nil {
-		writeError(w, http.StatusNotImplemented, "no coordinator")
+	pool, ok := a.coordinated(w, r)
+	if !ok {
 		return Keys{}, false
 	}
 	k, _ := a.o.Coordinator.Keys(pool)

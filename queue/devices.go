@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Device states (DESIGN.md §10). A device is ok unless its head config
+// Device states (docs/design.md §5). A device is ok unless its head config
 // (the one after its ack) failed: retrying while the agent keeps trying
 // (5xx, timeouts, 408/409/425/429, or fewer than max_attempts other 4xx),
 // blocked once it answered max_attempts other 4xx — then the agent stops

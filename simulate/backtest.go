@@ -16,7 +16,7 @@ import (
 )
 
 // BacktestReport is what `medic backtest --format=json` prints
-// (DESIGN.md §9); the text report shows the same and a bit more.
+// (docs/design.md §9); the text report shows the same and a bit more.
 type BacktestReport struct {
 	From       time.Time        `json:"from"`
 	To         time.Time        `json:"to"`
