@@ -20,6 +20,11 @@ type scrape struct {
 
 var agentLabels = []string{"agent", "node"}
 
+// gauge sends one agent's gauge.
+func (s *scrape) gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, agent string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, agent, s.node)
+}
+
 func agentDesc(name, help string) *prometheus.Desc {
 	return prometheus.NewDesc("medic_agent_"+name, help, agentLabels, nil)
 }

@@ -13,11 +13,10 @@ type heartbeatCollector struct{ s *scrape }
 
 func (c heartbeatCollector) Update(ch chan<- prometheus.Metric) error {
 	for _, v := range c.s.views {
-		if !v.HB.registered {
-			continue
+		if v.HB.registered {
+			c.s.gauge(ch, hbAgeDesc, v.HBAge.Seconds(), v.Name)
+			c.s.gauge(ch, hbTimeoutDesc, v.HB.timeout.Seconds(), v.Name)
 		}
-		ch <- prometheus.MustNewConstMetric(hbAgeDesc, prometheus.GaugeValue, v.HBAge.Seconds(), v.Name, c.s.node)
-		ch <- prometheus.MustNewConstMetric(hbTimeoutDesc, prometheus.GaugeValue, v.HB.timeout.Seconds(), v.Name, c.s.node)
 	}
 	return nil
 }

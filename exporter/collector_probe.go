@@ -18,8 +18,8 @@ func (c probeCollector) Update(ch chan<- prometheus.Metric) error {
 		if !v.Probe.Done {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(probeSuccessDesc, prometheus.GaugeValue, boolFloat(v.Probe.OK), v.Name, c.s.node)
-		ch <- prometheus.MustNewConstMetric(probeDurationDesc, prometheus.GaugeValue, v.Probe.Duration.Seconds(), v.Name, c.s.node)
+		c.s.gauge(ch, probeSuccessDesc, boolFloat(v.Probe.OK), v.Name)
+		c.s.gauge(ch, probeDurationDesc, v.Probe.Duration.Seconds(), v.Name)
 	}
 	return nil
 }

@@ -349,6 +349,7 @@ func (c *Consumer) handle(ctx, runCtx context.Context, m redis.XMessage, x *exec
 	}
 	now := c.o.Now()
 	var rec *runbooks.RunRecord
+	var expired string
 	switch {
 	case state == "d":
 		c.o.Metrics.jobsConsumed.WithLabelValues("done").Inc()
@@ -368,9 +369,9 @@ func (c *Consumer) handle(ctx, runCtx context.Context, m redis.XMessage, x *exec
 		}
 		rec = c.ownRecord(job, now, runbooks.OutcomeCancelled, "the alert resolved before the job started")
 	case now.After(job.Deadline):
-		rec = c.ownRecord(job, now, runbooks.OutcomeExpired,
-			fmt.Sprintf("the job reached the node %s after its deadline (queued %s)",
-				now.Sub(job.Deadline).Round(time.Millisecond), job.Enqueued.Format(time.RFC3339)))
+		// Too late to act: the engine records it expired and escalates.
+		expired = fmt.Sprintf("the job reached the node %s after its deadline (queued %s)",
+			now.Sub(job.Deadline).Round(time.Millisecond), job.Enqueued.Format(time.RFC3339))
 	}
 	if rec != nil {
 		c.o.Metrics.observe(rec)
@@ -395,6 +396,7 @@ func (c *Consumer) handle(ctx, runCtx context.Context, m redis.XMessage, x *exec
 			Park:        func() func() { return x.park(runCtx) },
 			Redelivered: state == "r",
 			RetriesHeld: true,
+			Expired:     expired,
 		}
 		rec = c.o.Runner.Run(runCtx, req)
 		// Skipped because a live run of another episode acts on the agent:

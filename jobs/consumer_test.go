@@ -33,6 +33,15 @@ type fakeRunner struct {
 
 func (f *fakeRunner) Run(ctx context.Context, req runbooks.Request) *runbooks.RunRecord {
 	started := time.Now()
+	if req.Expired != "" {
+		// The engine acts on nothing, records expired and escalates.
+		return &runbooks.RunRecord{
+			ID: req.ID, Runbook: req.Runbook, Agent: req.Agent, Trigger: req.Trigger, Labels: req.Alert.Labels,
+			Fingerprint: req.Alert.Fingerprint, StartsAt: req.Alert.StartsAt,
+			Steps:   []runbooks.Step{{Name: "escalate", Started: started, OK: true}},
+			Outcome: runbooks.OutcomeExpired, Reason: req.Expired, Started: started, Finished: time.Now(),
+		}
+	}
 	if f.start != nil {
 		f.start(req)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -405,8 +406,10 @@ func TestSkipped(t *testing.T) {
 	tests := []struct {
 		name, runbook, agent, alertname, outcome, reason string
 	}{
-		{"agent on another node", "", "elsewhere", "MedicAgentDown", OutcomeSkipped, `agent "elsewhere" does not run on node "web-01"`},
-		{"unknown agent", "", "ghost", "MedicAgentDown", OutcomeSkipped, `no agent called "ghost" is configured`},
+		// An alert job for an agent this node does not run: nothing acts,
+		// so it is unroutable and escalated, never just skipped.
+		{"agent on another node", "", "elsewhere", "MedicAgentDown", OutcomeUnroutable, `agent "elsewhere" does not run on node "web-01"`},
+		{"unknown agent", "", "ghost", "MedicAgentDown", OutcomeUnroutable, `no agent called "ghost" is configured`},
 		{"no runbook matches", "", "ops", "SomethingElse", OutcomeSkipped, "no runbook matches the alert"},
 		{"unknown runbook", "nope", "ops", "MedicAgentDown", OutcomeFailed, `no runbook called "nope"`},
 	}
@@ -420,6 +423,10 @@ func TestSkipped(t *testing.T) {
 			}
 			if len(agents.Calls()) != 0 {
 				t.Errorf("agent touched: %v", agents.Calls())
+			}
+			escalated := slices.ContainsFunc(rec.Steps, func(s Step) bool { return s.Name == "escalate" })
+			if want := tt.outcome == OutcomeUnroutable; escalated != want {
+				t.Errorf("escalated = %v, want %v (steps %v)", escalated, want, rec.Steps)
 			}
 		})
 	}

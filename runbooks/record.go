@@ -16,7 +16,7 @@ const (
 	OutcomeUnroutable = "unroutable" // no node could be found for the alert
 	OutcomeExpired    = "expired"    // job reached the node past its deadline, or no approval came within approval_ttl
 	OutcomeCancelled  = "cancelled"  // resolved before the job started
-	OutcomeSkipped    = "skipped"    // a live run of another episode holds the agent's lease (retried), or agent not on this node
+	OutcomeSkipped    = "skipped"    // a live run of another episode holds the agent's lease (retried)
 	OutcomeFailed     = "failed"     // medic itself failed (bad config, internal error)
 
 	OutcomeLimited     = "limited"      // the runbook's fleet-wide concurrency limit held past its wait or queue; escalated

@@ -122,6 +122,11 @@ func (r *run) execute() {
 	if !r.resolve() {
 		return
 	}
+	if r.req.Expired != "" {
+		r.finish(OutcomeExpired, r.req.Expired)
+		r.escalate(r.req.Expired)
+		return
+	}
 	if r.paused() {
 		return
 	}
@@ -200,11 +205,19 @@ func (r *run) resolve() bool {
 			return true
 		}
 	}
+	reason := fmt.Sprintf("agent %q does not run on node %q", r.rec.Agent, r.e.opts.Node)
 	if cfg.Agent(r.rec.Agent) == nil {
-		r.finish(OutcomeSkipped, fmt.Sprintf("no agent called %q is configured", r.rec.Agent))
-	} else {
-		r.finish(OutcomeSkipped, fmt.Sprintf("agent %q does not run on node %q", r.rec.Agent, r.e.opts.Node))
+		reason = fmt.Sprintf("no agent called %q is configured", r.rec.Agent)
 	}
+	if r.rec.Trigger != TriggerAlert {
+		r.finish(OutcomeSkipped, reason)
+		return false
+	}
+	// An alert routed here for an agent this node does not run (the
+	// bridge's configuration differs from this node's): nothing can act
+	// on it here, so humans are told.
+	r.finish(OutcomeUnroutable, reason)
+	r.escalate(reason)
 	return false
 }
 

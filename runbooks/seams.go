@@ -67,6 +67,10 @@ type Request struct {
 	// skipped by a live holder (RunRecord.HeldBy): such an end is not
 	// counted in medic_remediations_total, the final one is.
 	RetriesHeld bool `json:"-"`
+	// Expired, when set, says the job reached its node past its deadline:
+	// the run acts on nothing, ends "expired" with this reason and
+	// escalates, so that a late job still reaches a human.
+	Expired string `json:"-"`
 	// Redelivered is set by the job consumer for a job whose node stopped
 	// before it ended: the record says so (RunRecord.Redelivered).
 	Redelivered bool `json:"-"`
