@@ -49,7 +49,7 @@ func goList(t *testing.T) map[string][]string {
 	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goCmd); err != nil {
 		if goCmd, err = exec.LookPath("go"); err != nil {
-			t.Skip("no go command to list the packages with")
+			t.Fatalf("no go command to list the packages with: %v", err)
 		}
 	}
 	cmd := exec.Command(goCmd, "list", "-f", `{{.ImportPath}}:{{join .Imports " "}}`, "./...")

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,9 +17,7 @@ import (
 // a real browser: the fleet-wide counts, problems first, a node past the
 // 200th through the filter; it saves screenshots to e2e/artifacts/.
 func TestFleetStatusPage(t *testing.T) {
-	if _, err := exec.LookPath("chromium"); err != nil {
-		t.Skip("no chromium")
-	}
+	harness.LookPath(t, "chromium") // make deps installs it; missing fails the test
 	ctx := context.Background()
 	rs := redistest.Start(t, redistest.Options{})
 	pub := newFleetPublishers(300, 4)
