@@ -12,12 +12,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
 
 	"github.com/medicops/medic/internal/keys"
 )
@@ -313,47 +313,16 @@ const (
 	loginFailEvery = 6 * time.Second
 )
 
-// loginLimiter is a token bucket of failed logins.
-type loginLimiter struct {
-	mu     sync.Mutex
-	used   float64 // tokens spent, draining at one per loginFailEvery
-	last   time.Time
-	inited bool
-}
-
-// allow says whether a login may be tried now; wait is how long until
-// one may.
-func (l *loginLimiter) allow(now time.Time) (ok bool, wait time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.drain(now)
-	if l.used+1 > loginFailBurst {
-		return false, time.Duration((l.used + 1 - loginFailBurst) * float64(loginFailEvery))
-	}
-	return true, 0
-}
-
-// fail spends one token.
-func (l *loginLimiter) fail(now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.drain(now)
-	l.used++
-}
-
-func (l *loginLimiter) drain(now time.Time) {
-	if l.inited {
-		l.used -= float64(now.Sub(l.last)) / float64(loginFailEvery)
-		if l.used < 0 {
-			l.used = 0
-		}
-	}
-	l.last, l.inited = now, true
+// newLoginLimiter is the bucket of failed logins: a login may be tried
+// while a token is left, and each failure spends one.
+func newLoginLimiter() *rate.Limiter {
+	return rate.NewLimiter(rate.Every(loginFailEvery), loginFailBurst)
 }
 
 // handleLogin is POST /login: form fields token and name (optional).
 func (b *Bridge) handleLogin(w http.ResponseWriter, r *http.Request) {
-	if ok, wait := b.loginFails.allow(b.opts.Now()); !ok {
+	if tokens := b.loginFails.TokensAt(b.opts.Now()); tokens < 1 {
+		wait := time.Duration((1 - tokens) * float64(loginFailEvery))
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 		writeLoginPage(w, http.StatusTooManyRequests, "Too many failed logins; try again in a minute.")
 		return
@@ -365,7 +334,7 @@ func (b *Bridge) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := strings.TrimSpace(r.PostForm.Get("token"))
 	if b.opts.Token == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(b.opts.Token)) != 1 {
-		b.loginFails.fail(b.opts.Now())
+		b.loginFails.ReserveN(b.opts.Now(), 1)
 		time.Sleep(loginFailDelay)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="medic"`)
 		writeLoginPage(w, http.StatusUnauthorized, "Wrong token.")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
 
 	"github.com/medicops/medic/alert"
 	"github.com/medicops/medic/controls"
@@ -97,7 +98,7 @@ type Bridge struct {
 
 	bg sync.WaitGroup // escalations in flight
 
-	loginFails loginLimiter // see auth.go
+	loginFails *rate.Limiter // failed logins, all clients together (auth.go)
 	// bgCtx ends the escalations' retries when the bridge is closed.
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -139,7 +140,7 @@ func New(o Options) *Bridge {
 		o.Fleet = NewFleet(FleetOptions{Redis: o.Client, Keys: o.Keys, Now: o.Now})
 	}
 	enq := jobs.NewEnqueuer(o.Client, o.Metrics.enqueueBatch)
-	b := &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq, fleet: o.Fleet}
+	b := &Bridge{opts: o, log: o.Logger, store: o.Store, metrics: o.Metrics, client: client, enq: enq, fleet: o.Fleet, loginFails: newLoginLimiter()}
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.reclaimer = jobs.NewReclaimer(jobs.ReclaimOptions{
 		Client: o.Client, Keys: o.Keys, JobDeadline: o.JobDeadline, NodeSilence: o.NodeSilence,
