@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/medicops/medic/alert"
@@ -11,14 +10,6 @@ import (
 	"github.com/medicops/medic/internal/execx"
 	"github.com/medicops/medic/runbooks"
 )
-
-func jsonMarshal(v any) ([]byte, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode: %w", err)
-	}
-	return data, nil
-}
 
 // escalate tells humans about a record the bridge made itself (an
 // unroutable alert, an expired job) through the runbook's escalate block,

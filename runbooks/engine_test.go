@@ -27,10 +27,9 @@ import (
 // fakeClock advances only when the engine sleeps, so budget and backoff
 // tests take no wall time.
 type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	slept  []time.Duration
-	onWake func()
+	mu    sync.Mutex
+	now   time.Time
+	slept []time.Duration
 }
 
 func newFakeClock() *fakeClock {
