@@ -8,9 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -91,7 +91,7 @@ func benchPushClient(b *testing.B, hand bool, devices int, latency time.Duration
 	per := max(40, b.N/devices)
 	var wg sync.WaitGroup
 	errs := make(chan error, devices)
-	cpu0, start := selfCPU(), time.Now()
+	cpu0, start := procCPU(os.Getpid()), time.Now()
 	for d := range devices {
 		wg.Add(1)
 		go func() {
@@ -105,7 +105,7 @@ func benchPushClient(b *testing.B, hand bool, devices int, latency time.Duration
 		}()
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(start), selfCPU()-cpu0
+	elapsed, cpu := time.Since(start), procCPU(os.Getpid())-cpu0
 	close(errs)
 	if err := <-errs; err != nil {
 		b.Fatal(err)
@@ -115,11 +115,4 @@ func benchPushClient(b *testing.B, hand bool, devices int, latency time.Duration
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "pushes/s")
 	b.ReportMetric(float64(n)/elapsed.Seconds()/limit, "of-limit")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/push")
-}
-
-// selfCPU is this process's user+system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
