@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medicops/medic/app"
 	"github.com/medicops/medic/internal/redistest"
 	"github.com/medicops/medic/queue"
 )
@@ -38,25 +35,7 @@ pool "p" {
 	tokenFile := filepath.Join(dir, "token")
 	os.WriteFile(tokenFile, []byte("tok\n"), 0o600)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan []string, 1)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- app.Run(ctx, app.Options{
-			ConfigFile: dir, RedisURL: rs.URL(), ListenAddresses: []string{"127.0.0.1:0"}, TokenFile: tokenFile,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnListening: func(a []string) { addrs <- a },
-		})
-	}()
-	var url string
-	select {
-	case a := <-addrs:
-		url = "http://" + a[0]
-	case err := <-errc:
-		t.Fatal(err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("bridge did not start")
-	}
-	t.Cleanup(func() { cancel(); <-errc })
+	url := startBridge(t, dir, rs.URL(), tokenFile)
 
 	client := rs.Client()
 	c, err := queue.NewConsumer(queue.ConsumerOptions{Client: client, Pool: "p", Agent: "a1", MaxAttempts: 1,

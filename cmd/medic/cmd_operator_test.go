@@ -28,25 +28,7 @@ func TestOperatorCommands(t *testing.T) {
 	wrongToken := filepath.Join(dir, "wrong")
 	os.WriteFile(wrongToken, []byte("nope\n"), 0o600)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan []string, 1)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- app.Run(ctx, app.Options{
-			ConfigFile: dir, RedisURL: rs.URL(), ListenAddresses: []string{"127.0.0.1:0"}, TokenFile: tokenFile,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnListening: func(a []string) { addrs <- a },
-		})
-	}()
-	var url string
-	select {
-	case a := <-addrs:
-		url = "http://" + a[0]
-	case err := <-errc:
-		t.Fatal(err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("bridge did not start")
-	}
-	t.Cleanup(func() { cancel(); <-errc })
+	url := startBridge(t, dir, rs.URL(), tokenFile)
 	ctl := controls.New(rs.Client(), "")
 	pauses := func() []controls.Pause {
 		ps, err := ctl.Pauses(context.Background(), time.Now())
@@ -104,4 +86,31 @@ func TestOperatorCommands(t *testing.T) {
 			t.Errorf("decision on %s: %+v %v, want %s", id, d, err, want)
 		}
 	}
+}
+
+// startBridge runs the bridge of `medic bridge` in-process on dir's
+// configuration, redisURL and the token in tokenFile, on a free loopback
+// port, until the test ends; it returns the bridge's URL.
+func startBridge(t *testing.T, dir, redisURL, tokenFile string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan []string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- app.Run(ctx, app.Options{
+			ConfigFile: dir, RedisURL: redisURL, ListenAddresses: []string{"127.0.0.1:0"}, TokenFile: tokenFile,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnListening: func(a []string) { addrs <- a },
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-errc })
+	select {
+	case a := <-addrs:
+		return "http://" + a[0]
+	case err := <-errc:
+		errc <- err // for the cleanup
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("bridge did not start")
+	}
+	return ""
 }
