@@ -115,13 +115,13 @@ func (g *scriptGroups) killLeftovers(ctx context.Context) (int, error) {
 }
 
 // startTime is a process's start time (clock ticks after boot), 0 when it
-// is not running.
+// is not running (a zombie included).
 func startTime(pid int) uint64 {
-	st, err := readStat(pid)
+	id, err := identityOf(pid)
 	if err != nil {
 		return 0
 	}
-	return st.StartTime
+	return id.StartTime
 }
 
 // bootID names this boot of the host.
