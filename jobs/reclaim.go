@@ -190,7 +190,7 @@ func (r *Reclaimer) Once(ctx context.Context) {
 		nodes[n] = struct{}{}
 	}
 	r.mu.Unlock()
-	for n := range nodes {
+	for _, n := range r.due(ctx, nodes) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -198,6 +198,59 @@ func (r *Reclaimer) Once(ctx context.Context) {
 			r.o.Logger.Warn("reclaim: node's job stream", "node", n, "err", err)
 		}
 	}
+}
+
+// duePage is how many nodes one pipelined look in due covers.
+const duePage = 500
+
+// due picks the nodes that have work for reclaimNode: an outbox entry
+// whose lease ran out, or a stream whose oldest job is past its deadline.
+// It looks with one pipeline per duePage nodes, so a fleet of thousands
+// of nodes with nothing to reclaim costs a few round trips per interval,
+// not two per node. A node it cannot look at is listed, for reclaimNode
+// to try and report.
+func (r *Reclaimer) due(ctx context.Context, nodes map[string]struct{}) []string {
+	k := r.o.Keys
+	now := r.o.Now()
+	max := strconv.FormatInt(now.UnixMilli(), 10)
+	names := make([]string, 0, len(nodes))
+	for n := range nodes {
+		names = append(names, n)
+	}
+	var out []string
+	for len(names) > 0 && ctx.Err() == nil {
+		page := names[:min(duePage, len(names))]
+		names = names[len(page):]
+		outbox := make([]*redis.StringSliceCmd, len(page))
+		oldest := make([]*redis.XMessageSliceCmd, len(page))
+		_, _ = r.o.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, n := range page {
+				outbox[i] = p.ZRangeByScore(ctx, k.Outbox(n), &redis.ZRangeBy{Min: "-inf", Max: max, Count: 1})
+				oldest[i] = p.XRangeN(ctx, k.Jobs(n), "-", "+", 1)
+			}
+			return nil
+		})
+		for i, n := range page {
+			left, err1 := outbox[i].Result()
+			msgs, err2 := oldest[i].Result()
+			if err1 != nil || err2 != nil || len(left) > 0 || (len(msgs) > 0 && pastDeadline(msgs[0], now)) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// pastDeadline says whether the job of a stream entry is past its
+// deadline (an entry that is not a readable job counts as due: reclaimNode
+// decides).
+func pastDeadline(m redis.XMessage, now time.Time) bool {
+	raw, _ := m.Values["job"].(string)
+	var job Job
+	if err := json.Unmarshal([]byte(raw), &job); err != nil || job.ID == "" {
+		return true
+	}
+	return !job.Deadline.IsZero() && !now.Before(job.Deadline)
 }
 
 // scanStreams finds the job streams in Redis (every primary on Cluster).
