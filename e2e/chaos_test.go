@@ -978,6 +978,12 @@ func (c *chaos) verdictOf(s *chaosSnapshot, r *chaosRec, depth int) chaosVerdict
 		}
 	case runbooks.OutcomeSkipped:
 		v.state, v.kind = chaosLost, r.Outcome
+		if _, queued := s.inStream[r.ID]; queued {
+			// The consumer tries a skipped episode again until the
+			// holder is done: its job is pending, the episode open.
+			v.state, v.why = chaosOpen, "skipped while another run holds the agent; its job is still pending and is tried again"
+			break
+		}
 		if len(r.named) == 0 {
 			v.why = "skipped, and the record names no run that acts for it"
 			break
