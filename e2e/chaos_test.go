@@ -150,7 +150,7 @@ func chaosConfigFromEnv(t *testing.T) chaosConfig {
 	}
 	// Long enough for a restart held back by the crash-loop backoff (at
 	// most a minute) and for the backlog of a node that was down.
-	c.settle = max(180*time.Second, c.duration/4)
+	c.settle = max(300*time.Second, c.duration/4)
 	dur("MEDIC_CHAOS_SETTLE", &c.settle)
 	if v := os.Getenv("MEDIC_CHAOS_SEED"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
