@@ -170,10 +170,14 @@ func StartCluster(t testing.TB) *Cluster {
 	c := &Cluster{}
 	var addrs []string
 	for i := 0; i < 3; i++ {
+		// The cluster bus listens on port+10000 unless told otherwise,
+		// a port nobody reserved (another test's, or an outgoing
+		// connection's): it gets a free port of its own.
 		n := Start(t, Options{Extra: []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "5000",
+			"--cluster-port", strconv.Itoa(testport.Free(t)),
 		}})
 		c.Nodes = append(c.Nodes, n)
 		addrs = append(addrs, n.Addr())
